@@ -1,0 +1,114 @@
+"""The `mmadapt` command line."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mmadapt.errors import MmadaptError
+
+app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add_completion=False,
+                  help="Mini-model adaptation of masked language models to new languages.")
+recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes without training.")
+app.add_typer(recipe_app, name="recipe")
+
+_OVERRIDES_HELP = "Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1), ~key deletes a key."
+_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _overrides(args: List[str]) -> List[str]:
+    # The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the environment says the same.
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith(("--local_rank", "--local-rank")):
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
+
+
+@app.command(context_settings=_EXTRA_ARGS)
+def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+          overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
+    """Run a recipe: validate it, then train and write everything into its output_dir."""
+    from mmadapt.plugins import get_plugins
+    from mmadapt.recipe import load_recipe
+    from mmadapt.run import run_recipe
+
+    plugins = get_plugins()
+    cfg = load_recipe(recipe, _overrides(list(overrides or []) + ctx.args), plugins)
+    result = run_recipe(cfg, plugins)
+    from mmadapt.distributed import init_distributed
+
+    if init_distributed().is_main:
+        for stage, outputs in result.outputs.items():
+            for name, path in outputs.items():
+                typer.echo(f"{stage}: {name} model written to {path}")
+        typer.echo(f"run directory: {result.output_dir} (resolved recipe: {result.output_dir / 'recipe.yaml'})")
+
+
+@recipe_app.command("show", context_settings=_EXTRA_ARGS)
+def recipe_show(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+                overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
+    """Print the resolved recipe (defaults <- file <- overrides) as YAML."""
+    from mmadapt.recipe import load_recipe, to_yaml
+
+    typer.echo(to_yaml(load_recipe(recipe, _overrides(list(overrides or []) + ctx.args))), nl=False)
+
+
+@recipe_app.command("validate")
+def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML files.")) -> None:
+    """Check recipes without training; report every problem of every recipe."""
+    from mmadapt.recipe import load_recipe
+
+    failed = 0
+    for path in recipes:
+        try:
+            load_recipe(path)
+            typer.echo(f"ok: {path}")
+        except MmadaptError as exc:
+            failed += 1
+            typer.echo(f"invalid: {exc}", err=True)
+    if failed:
+        raise typer.Exit(code=2)
+
+
+@app.command("plugins")
+def list_plugins() -> None:
+    """List every plugin, the package it comes from and what it registers."""
+    from mmadapt.plugins import get_plugins
+
+    for info in get_plugins().describe():
+        version = f" {info.version}" if info.version else ""
+        typer.echo(f"{info.name}  (package: {info.package}{version})")
+        for kind, names in sorted(info.registers.items()):
+            typer.echo(f"    {kind}: {', '.join(names)}")
+
+
+def main() -> None:
+    """Console-script entry point: user errors print one clear message, no traceback."""
+    try:
+        app(standalone_mode=False)
+    except MmadaptError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""What a pipeline stage gets to work with."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mmadapt.distributed import DistInfo
+
+
+@dataclass
+class StageContext:
+    """The resolved recipe, plugins and process info for one stage, and where it writes."""
+
+    cfg: DictConfig
+    plugins: Any
+    dist: DistInfo
+    output_dir: Path
+    stage_dir: Path
+
+    def log(self, message: str) -> None:
+        """Print on rank 0 only."""
+        if self.dist.is_main:
+            print(message, flush=True)

@@ -1,0 +1,1 @@
+"""Corpora for MLM: reading sources, tokenising, packing, masking, caching, sharding."""

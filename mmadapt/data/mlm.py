@@ -1,0 +1,200 @@
+"""Tokenised, packed and masked MLM blocks, cached on a content fingerprint.
+
+Masking is a pure function of (seed, epoch, block index), so the batches a rank sees do not
+depend on worker counts, prefetching or whether the run was resumed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmadapt.data.sources import TextSource, default_cache_dir
+from mmadapt.distributed import DistInfo, barrier, broadcast_object
+from mmadapt.errors import MmadaptError
+
+#: bump when the block layout changes, so stale caches are never reused
+CACHE_VERSION = 1
+TOKENIZE_BATCH = 1000
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A digest of the vocabulary, special tokens and class of a tokenizer."""
+    payload = {
+        "class": type(tokenizer).__name__,
+        "vocab": sorted(tokenizer.get_vocab().items()),
+        "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def pack_documents(documents: Iterator[str], tokenizer: Any, block_size: int) -> np.ndarray:
+    """Tokenise documents (each with its special tokens), concatenate, cut into blocks."""
+    ids: list[int] = []
+    batch: list[str] = []
+
+    def flush() -> None:
+        for row in tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
+            ids.extend(row)
+        batch.clear()
+
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) >= TOKENIZE_BATCH:
+            flush()
+    if batch:
+        flush()
+    n_blocks = len(ids) // block_size
+    dtype = np.int32 if len(tokenizer) < 2**31 else np.int64
+    return np.asarray(ids[: n_blocks * block_size], dtype=dtype).reshape(n_blocks, block_size)
+
+
+def build_blocks(sources: Sequence[TextSource], tokenizer: Any, block_size: int, cache_dir: Path | None,
+                 dist: DistInfo | None = None, what: str = "data.train") -> np.ndarray:
+    """The packed blocks of `sources`: built once on rank 0, cached, memory-mapped everywhere."""
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = None
+    if dist is None or dist.is_main:
+        key = {
+            "version": CACHE_VERSION,
+            "sources": [s.fingerprint() for s in sources],
+            "tokenizer": tokenizer_fingerprint(tokenizer),
+            "block_size": block_size,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+        target = cache_root / "mlm" / digest
+        if not (target / "blocks.npy").is_file():
+            blocks = pack_documents((d for s in sources for d in s.documents()), tokenizer, block_size)
+            if len(blocks) == 0:
+                names = ", ".join(s.spec for s in sources)
+                raise MmadaptError(f"{what}: {names} holds too little text for one block of {block_size} "
+                                   "tokens (is it empty?); add text or lower data.block_size")
+            _write_atomically(target, blocks, key)
+    target = broadcast_object(str(target) if target else None)
+    barrier()
+    return np.load(Path(target) / "blocks.npy", mmap_mode="r")
+
+
+def _write_atomically(target: Path, blocks: np.ndarray, key: dict) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    np.save(tmp / "blocks.npy", blocks)
+    (tmp / "info.json").write_text(json.dumps({**key, "blocks": int(len(blocks))}, indent=1))
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process won the race; its copy is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _seed_for(*parts: int) -> int:
+    digest = hashlib.blake2b(",".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+@dataclass
+class MaskingSpec:
+    """What standard BERT masking needs from a tokenizer."""
+
+    mask_id: int
+    vocab_size: int
+    special_ids: list[int]
+    probability: float = 0.15
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any, probability: float) -> "MaskingSpec":
+        return cls(tokenizer.mask_token_id, len(tokenizer), list(tokenizer.all_special_ids), probability)
+
+
+def mask_block(ids: torch.Tensor, spec: MaskingSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """15% of non-special tokens become targets: 80% <mask>, 10% random, 10% unchanged."""
+    special = torch.isin(ids, torch.tensor(spec.special_ids, dtype=ids.dtype))
+    chosen = (torch.rand(ids.shape, generator=generator) < spec.probability) & ~special
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    roll = torch.rand(ids.shape, generator=generator)
+    random_ids = torch.randint(spec.vocab_size, ids.shape, generator=generator, dtype=ids.dtype)
+    inputs = torch.where(chosen & (roll < 0.8), torch.full_like(ids, spec.mask_id), ids)
+    inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, inputs)
+    return inputs, labels
+
+
+class MaskedBlocks(Dataset):
+    """Blocks indexed by (epoch, block index), masked deterministically from the seed."""
+
+    def __init__(self, blocks: np.ndarray, spec: MaskingSpec, seed: int):
+        self.blocks, self.spec, self.seed = blocks, spec, seed
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        ids = torch.from_numpy(np.array(self.blocks[index], dtype=np.int64))
+        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch, index))
+        inputs, labels = mask_block(ids, self.spec, generator)
+        return {"input_ids": inputs, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+class ShardedEpochSampler(Sampler):
+    """Endless (epoch, index) pairs: a fresh shuffle each epoch, an equal shard per rank.
+
+    `start` skips the samples this rank already consumed, which is how a resumed run
+    continues at the exact data position it stopped at.
+    """
+
+    def __init__(self, num_blocks: int, seed: int, rank: int, world_size: int, start: int = 0, shuffle: bool = True):
+        self.per_rank = num_blocks // world_size
+        if self.per_rank == 0:
+            raise MmadaptError(f"only {num_blocks} blocks for {world_size} ranks; add data or lower data.block_size")
+        self.num_blocks, self.seed, self.rank, self.world = num_blocks, seed, rank, world_size
+        self.start, self.shuffle = start, shuffle
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, offset = divmod(self.start, self.per_rank)
+        while True:
+            if self.shuffle:
+                order = torch.randperm(self.num_blocks, generator=torch.Generator().manual_seed(_seed_for(self.seed, epoch)))
+            else:
+                order = torch.arange(self.num_blocks)
+            shard = order[self.rank :: self.world][: self.per_rank].tolist()
+            for index in shard[offset:]:
+                yield epoch, index
+            epoch, offset = epoch + 1, 0
+
+    def __len__(self) -> int:  # DataLoader wants it; the stream is endless
+        return 2**62
+
+
+def _worker_init(worker_id: int) -> None:
+    # Masking is seeded per block, but user code in collate/transforms may use the RNGs.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+
+
+def train_loader(dataset: MaskedBlocks, micro_batch_size: int, dist: DistInfo, start: int, num_workers: int) -> DataLoader:
+    """An endless loader over this rank's shard, starting after `start` samples."""
+    sampler = ShardedEpochSampler(len(dataset), dataset.seed, dist.rank, dist.world_size, start=start)
+    generator = torch.Generator().manual_seed(_seed_for(dataset.seed, dist.rank, 7))  # per-rank worker seeds
+    return DataLoader(dataset, batch_size=micro_batch_size, sampler=sampler, num_workers=num_workers,
+                      worker_init_fn=_worker_init if num_workers else None, generator=generator,
+                      pin_memory=dist.device.type == "cuda", persistent_workers=num_workers > 0,
+                      prefetch_factor=4 if num_workers else None)
+
+
+def eval_batches(dataset: MaskedBlocks, micro_batch_size: int, dist: DistInfo, max_batches: int) -> list[dict]:
+    """A fixed list of this rank's evaluation batches (same masks every time)."""
+    per_rank = max(1, len(dataset) // dist.world_size)
+    indices = list(range(dist.rank, len(dataset), dist.world_size))[:per_rank][: max_batches * micro_batch_size]
+    items = [dataset[(0, i)] for i in indices]
+    return [
+        {k: torch.stack([it[k] for it in items[i : i + micro_batch_size]]) for k in items[0]}
+        for i in range(0, len(items), micro_batch_size)
+    ]

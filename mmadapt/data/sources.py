@@ -1,0 +1,159 @@
+"""Where MLM text comes from: local files, `datasets` on disk or in the local cache, synth.
+
+Every source yields documents (strings) and has a content fingerprint, so caches built
+from it are keyed on what it holds, never on its path alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from mmadapt.errors import MmadaptError
+
+HF_PREFIX = "hf:"
+SYNTH_PREFIX = "synth:"
+
+
+def default_cache_dir() -> Path:
+    """`$MMADAPT_CACHE`, else ~/.cache/mmadapt."""
+    return Path(os.environ.get("MMADAPT_CACHE", Path.home() / ".cache" / "mmadapt"))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
+    """The synthetic benchmark for `settings` (generated once, then reused from the cache)."""
+    from mmadapt.synth import generate_benchmark
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    out = (cache_dir or default_cache_dir()) / "synth" / key
+    if not (out / "manifest.json").is_file():
+        kwargs = dict(settings)
+        if "languages" in kwargs:
+            kwargs["languages"] = tuple(kwargs["languages"])
+        generate_benchmark(out, **kwargs)
+    return out
+
+
+@dataclass
+class TextSource:
+    """One MLM text source as named in a recipe."""
+
+    spec: str
+    text_field: str = "text"
+    synth_settings: dict | None = None
+    cache_dir: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.spec.startswith(HF_PREFIX):
+            return "hf"
+        if self.spec.startswith(SYNTH_PREFIX):
+            return "synth"
+        path = Path(self.spec)
+        if path.is_dir():
+            return "dataset_dir"
+        if path.suffix == ".jsonl":
+            return "jsonl"
+        return "text"
+
+    def local_path(self) -> Path:
+        """The file or directory the documents are read from (synth data is generated)."""
+        if self.kind == "synth":
+            root = synth_benchmark_dir(self.synth_settings or {}, self.cache_dir)
+            lang = self.spec[len(SYNTH_PREFIX):]
+            path = root / "corpus" / f"{lang}.txt"
+            if not path.is_file():
+                have = sorted(p.stem for p in (root / "corpus").glob("*.txt"))
+                raise MmadaptError(f"synthetic language {lang!r} not generated; languages: {', '.join(have)} "
+                                   "(set data.synth.languages)")
+            return path
+        path = Path(self.spec)
+        if not path.exists():
+            raise MmadaptError(f"data file not found: {self.spec} (set data.train / data.eval to existing files)")
+        return path
+
+    def fingerprint(self) -> str:
+        """A digest of the content (files) or the `datasets` fingerprint."""
+        if self.kind in ("hf", "dataset_dir"):
+            return f"{self.kind}:{self._load_dataset()._fingerprint}"
+        return f"file:{file_digest(self.local_path())}:{self.text_field}"
+
+    def documents(self) -> Iterator[str]:
+        """Every non-empty document, in order."""
+        kind = self.kind
+        if kind in ("hf", "dataset_dir"):
+            dataset = self._load_dataset()
+            if self.text_field not in dataset.column_names:
+                raise MmadaptError(f"{self.spec}: no column {self.text_field!r} (columns: "
+                                   f"{', '.join(dataset.column_names)}); set data.text_field")
+            for text in dataset[self.text_field]:
+                if text and text.strip():
+                    yield text
+            return
+        path = self.local_path()
+        for lineno, line in _lines(path):
+            if kind == "jsonl":
+                yield from _jsonl_text(path, lineno, line, self.text_field)
+            elif line.strip():
+                yield line.rstrip("\n")
+
+    def _load_dataset(self) -> Any:
+        import datasets
+
+        if self.kind == "dataset_dir":
+            loaded = datasets.load_from_disk(self.spec)
+            if isinstance(loaded, datasets.DatasetDict):
+                if "train" not in loaded:
+                    raise MmadaptError(f"{self.spec} holds splits {list(loaded)}; no 'train' split to read")
+                loaded = loaded["train"]
+            return loaded
+        parts = self.spec[len(HF_PREFIX):].split(":")
+        name, config, split = (parts + [None, None])[:3]
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+        try:
+            return datasets.load_dataset(name, config or None, split=split or "train")
+        except Exception as exc:
+            raise MmadaptError(
+                f"dataset {name!r} (config {config!r}, split {split or 'train'!r}) is not in the local "
+                f"Hugging Face cache ({exc.__class__.__name__}). mmadapt never downloads: on a machine "
+                "with internet run datasets.load_dataset(...).save_to_disk(DIR) and point data.train at DIR, "
+                "or copy the cache into HF_DATASETS_CACHE"
+            ) from exc
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MmadaptError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                                   "convert the file to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None
+
+
+def _jsonl_text(path: Path, lineno: int, line: str, field: str) -> Iterator[str]:
+    if not line.strip():
+        return
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise MmadaptError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict) or field not in row:
+        raise MmadaptError(f"{path}:{lineno}: row has no {field!r} field; set data.text_field")
+    text = row[field]
+    if not isinstance(text, str):
+        raise MmadaptError(f"{path}:{lineno}: field {field!r} is {type(text).__name__}, not text")
+    if text.strip():
+        yield text

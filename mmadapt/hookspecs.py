@@ -1,0 +1,42 @@
+"""Every hook mmadapt calls. Plugins implement them with `@mmadapt.hookimpl`.
+
+Registry hooks receive a `Registry` and call `registry.add(name, item)`; they fire once,
+when the plugin manager is built (`mmadapt.plugins.get_plugins()`), and the order in which
+plugins register does not matter. A name registered twice is an error naming both plugins.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("mmadapt")
+hookimpl = pluggy.HookimplMarker("mmadapt")
+
+
+@hookspec
+def mmadapt_register_strategies(registry):
+    """Fires when plugins load: add training strategies (`mmadapt.interfaces.Strategy`)."""
+
+
+@hookspec
+def mmadapt_register_model_families(registry):
+    """Fires when plugins load: add model families (`mmadapt.interfaces.ModelFamily`)."""
+
+
+@hookspec
+def mmadapt_register_layer_rules(registry):
+    """Fires when plugins load: add layer-selection rules (`mmadapt.interfaces.LayerRule`)."""
+
+
+@hookspec
+def mmadapt_register_tasks(registry):
+    """Fires when plugins load: add downstream tasks (`mmadapt.interfaces.Task`)."""
+
+
+@hookspec
+def mmadapt_register_embedding_inits(registry):
+    """Fires when plugins load: add new-language embedding initialisers."""
+
+
+@hookspec
+def mmadapt_stage_finished(stage, output_dir, metrics):
+    """Fires on rank 0 after a pipeline stage has written its outputs (for notifiers, trackers)."""

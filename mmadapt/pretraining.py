@@ -1,0 +1,107 @@
+"""Building blocks a pretraining strategy composes: tokenizer, model and MLM data."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mmadapt.context import StageContext
+from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
+from mmadapt.data.sources import TextSource, default_cache_dir
+from mmadapt.distributed import barrier, broadcast_object
+from mmadapt.errors import MmadaptError
+
+
+def text_sources(ctx: StageContext, specs: Any) -> list[TextSource]:
+    """`TextSource`s for a list of recipe data specs."""
+    data = ctx.cfg.data
+    cache = Path(data.cache_dir) if data.cache_dir else None
+    return [TextSource(str(s), data.text_field, dict(data.synth), cache) for s in specs]
+
+
+def model_family(ctx: StageContext) -> Any:
+    """The recipe's model-family plugin."""
+    return ctx.plugins.model_families.get(ctx.cfg.model.family)
+
+
+def load_tokenizer(ctx: StageContext) -> Any:
+    """The model's tokenizer, or one trained (once, cached) on `data.train`."""
+    model_cfg = ctx.cfg.model
+    family = model_family(ctx)
+    source = model_cfg.tokenizer or model_cfg.pretrained
+    if source:
+        return family.load_tokenizer(source)
+    sources = text_sources(ctx, ctx.cfg.data.train)
+    if not sources:
+        raise MmadaptError("model: neither model.tokenizer nor model.pretrained is set, and data.train is empty, "
+                           "so there is no text to train a tokenizer on")
+    directory = None
+    if ctx.dist.is_main:
+        directory = str(_train_cached_tokenizer(sources, dict(model_cfg.train_tokenizer), ctx))
+    directory = broadcast_object(directory)
+    barrier()
+    return family.load_tokenizer(directory)
+
+
+def _train_cached_tokenizer(sources: list[TextSource], settings: dict, ctx: StageContext) -> Path:
+    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+
+    key = json.dumps({"sources": [s.fingerprint() for s in sources], "settings": settings, "seed": ctx.cfg.seed},
+                     sort_keys=True)
+    cache = Path(ctx.cfg.data.cache_dir) if ctx.cfg.data.cache_dir else default_cache_dir()
+    target = cache / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if (target / "tokenizer_config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        text = Path(tmp) / "corpus.txt"
+        with open(text, "w", encoding="utf-8") as f:
+            for source in sources:
+                for doc in source.documents():
+                    f.write(doc.replace("\n", " ") + "\n")
+        ctx.log(f"training a {settings['vocab_size']}-token SentencePiece tokenizer on data.train")
+        train_sentencepiece_tokenizer([text], target, SentencePieceConfig(**settings), seed=ctx.cfg.seed)
+    return target
+
+
+def build_model(ctx: StageContext, tokenizer: Any) -> Any:
+    """The MLM: loaded from `model.pretrained`, or built from `model.config`."""
+    model_cfg = ctx.cfg.model
+    family = model_family(ctx)
+    if model_cfg.pretrained:
+        model = family.load_pretrained(model_cfg.pretrained)
+        if model_cfg.config:
+            ctx.log("note: model.config is ignored when model.pretrained is set")
+        return model
+    return family.build_from_config(dict(model_cfg.config), len(tokenizer), tokenizer)
+
+
+def mlm_datasets(ctx: StageContext, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
+    """Masked train blocks and (if `data.eval` is set) evaluation blocks."""
+    data = ctx.cfg.data
+    spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
+    cache = Path(data.cache_dir) if data.cache_dir else None
+    train = build_blocks(text_sources(ctx, data.train), tokenizer, data.block_size, cache, ctx.dist, "data.train")
+    train_set = MaskedBlocks(train, spec, ctx.cfg.seed)
+    eval_set = None
+    if data.eval:
+        blocks = build_blocks(text_sources(ctx, data.eval), tokenizer, data.block_size, cache, ctx.dist, "data.eval")
+        eval_set = MaskedBlocks(blocks, spec, ctx.cfg.seed + 1)
+    return train_set, eval_set
+
+
+def check_data_sources(cfg: Any) -> None:
+    """Fail before any heavy work if a local data file named in the recipe is missing."""
+    missing = []
+    for section in ("train", "eval"):
+        for i, spec in enumerate(cfg.data[section]):
+            spec = str(spec)
+            if spec.startswith(("hf:", "synth:")):
+                continue
+            if not os.path.exists(spec):
+                missing.append(f"data.{section}[{i}]: {spec}")
+    if missing:
+        raise MmadaptError("data files not found:\n  " + "\n  ".join(missing))

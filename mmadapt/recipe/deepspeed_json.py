@@ -1,0 +1,111 @@
+"""DeepSpeed JSON configs: find them, merge overrides, fill `"auto"` fields from the recipe.
+
+The recipe is the one source of truth for batch size, clipping, optimiser and precision;
+a JSON that hard-codes a different value is reported instead of silently winning.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+Problems = list[tuple[str, str]]
+
+
+def find_config_file(name: str, recipe_path: Path | None) -> tuple[Path | None, list[Path]]:
+    """Look for `name` as given, beside the recipe, then in the recipe's parent folder."""
+    candidates = [Path(name)]
+    if not Path(name).is_absolute() and recipe_path is not None:
+        candidates += [recipe_path.parent / name, recipe_path.parent.parent / name]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve(), candidates
+    return None, candidates
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    """`extra` merged into a copy of `base`, nested dicts merged key by key."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_deepspeed(section: Any, recipe: Any, recipe_path: Path | None, world_size: int) -> tuple[dict, Problems]:
+    """The filled-in DeepSpeed dict for `recipe`, and any problems with the JSON."""
+    path = "deepspeed.config"
+    found, tried = find_config_file(section.config, recipe_path)
+    if found is None:
+        looked = ", ".join(str(p) for p in tried)
+        return {}, [(path, f"DeepSpeed config {section.config!r} not found (looked at {looked}); "
+                           "use one of the shipped ds_configs/*.json or give a path")]
+    try:
+        ds = json.loads(found.read_text())
+    except json.JSONDecodeError as exc:
+        return {}, [(path, f"{found} is not valid JSON: line {exc.lineno}: {exc.msg}")]
+    ds = deep_merge(ds, _unflatten(dict(section.overrides)))
+    return fill_auto(ds, recipe, world_size)
+
+
+def fill_auto(ds: dict, recipe: Any, world_size: int) -> tuple[dict, Problems]:
+    """Replace `"auto"` values by the recipe's; report conflicting hard-coded values."""
+    train = recipe.train
+    problems: Problems = []
+    wanted = {
+        ("train_micro_batch_size_per_gpu",): train.micro_batch_size,
+        ("gradient_accumulation_steps",): train.grad_accum,
+        ("train_batch_size",): train.micro_batch_size * train.grad_accum * world_size,
+        ("gradient_clipping",): train.max_grad_norm,
+        ("optimizer", "params", "lr"): train.lr,
+        ("optimizer", "params", "betas"): list(train.betas),
+        ("optimizer", "params", "eps"): train.eps,
+        ("optimizer", "params", "weight_decay"): train.weight_decay,
+        ("bf16", "enabled"): recipe.precision == "bf16",
+        ("fp16", "enabled"): recipe.precision == "fp16",
+    }
+    ds.setdefault("bf16", {"enabled": "auto"})
+    ds.setdefault("fp16", {"enabled": "auto"})
+    for keys, value in wanted.items():
+        parent = ds
+        for key in keys[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or keys[-1] not in parent:
+            if len(keys) == 1:
+                ds[keys[0]] = value
+            continue
+        current = parent[keys[-1]]
+        if current == "auto":
+            parent[keys[-1]] = value
+        elif current != value:
+            problems.append(("deepspeed.config", f"{'.'.join(keys)} is {current!r} in the JSON but the recipe "
+                             f"gives {value!r}; set it to \"auto\" so the recipe decides"))
+    zero = ds.setdefault("zero_optimization", {"stage": 0})
+    if zero.get("stage") == 3:
+        zero.setdefault("stage3_gather_16bit_weights_on_model_save", True)
+    ds.setdefault("steps_per_print", 10**9)  # mmadapt logs itself
+    for leftover in _auto_paths(ds):
+        problems.append(("deepspeed.config", f"{leftover} is \"auto\" but mmadapt has nothing to fill it with; "
+                         "give a value"))
+    return ds, problems
+
+
+def _auto_paths(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _auto_paths(v, f"{prefix}{k}.")]
+    return [prefix.rstrip(".")] if node == "auto" else []
+
+
+def _unflatten(flat: dict) -> dict:
+    """{'a.b': 1} -> {'a': {'b': 1}} so overrides can use dotted keys."""
+    out: dict = {}
+    for key, value in flat.items():
+        parts = str(key).split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out

@@ -1,0 +1,113 @@
+"""Read a recipe: schema defaults <- YAML file <- command-line overrides, then validate.
+
+Nothing heavy happens here: no model is built and no data is read, so a wrong recipe
+fails in a second with every problem listed at once.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mmadapt.errors import MmadaptError, RecipeError
+from mmadapt.recipe.deepspeed_json import resolve_deepspeed
+from mmadapt.recipe.schema import Recipe
+from mmadapt.recipe.validation import Checker
+
+RESOLVED_RECIPE_NAME = "recipe.yaml"
+
+
+def parse_overrides(args: Sequence[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Split `key=value` and `~key` arguments into (sets, deletions); refuse anything else."""
+    sets, deletions = [], []
+    for arg in args:
+        if arg.startswith("-"):
+            hint = arg.lstrip("-").replace("-", "_")
+            example = hint if "=" in hint else f"{hint}=VALUE"
+            raise MmadaptError(f"unexpected option {arg!r}: recipe overrides are written key=value "
+                               f"(e.g. {example}, train.max_steps=10) and ~key deletes a key")
+        if arg.startswith("~"):
+            deletions.append(arg[1:])
+        elif "=" in arg:
+            parsed = OmegaConf.from_dotlist([arg])
+            key = arg.split("=", 1)[0]
+            sets.append((key, OmegaConf.select(parsed, key)))
+        else:
+            raise MmadaptError(f"cannot read override {arg!r}: write key=value (e.g. output_dir=runs/try1) or ~key")
+    return sets, deletions
+
+
+def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins: Any = None) -> DictConfig:
+    """The resolved, validated recipe as a typed, read-only OmegaConf config."""
+    if plugins is None:
+        from mmadapt.plugins import get_plugins
+        plugins = get_plugins()
+    recipe_path = Path(path) if path is not None else None
+    user = _read_yaml(recipe_path) if recipe_path is not None else OmegaConf.create({})
+    sets, deletions = parse_overrides(overrides)
+    problems: list[tuple[str, str]] = []
+    for key in deletions:
+        if OmegaConf.select(user, key, default=_MISSING) is _MISSING:
+            problems.append((key, "cannot delete (~): the recipe does not set it"))
+            continue
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(user, parent_key) if parent_key else user
+        del parent[leaf]
+    for key, value in sets:
+        OmegaConf.update(user, key, value, merge=False, force_add=True)
+    source = str(recipe_path) if recipe_path else "overrides"
+    try:
+        raw = OmegaConf.to_container(user, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise RecipeError([(getattr(exc, "full_key", None) or "<interpolation>", str(exc).splitlines()[0])], source)
+    checker = Checker(plugins)
+    checker.check_section(raw, Recipe, "")
+    problems += checker.problems
+    if problems:
+        raise RecipeError(problems, source)
+    typed = checker.typed_class(Recipe, raw)
+    cfg = OmegaConf.merge(OmegaConf.structured(typed), raw)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    ds, ds_problems = resolve_deepspeed(cfg.deepspeed, cfg, recipe_path, world_size)
+    if ds_problems:
+        raise RecipeError(ds_problems, source)
+    cfg.deepspeed.resolved = ds
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved recipe as YAML text."""
+    return OmegaConf.to_yaml(cfg)
+
+
+def save_resolved(cfg: DictConfig, directory: Path) -> Path:
+    """Write the resolved recipe beside a run (atomically) and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / RESOLVED_RECIPE_NAME
+    tmp = target.with_suffix(".yaml.tmp")
+    tmp.write_text(to_yaml(cfg))
+    os.replace(tmp, target)
+    return target
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise MmadaptError(f"recipe file not found: {path} (the shipped recipes are in recipes/)")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError and OmegaConf's own errors
+        raise MmadaptError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, DictConfig):
+        raise MmadaptError(f"{path} must hold a mapping of recipe keys, not a {type(loaded).__name__}")
+    return loaded

@@ -1,0 +1,113 @@
+"""The typed recipe schema. Defaults here are the first layer of every resolved recipe.
+
+Plugin sections (`model`, `strategy`) hold only their selector keys here; the chosen
+plugin's `Options` dataclass supplies the rest (see `mmadapt.interfaces`).
+"""
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+@dataclass
+class SentencePieceSettings:
+    """How to train a SentencePiece vocabulary."""
+
+    vocab_size: int = 8000
+    model_type: str = field(default="unigram", metadata={"choices": ("unigram", "bpe", "char", "word")})
+    character_coverage: float = 1.0
+
+
+@dataclass
+class ModelSection:
+    """`model:` which family, and where its weights and tokenizer come from."""
+
+    family: str = "xlmr"
+    #: local `save_pretrained` directory, or a hub name already in the local cache
+    pretrained: Optional[str] = None
+    #: architecture overrides when building from scratch (num_hidden_layers, hidden_size, ...)
+    config: dict[str, Any] = field(default_factory=dict)
+    #: tokenizer directory; defaults to `pretrained`
+    tokenizer: Optional[str] = None
+    #: with neither `tokenizer` nor `pretrained`: train one on `data.train` with these settings
+    train_tokenizer: SentencePieceSettings = field(default_factory=SentencePieceSettings)
+
+
+@dataclass
+class StrategySection:
+    """`strategy:` the training strategy plugin and its options."""
+
+    name: str = "full"
+
+
+@dataclass
+class DataSection:
+    """`data:` MLM corpora and how they are turned into blocks."""
+
+    #: sources: text files (one document per line), .jsonl files, `datasets` dirs saved to
+    #: disk, `hf:NAME[:CONFIG][:SPLIT]` for a dataset in the local cache, or `synth:LANG`
+    train: list[str] = field(default_factory=list)
+    eval: list[str] = field(default_factory=list)
+    #: field holding the text in jsonl rows and datasets
+    text_field: str = "text"
+    block_size: int = 128
+    mlm_probability: float = 0.15
+    #: where tokenized blocks are cached; keyed on a fingerprint of data, tokenizer, settings
+    cache_dir: Optional[str] = None
+    num_workers: int = 0
+    #: settings of the built-in synthetic benchmark, used by `synth:LANG` sources
+    synth: dict[str, Any] = field(default_factory=lambda: {"seed": 0})
+
+
+@dataclass
+class TrainSection:
+    """`train:` optimisation, evaluation, logging and checkpoints."""
+
+    max_steps: int = 1000
+    micro_batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 0
+    schedule: str = field(default="linear", metadata={"choices": SCHEDULES})
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    log_every: int = 10
+    eval_every: int = 0
+    eval_batches: int = 20
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    #: `auto` continues from the newest complete checkpoint, `never` starts fresh, or a path
+    resume: str = "auto"
+    progress_bar: bool = True
+
+
+@dataclass
+class DeepSpeedSection:
+    """`deepspeed:` the JSON config; `"auto"` fields in it are filled from the recipe."""
+
+    config: str = "ds_configs/zero2.json"
+    #: merged over the JSON file (dotted keys welcome on the command line)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    #: the filled-in JSON, computed when the recipe is resolved (never set it by hand)
+    resolved: dict[str, Any] = field(default_factory=dict, metadata={"computed": True})
+
+
+@dataclass
+class Recipe:
+    """A whole recipe."""
+
+    output_dir: str = "runs/default"
+    seed: int = 1234
+    precision: str = field(default="fp32", metadata={"choices": PRECISIONS})
+    model: ModelSection = field(default_factory=ModelSection, metadata={"plugin": ("model_families", "family")})
+    strategy: StrategySection = field(default_factory=StrategySection, metadata={"plugin": ("strategies", "name")})
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    #: values used only through ${variables.x} interpolation
+    variables: dict[str, Any] = field(default_factory=dict)
+

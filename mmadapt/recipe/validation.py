@@ -1,0 +1,145 @@
+"""Check a raw recipe dict against the schema, collecting every problem with its path.
+
+Plugin sections are checked against the chosen plugin's `Options` merged with the core
+section, so a plugin's options are validated exactly like the core's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Union
+
+from mmadapt.errors import did_you_mean
+
+Problems = list[tuple[str, str]]
+
+
+def resolved_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """A dataclass's fields with their annotations resolved to real types."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def clone_field(f: dataclasses.Field, tp: Any) -> tuple:
+    """A `make_dataclass` field spec copying `f`'s default and metadata, typed `tp`."""
+    kwargs: dict[str, Any] = {"metadata": f.metadata}
+    if dataclasses.is_dataclass(tp):
+        kwargs["default_factory"] = tp  # a specialised section defaults to its own type
+    elif f.default is not dataclasses.MISSING:
+        kwargs["default"] = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        kwargs["default_factory"] = f.default_factory
+    return (f.name, tp, dataclasses.field(**kwargs))
+
+
+def merge_option_classes(core: type, options: type, name: str) -> type:
+    """A dataclass with the core section's fields followed by a plugin's option fields."""
+    specs = {f.name: clone_field(f, tp) for cls in (core, options) for f, tp in resolved_fields(cls)}
+    return dataclasses.make_dataclass(name, list(specs.values()))
+
+
+class Checker:
+    """Walks a value against a type; `plugins` resolves plugin sections."""
+
+    def __init__(self, plugins: Any):
+        self.plugins = plugins
+        self.problems: Problems = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append((path or "<root>", message))
+
+    def level_fields(self, cls: type, value: dict, path: str) -> list[tuple[dataclasses.Field, Any]]:
+        """`cls`'s fields, plugin sections typed by the plugin chosen in `value`."""
+        out = []
+        for f, tp in resolved_fields(cls):
+            plugin = f.metadata.get("plugin")
+            sub = value.get(f.name, {}) if isinstance(value, dict) else None
+            if plugin and isinstance(sub, dict):
+                tp = self.plugin_section_class(tp, plugin, sub, f"{path}{f.name}") or Any
+            out.append((f, tp))
+        return out
+
+    def typed_class(self, cls: type, value: dict, path: str = "") -> type:
+        """The dataclass, all the way down, that a valid `value` is an instance of."""
+        fields = []
+        for f, tp in self.level_fields(cls, value, path):
+            sub = value.get(f.name, {}) if isinstance(value, dict) else None
+            if dataclasses.is_dataclass(tp) and isinstance(sub, dict):
+                tp = self.typed_class(tp, sub, f"{path}{f.name}.")
+            fields.append(clone_field(f, tp))
+        return dataclasses.make_dataclass(cls.__name__, fields)
+
+    def plugin_section_class(self, core: type, plugin: tuple[str, str], value: dict, path: str) -> type | None:
+        """Core section + the chosen plugin's options; None (problem recorded) if unknown."""
+        registry_name, selector = plugin
+        registry = getattr(self.plugins, registry_name)
+        defaults = {f.name: f.default for f in dataclasses.fields(core) if f.default is not dataclasses.MISSING}
+        chosen = value.get(selector, defaults.get(selector))
+        if chosen not in registry:
+            self.problem(f"{path}.{selector}", registry.unknown_message(chosen))
+            return None
+        options = getattr(registry.get(chosen), "Options", None)
+        if options is None or not dataclasses.is_dataclass(options):
+            return core
+        return merge_option_classes(core, options, f"{core.__name__}_{chosen}")
+
+    def check(self, value: Any, tp: Any, path: str, metadata: Any = None) -> None:
+        """Record every problem of `value` against type `tp` at dotted `path`."""
+        origin = typing.get_origin(tp)
+        if tp is Any:
+            return
+        if origin is Union:
+            args = typing.get_args(tp)
+            if value is None and type(None) in args:
+                return
+            non_none = [a for a in args if a is not type(None)]
+            return self.check(value, non_none[0], path, metadata)
+        if dataclasses.is_dataclass(tp):
+            return self.check_section(value, tp, path)
+        if origin in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                return self.problem(path, f"expected a list, got {_describe(value)}")
+            (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+            for i, item in enumerate(value):
+                self.check(item, item_tp, f"{path}[{i}]")
+            return
+        if origin is dict:
+            if not isinstance(value, dict):
+                return self.problem(path, f"expected a mapping, got {_describe(value)}")
+            return
+        if not _scalar_ok(value, tp):
+            return self.problem(path, f"expected {tp.__name__}, got {_describe(value)}")
+        choices = (metadata or {}).get("choices")
+        if choices and value not in choices:
+            self.problem(path, f"{value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(value, choices)}")
+
+    def check_section(self, value: Any, cls: type, path: str) -> None:
+        if not isinstance(value, dict):
+            return self.problem(path, f"expected a mapping, got {_describe(value)}")
+        prefix = f"{path}." if path else ""
+        fields = {f.name: (f, tp) for f, tp in self.level_fields(cls, value, prefix)}
+        for key, sub in value.items():
+            if key not in fields:
+                self.problem(f"{prefix}{key}", f"unknown key{did_you_mean(key, fields)}; valid keys: {', '.join(fields)}")
+                continue
+            f, tp = fields[key]
+            if f.metadata.get("computed"):
+                self.problem(f"{prefix}{key}", "is computed by mmadapt; remove it from the recipe")
+                continue
+            self.check(sub, tp, f"{prefix}{key}", f.metadata)
+
+
+def _scalar_ok(value: Any, tp: Any) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__

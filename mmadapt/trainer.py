@@ -1,0 +1,159 @@
+"""The training loop shared by every strategy and stage.
+
+Features and the recipe keys that turn them on:
+- optimiser, LR warm-up + linear/cosine decay: `train.lr`, `train.warmup_steps`, `train.schedule`
+- gradient accumulation and clipping: `train.grad_accum`, `train.max_grad_norm`
+- ZeRO stage, offload and precision: `deepspeed.config`, `precision`
+- periodic evaluation: `train.eval_every`, `train.eval_batches`
+- logging (rank 0: stdout, metrics.jsonl, TensorBoard): `train.log_every`, `train.progress_bar`
+- checkpoints and exact resumption: `train.save_every`, `train.keep_checkpoints`, `train.resume`
+
+The module handed in maps a batch to a dict of scalar losses; `loss` is optimised and
+every entry is logged (so MiniJoint can report its two heads separately).
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from mmadapt.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
+from mmadapt.context import StageContext
+from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
+from mmadapt.engine import build_engine
+from mmadapt.metrics import MetricsLogger
+from mmadapt.distributed import mean_across_ranks
+
+
+@dataclass
+class TrainResult:
+    """What a finished training run reports."""
+
+    steps: int
+    resumed_from: int
+    wall_seconds: float
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    engine: Any = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (callers offset the seed per rank)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs `module` under a DeepSpeed engine over MLM-style batches."""
+
+    def __init__(self, ctx: StageContext, module: torch.nn.Module, params: Iterable[torch.nn.Parameter],
+                 train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None):
+        self.ctx = ctx
+        self.cfg = train_cfg if train_cfg is not None else ctx.cfg.train
+        self.module = module
+        self.params = list(params)
+        self.train_data = train_data
+        self.eval_data = eval_data
+        self.checkpoint_dir = ctx.stage_dir / "checkpoints"
+
+    def train(self) -> TrainResult:
+        """Train to `max_steps`, resuming from a checkpoint when there is one."""
+        ctx, cfg, dist = self.ctx, self.cfg, self.ctx.dist
+        seed_everything(ctx.cfg.seed + dist.rank)
+        engine = build_engine(self.module, self.params, OmegaConf.to_container(ctx.cfg.deepspeed.resolved), cfg, dist)
+        logger = MetricsLogger(ctx.stage_dir, enabled=dist.is_main)
+        step = 0
+        resume_from = find_resume_checkpoint(self.checkpoint_dir, cfg.resume)
+        if resume_from is not None:
+            client = load_checkpoint(engine, resume_from)
+            step = int(client["step"])
+            _set_rng_state(client["rng"][dist.rank] if isinstance(client["rng"], list) else client["rng"])
+            logger.truncate_after(step)
+            ctx.log(f"resumed from {resume_from} at step {step}")
+        resumed_from = step
+        samples_seen = step * cfg.grad_accum * cfg.micro_batch_size
+        batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
+        fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
+                      if self.eval_data is not None and cfg.eval_every > 0 else [])
+        bar = self._progress_bar(step)
+        started = time.perf_counter()
+        last: dict[str, float] = {}
+        engine.train()
+        while step < cfg.max_steps:
+            sums: dict[str, float] = defaultdict(float)
+            for _ in range(cfg.grad_accum):
+                batch = {k: v.to(dist.device, non_blocking=True) for k, v in next(batches).items()}
+                losses = engine(batch)
+                engine.backward(losses["loss"])
+                engine.step()
+                for name, value in losses.items():
+                    sums[name] += value.detach().float().item() / cfg.grad_accum
+            step += 1
+            last = {name: mean_across_ranks(value, dist.device) for name, value in sums.items()}
+            last["lr"] = engine.get_lr()[0]
+            if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
+                logger.log(step, last)
+            if fixed_eval and step % cfg.eval_every == 0:
+                last.update(self.evaluate(engine, fixed_eval))
+                logger.log(step, {k: v for k, v in last.items() if k.startswith("eval_")})
+                engine.train()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                self.save(engine, step)
+        if bar is not None:
+            bar.close()
+        logger.close()
+        return TrainResult(step, resumed_from, time.perf_counter() - started, last, engine)
+
+    def save(self, engine: Any, step: int) -> Path:
+        """An atomic checkpoint holding step and every rank's RNG state."""
+        rng = _rng_state()
+        gathered = [None] * self.ctx.dist.world_size
+        if torch.distributed.is_initialized():
+            torch.distributed.all_gather_object(gathered, rng)
+        else:
+            gathered = [rng]
+        client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed}
+        return save_checkpoint(engine, self.checkpoint_dir, step, client, self.cfg.keep_checkpoints, self.ctx.dist)
+
+    @torch.no_grad()
+    def evaluate(self, engine: Any, batches: list[dict]) -> dict[str, float]:
+        """Mean of every loss over the fixed evaluation batches, averaged across ranks."""
+        engine.eval()
+        sums: dict[str, float] = defaultdict(float)
+        for batch in batches:
+            losses = engine({k: v.to(self.ctx.dist.device) for k, v in batch.items()})
+            for name, value in losses.items():
+                sums[name] += value.float().item() / len(batches)
+        return {f"eval_{k}": mean_across_ranks(v, self.ctx.dist.device) for k, v in sums.items()}
+
+    def _progress_bar(self, initial: int) -> Any:
+        if not (self.ctx.dist.is_main and self.cfg.progress_bar):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.cfg.max_steps, initial=initial, desc=self.ctx.stage_dir.name, dynamic_ncols=True)

@@ -1,0 +1,33 @@
+"""Strategy `full`: plain MLM training of the whole model (the baseline)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmadapt.engine import trainable_parameters
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import Strategy
+from mmadapt.objectives import MaskedLMObjective
+from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets
+from mmadapt.trainer import Trainer
+
+
+class FullStrategy(Strategy):
+    """Pretrain (or continue pretraining) every parameter with MLM; writes `big/`."""
+
+    description = "MLM over the whole model; the baseline the mini-model strategies are measured against"
+
+    def pretrain(self, ctx) -> dict[str, Path]:
+        tokenizer = load_tokenizer(ctx)
+        model = build_model(ctx, tokenizer)
+        train_set, eval_set = mlm_datasets(ctx, tokenizer)
+        objective = MaskedLMObjective(model)
+        result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
+        big = save_pretrained_atomic(model, ctx.stage_dir / "big", ctx.dist, tokenizer)
+        ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
+        return {"big": big}
+
+
+@hookimpl
+def mmadapt_register_strategies(registry):
+    registry.add("full", FullStrategy())
