@@ -14,6 +14,7 @@ from mmadapt.context import StageContext
 from mmadapt.distributed import barrier, init_distributed
 from mmadapt.pretraining import check_data_sources
 from mmadapt.recipe import save_resolved
+from mmadapt.trainer import seed_everything
 
 STAGE_DONE = "stage_complete.json"
 #: keys that change where or how a run is driven but not what it computes
@@ -61,6 +62,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         result.outputs["pretrain"] = {k: Path(v) for k, v in done["outputs"].items()}
         return result
     ctx.log(f"pretrain: strategy {cfg.strategy.name!r} -> {stage_dir}")
+    seed_everything(cfg.seed)  # the same on every rank: models must be built identically
     outputs = strategy.pretrain(ctx)
     if dist.is_main:
         _write_done(stage_dir, fingerprint, outputs)

@@ -1,0 +1,88 @@
+"""Shared fixtures: a private cache, tiny corpora, in-process runs of recipes."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+_LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Tokenised-data, tokenizer and synth caches live in one per-session folder."""
+    os.environ["MMADAPT_CACHE"] = str(tmp_path_factory.mktemp("mmadapt-cache"))
+    os.environ.setdefault("DS_ACCELERATOR", "cpu") if not _has_cuda() else None
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    yield
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def write_corpus(path: Path, lines: int = 3000, seed: int = 0) -> Path:
+    """A small text corpus with some structure (enough for a tiny MLM to learn from)."""
+    rng = random.Random(seed)
+    nouns = ["dog", "cat", "bird", "house", "tree", "river", "child", "teacher"]
+    verbs = ["sees", "likes", "finds", "follows"]
+    adjs = ["big", "small", "red", "old", "quick"]
+    rows = []
+    for _ in range(lines):
+        words = ["the", rng.choice(adjs), rng.choice(nouns), rng.choice(verbs), "the", rng.choice(nouns)]
+        if rng.random() < 0.5:
+            words += ["near", "the", rng.choice(adjs), rng.choice(nouns)]
+        rows.append(" ".join(words))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A ~3000-line text corpus file."""
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "train.txt")
+
+
+#: overrides that make tiny_full.yaml run in a few seconds on its test corpus
+FAST = ["train.max_steps=8", "train.log_every=1", "train.progress_bar=false", "train.micro_batch_size=8",
+        "model.train_tokenizer.vocab_size=60", "data.block_size=32", "train.save_every=0"]
+
+
+def tiny_overrides(corpus: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Overrides turning recipes/tiny_full.yaml into a seconds-long test run."""
+    return [f"data.train=[{corpus}]", f"output_dir={output_dir}", *FAST, *extra]
+
+
+def run_in_process(recipe: Path, overrides: list[str], plugins=None):
+    """Load and run a recipe inside the test process (DeepSpeed allows repeated engines)."""
+    from mmadapt.plugins import get_plugins
+    from mmadapt.recipe import load_recipe
+    from mmadapt.run import run_recipe
+
+    plugins = plugins or get_plugins()
+    cfg = load_recipe(recipe, overrides, plugins)
+    return cfg, run_recipe(cfg, plugins)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: no single-rank variables left by in-process runs."""
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCHER_VARS}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def mmadapt_command() -> list[str]:
+    """How to invoke the CLI from a test (the same interpreter as pytest)."""
+    return [sys.executable, "-m", "mmadapt"]

@@ -1,0 +1,168 @@
+"""Plugins: entry-point discovery, third-party registration, hard errors, documented hooks."""
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import textwrap
+
+import pluggy
+import pytest
+
+from conftest import RECIPES, clean_env, mmadapt_command, run_in_process, tiny_overrides
+from mmadapt import hookspecs
+from mmadapt.errors import PluginError
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import Strategy
+from mmadapt.plugins import REGISTRY_HOOKS, build_plugins
+
+THIRD_PARTY = '''
+"""A throwaway third-party mmadapt plugin: MLM with the embeddings frozen."""
+import json
+from dataclasses import dataclass
+
+from mmadapt.engine import trainable_parameters
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import Strategy
+from mmadapt.objectives import MaskedLMObjective
+from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets
+from mmadapt.trainer import Trainer
+
+
+@dataclass
+class BodyOnlyOptions:
+    note: str = "none"
+
+
+class BodyOnly(Strategy):
+    Options = BodyOnlyOptions
+    description = "MLM with frozen embeddings"
+
+    def pretrain(self, ctx):
+        tokenizer = load_tokenizer(ctx)
+        model = build_model(ctx, tokenizer)
+        model.get_input_embeddings().weight.requires_grad_(False)
+        train_set, _ = mlm_datasets(ctx, tokenizer)
+        objective = MaskedLMObjective(model)
+        Trainer(ctx, objective, trainable_parameters(objective), train_set).train()
+        (ctx.stage_dir / "note.json").write_text(json.dumps({"note": ctx.cfg.strategy.note}))
+        return {"big": save_pretrained_atomic(model, ctx.stage_dir / "big", ctx.dist, tokenizer)}
+
+
+@hookimpl
+def mmadapt_register_strategies(registry):
+    registry.add("body_only", BodyOnly())
+'''
+
+
+@pytest.fixture
+def third_party_dist(tmp_path, monkeypatch):
+    """A plugin package plus dist-info metadata declaring it in the `mmadapt` entry-point group."""
+    (tmp_path / "mmadapt_body_only.py").write_text(THIRD_PARTY)
+    info = tmp_path / "mmadapt_body_only-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmadapt-body-only\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[mmadapt]\nbody_only = mmadapt_body_only\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("mmadapt_body_only", None)
+
+
+def test_builtins_are_listed_from_the_entry_point_group():
+    out = subprocess.run(mmadapt_command() + ["plugins"], capture_output=True, text=True, env=clean_env(), check=True)
+    assert "full  (package: mmadapt" in out.stdout
+    assert "strategies: full" in out.stdout
+    assert "model_families: roberta, xlmr" in out.stdout
+
+
+def test_a_third_party_strategy_from_entry_point_metadata_runs_from_a_recipe(third_party_dist, tiny_corpus, tmp_path):
+    plugins = build_plugins()
+    assert "body_only" in plugins.strategies
+    info = {i.name: i for i in plugins.describe()}["body_only"]
+    assert (info.package, info.version) == ("mmadapt-body-only", "0.1")
+    out = tmp_path / "run"
+    cfg, result = run_in_process(RECIPES / "tiny_full.yaml",
+                                 tiny_overrides(tiny_corpus, out, "strategy.name=body_only", "strategy.note=hello"),
+                                 plugins)
+    assert cfg.strategy.note == "hello"
+    assert (out / "pretrain" / "note.json").read_text() == '{"note": "hello"}'
+    assert (result.outputs["pretrain"]["big"] / "config.json").is_file()
+
+
+def test_the_cli_lists_a_third_party_plugin_with_its_package(third_party_dist):
+    env = clean_env(PYTHONPATH=str(third_party_dist))
+    out = subprocess.run(mmadapt_command() + ["plugins"], capture_output=True, text=True, env=env, check=True)
+    assert "body_only  (package: mmadapt-body-only 0.1)" in out.stdout
+    assert "strategies: body_only" in out.stdout
+
+
+def test_a_plugin_option_typo_is_reported_with_its_dotted_path(third_party_dist, tmp_path):
+    from mmadapt.errors import RecipeError
+    from mmadapt.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match=r"strategy.nte: unknown key \(did you mean 'note'\?\)"):
+        load_recipe(RECIPES / "tiny_full.yaml", ["strategy.name=body_only", "strategy.nte=x"], build_plugins())
+
+
+def test_a_plugin_that_fails_to_import_is_a_hard_error_naming_it(tmp_path, monkeypatch):
+    (tmp_path / "broken_plugin.py").write_text("import does_not_exist_anywhere\n")
+    info = tmp_path / "broken_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[mmadapt]\nbroken = broken_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match=r"plugin 'broken' \(broken_plugin, from broken-plugin\) failed to import"):
+        build_plugins()
+
+
+def test_a_hook_implementation_without_a_spec_is_an_error():
+    class Misspelt:
+        @hookimpl
+        def mmadapt_register_stratgies(self, registry):
+            pass
+
+    with pytest.raises(PluginError, match="mmadapt_register_stratgies"):
+        build_plugins([Misspelt()])
+
+
+def test_a_name_registered_twice_names_both_plugins():
+    class Again:
+        @hookimpl
+        def mmadapt_register_strategies(self, registry):
+            registry.add("full", Strategy())
+
+    plugins = build_plugins([Again()])
+    with pytest.raises(PluginError, match="strategy 'full' is registered by both plugin"):
+        plugins.strategies
+
+
+def test_an_unknown_name_lists_the_available_ones():
+    with pytest.raises(PluginError, match=r"unknown strategy 'fulll' \(did you mean 'full'\?\); available: .*full"):
+        build_plugins().strategies.get("fulll")
+
+
+def test_every_hook_is_documented_and_every_registry_hook_is_wired():
+    specs = {name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("mmadapt_")}
+    for name in specs:
+        assert inspect.getdoc(getattr(hookspecs, name)), f"{name} has no docstring"
+    registry_hooks = {hook for hook, _ in REGISTRY_HOOKS.values()}
+    assert registry_hooks <= specs
+    assert specs - registry_hooks == {"mmadapt_stage_finished"}
+
+
+def test_the_stage_finished_hook_fires_after_pretraining(tiny_corpus, tmp_path):
+    seen = []
+
+    class Listener:
+        @hookimpl
+        def mmadapt_stage_finished(self, stage, output_dir, metrics):
+            seen.append((stage, output_dir, sorted(metrics)))
+
+    out = tmp_path / "run"
+    run_in_process(RECIPES / "tiny_full.yaml", tiny_overrides(tiny_corpus, out), build_plugins([Listener()]))
+    assert seen == [("pretrain", str(out / "pretrain"), ["big"])]
+
+
+def test_the_hook_markers_use_the_mmadapt_project_name():
+    assert isinstance(hookimpl, pluggy.HookimplMarker) and hookimpl.project_name == "mmadapt"

@@ -1,0 +1,130 @@
+"""Recipes: layered resolution, whole-recipe validation, DeepSpeed JSON filling."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import RECIPES
+from mmadapt.errors import MmadaptError, RecipeError
+from mmadapt.recipe import load_recipe, parse_overrides, save_resolved
+from mmadapt.recipe.loading import RESOLVED_RECIPE_NAME
+
+SHIPPED = sorted(RECIPES.glob("*.yaml"))
+
+
+def write(tmp_path, text: str, name: str = "r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_misspelt_key_wrong_type_and_unknown_strategy_are_reported_together(tmp_path):
+    recipe = write(tmp_path, "trian: {max_steps: 3}\ntrain: {max_steps: lots}\nstrategy: {name: ful}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    paths = [path for path, _ in info.value.problems]
+    assert sorted(paths) == ["strategy.name", "train.max_steps", "trian"]
+    message = str(info.value)
+    assert "did you mean 'train'" in message
+    assert "did you mean 'full'" in message and "available: " in message
+    assert "expected int, got str 'lots'" in message
+
+
+def test_unknown_model_family_and_choice_value_get_suggestions(tmp_path):
+    recipe = write(tmp_path, "model: {family: xlmrr}\nprecision: bf61\ntrain: {schedule: cosin}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert "model.family: unknown model family 'xlmrr' (did you mean 'xlmr'?)" in message
+    assert "precision: 'bf61' is not one of fp32, bf16, fp16" in message
+    assert "train.schedule: 'cosin' is not one of linear, cosine, constant (did you mean 'cosine'?)" in message
+
+
+def test_resolution_order_is_schema_then_file_then_overrides(tmp_path):
+    recipe = write(tmp_path, "output_dir: runs/from_file\ntrain: {lr: 0.01, max_steps: 5}\n"
+                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero1.json'}}}\n")
+    cfg = load_recipe(recipe, ["train.max_steps=9", "~output_dir", "data.train=[a.txt,b.txt]"])
+    assert cfg.train.lr == 0.01  # from the file
+    assert cfg.train.max_steps == 9  # override wins
+    assert cfg.output_dir == "runs/default"  # deleted from the file: schema default
+    assert list(cfg.data.train) == ["a.txt", "b.txt"]
+    assert cfg.train.warmup_steps == 0  # schema default
+
+
+def test_deleting_a_key_the_recipe_does_not_set_is_an_error(tmp_path):
+    with pytest.raises(RecipeError, match="cannot delete"):
+        load_recipe(write(tmp_path, "seed: 3\n"), ["~train.lr"])
+
+
+@pytest.mark.parametrize("arg, shown", [("--max-steps", "max_steps=VALUE"), ("--train.lr=3", "train.lr=3")])
+def test_a_stray_flag_is_refused_with_the_key_value_form(arg, shown):
+    with pytest.raises(MmadaptError) as info:
+        parse_overrides([arg])
+    assert shown in str(info.value) and "key=value" in str(info.value)
+
+
+def test_deepspeed_auto_fields_are_filled_from_the_recipe(tmp_path):
+    recipe = write(tmp_path, "precision: bf16\ntrain: {micro_batch_size: 4, grad_accum: 3, lr: 0.002, "
+                             "max_grad_norm: 0.5}\n"
+                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero3.json'}}}\n")
+    ds = load_recipe(recipe).deepspeed.resolved
+    assert ds.train_micro_batch_size_per_gpu == 4
+    assert ds.gradient_accumulation_steps == 3
+    assert ds.train_batch_size == 12
+    assert ds.gradient_clipping == 0.5
+    assert ds.optimizer.params.lr == 0.002
+    assert ds.bf16.enabled is True and ds.fp16.enabled is False
+    assert ds.zero_optimization.stage == 3
+    assert ds.zero_optimization.stage3_gather_16bit_weights_on_model_save is True
+
+
+def test_a_hard_coded_deepspeed_value_that_contradicts_the_recipe_is_reported(tmp_path):
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": 2, "zero_optimization": {"stage": 1}}))
+    with pytest.raises(RecipeError, match="train_micro_batch_size_per_gpu is 2 in the JSON but the recipe gives 8"):
+        load_recipe(write(tmp_path, f"deepspeed: {{config: {ds}}}\ntrain: {{micro_batch_size: 8}}\n"))
+
+
+def test_deepspeed_overrides_are_merged_into_the_json(tmp_path):
+    cfg = load_recipe(write(tmp_path, f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero2.json'}}}\n"),
+                      ["deepspeed.overrides={zero_optimization.stage: 1}"])
+    assert cfg.deepspeed.resolved.zero_optimization.stage == 1
+
+
+def test_a_missing_deepspeed_config_names_the_places_looked_at(tmp_path):
+    with pytest.raises(RecipeError, match="DeepSpeed config 'nope.json' not found"):
+        load_recipe(write(tmp_path, "deepspeed: {config: nope.json}\n"))
+
+
+def test_the_computed_deepspeed_section_cannot_be_set_by_hand(tmp_path):
+    with pytest.raises(RecipeError, match="deepspeed.resolved: is computed"):
+        load_recipe(write(tmp_path, "deepspeed: {resolved: {a: 1}}\n"))
+
+
+def test_interpolation_from_variables_resolves(tmp_path):
+    recipe = write(tmp_path, "variables: {corpus: /data/x.txt}\ndata: {train: ['${variables.corpus}']}\n"
+                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero2.json'}}}\n")
+    assert list(load_recipe(recipe).data.train) == ["/data/x.txt"]
+
+
+def test_missing_recipe_file_is_a_clear_error(tmp_path):
+    with pytest.raises(MmadaptError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("recipe", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_recipe_validates_and_says_how_to_run_it(recipe):
+    first_line = recipe.read_text().splitlines()[0]
+    assert first_line.startswith("# mmadapt train ") and recipe.name in first_line
+    cfg = load_recipe(recipe)
+    assert cfg.deepspeed.resolved["train_micro_batch_size_per_gpu"] == cfg.train.micro_batch_size
+
+
+def test_the_resolved_recipe_round_trips_through_its_saved_yaml(tmp_path):
+    cfg = load_recipe(RECIPES / "tiny_full.yaml", [f"output_dir={tmp_path}"])
+    saved = save_resolved(cfg, tmp_path)
+    assert saved.name == RESOLVED_RECIPE_NAME
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.to_container(OmegaConf.load(saved)) == OmegaConf.to_container(cfg)
