@@ -18,17 +18,16 @@ _OVERRIDES_HELP = "Recipe overrides: key=value (e.g. train.max_steps=10 output_d
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _overrides(args: List[str]) -> List[str]:
-    # The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the environment says the same.
+def _without_launcher_args(argv: List[str]) -> List[str]:
+    """Drop the `--local_rank=N` the deepspeed launcher adds (LOCAL_RANK says the same)."""
     out, skip = [], False
-    for arg in args:
+    for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg.startswith(("--local_rank", "--local-rank")):
+        elif arg.startswith(("--local_rank", "--local-rank")):
             skip = "=" not in arg
-            continue
-        out.append(arg)
+        else:
+            out.append(arg)
     return out
 
 
@@ -41,14 +40,14 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
     from mmadapt.run import run_recipe
 
     plugins = get_plugins()
-    cfg = load_recipe(recipe, _overrides(list(overrides or []) + ctx.args), plugins)
+    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
     result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 
     if init_distributed().is_main:
         for stage, outputs in result.outputs.items():
             for name, path in outputs.items():
-                typer.echo(f"{stage}: {name} model written to {path}")
+                typer.echo(f"{stage}: {name} -> {path}")
         typer.echo(f"run directory: {result.output_dir} (resolved recipe: {result.output_dir / 'recipe.yaml'})")
 
 
@@ -58,7 +57,7 @@ def recipe_show(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Rec
     """Print the resolved recipe (defaults <- file <- overrides) as YAML."""
     from mmadapt.recipe import load_recipe, to_yaml
 
-    typer.echo(to_yaml(load_recipe(recipe, _overrides(list(overrides or []) + ctx.args))), nl=False)
+    typer.echo(to_yaml(load_recipe(recipe, list(overrides or []) + ctx.args)), nl=False)
 
 
 @recipe_app.command("validate")
@@ -93,7 +92,7 @@ def list_plugins() -> None:
 def main() -> None:
     """Console-script entry point: user errors print one clear message, no traceback."""
     try:
-        app(standalone_mode=False)
+        app(args=_without_launcher_args(sys.argv[1:]), prog_name="mmadapt", standalone_mode=False)
     except MmadaptError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -1,8 +1,6 @@
-"""Running a resolved recipe: process set-up, the pretraining stage, outputs."""
+"""Running a resolved recipe: its stages, for each of its strategies, then the report."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,40 +9,54 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mmadapt.context import StageContext
+from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, init_distributed
-from mmadapt.pretraining import check_data_sources
+from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
+from mmadapt.pipeline.finetune import finetune_task
+from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg
+from mmadapt.pipeline.report import table, write_report
+from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
+from mmadapt.pipeline.transfer import source_scores, transfer_language
+from mmadapt.pretraining import check_data_sources, resolve_pretrained
 from mmadapt.recipe import save_resolved
 from mmadapt.trainer import seed_everything
-
-STAGE_DONE = "stage_complete.json"
-#: keys that change where or how a run is driven but not what it computes
-_NOT_IN_STAGE_FINGERPRINT = ("output_dir", "train.resume", "train.progress_bar", "train.log_every",
-                             "data.num_workers", "data.cache_dir")
 
 
 @dataclass
 class RunResult:
-    """Directories each stage wrote."""
+    """What each stage wrote (keyed "stage", or "strategy/stage" with several strategies)."""
 
     output_dir: Path
     outputs: dict[str, dict[str, Path]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def stage_fingerprint(cfg: DictConfig) -> str:
-    """A digest of the settings that determine a stage's result."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in _NOT_IN_STAGE_FINGERPRINT:
-        parent, _, leaf = dotted.rpartition(".")
-        node = plain.get(parent, {}) if parent else plain
-        node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+def check_pipeline(cfg: DictConfig, plugins: Any) -> None:
+    """Cross-section checks that the schema cannot express, before any heavy work."""
+    stages = list(cfg.stages)
+    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    problems = [f"adapt.languages: {lang!r} has no entry under languages:" for lang in cfg.adapt.languages
+                if lang not in cfg.languages]
+    if "adapt" in stages and not languages:
+        problems.append("stages lists adapt but no languages are defined (languages: {code: {corpus: [...]}})")
+    problems += [f"languages.{lang}.corpus is empty: give the new language's text" for lang in languages
+                 if lang in cfg.languages and not cfg.languages[lang].corpus]
+    if any(s in stages for s in ("finetune", "transfer")) and not cfg.tasks:
+        problems.append("stages lists finetune/transfer but tasks: is empty")
+    if problems:
+        raise MmadaptError("the recipe's pipeline is inconsistent:\n  " + "\n  ".join(problems))
+    check_data_sources(cfg)
 
 
 def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
-    """Run the recipe's pretraining stage (skipped when already complete for these settings)."""
-    check_data_sources(cfg)
-    strategy = plugins.strategies.get(cfg.strategy.name)
+    """Run every stage in `cfg.stages` for every strategy; finished stages are skipped."""
+    check_pipeline(cfg, plugins)
+    runs = plan_runs(cfg)
+    for run in runs:
+        plugins.strategies.get(run.name)
     dist = init_distributed()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     output_dir = Path(cfg.output_dir)
@@ -52,35 +64,112 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         save_resolved(cfg, output_dir)
     barrier()
     result = RunResult(output_dir)
-    stage_dir = output_dir / "pretrain"
-    ctx = StageContext(cfg, plugins, dist, output_dir, stage_dir)
-    fingerprint = stage_fingerprint(cfg)
-    done = _read_done(stage_dir)
-    if done and done.get("fingerprint") == fingerprint:
-        ctx.log(f"pretrain: already complete in {stage_dir} (same settings); skipping")
-        result.skipped.append("pretrain")
-        result.outputs["pretrain"] = {k: Path(v) for k, v in done["outputs"].items()}
-        return result
-    ctx.log(f"pretrain: strategy {cfg.strategy.name!r} -> {stage_dir}")
-    seed_everything(cfg.seed)  # the same on every rank: models must be built identically
-    outputs = strategy.pretrain(ctx)
-    if dist.is_main:
-        _write_done(stage_dir, fingerprint, outputs)
-        plugins.hook.mmadapt_stage_finished(stage="pretrain", output_dir=str(stage_dir),
-                                             metrics={k: str(v) for k, v in outputs.items()})
+    tasks = _task_sections(cfg, dist)
+    stages = list(cfg.stages)
+    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    several = len(runs) > 1
+
+    def key(run: StrategyRun, stage: str) -> str:
+        return f"{run.name}/{stage}" if several else stage
+
+    tokenizers = {}
+    if "tokenizer" in stages or "adapt" in stages:
+        ctx = StageContext(cfg, plugins, dist, output_dir, output_dir / "tokenizers")
+        tokenizers = {lang: train_language_tokenizer(ctx, lang) for lang in languages}
+
+    records: dict[str, dict] = {}
+    for run in runs:
+        pretrain = _pretrain(run, plugins, dist, stages, result, key(run, "pretrain"))
+        records[run.name] = {"pretrain": pretrain}
+        if "adapt" in stages:
+            adapt_cfg = stage_cfg(run.cfg, cfg.adapt.train)
+            for lang in languages:
+                stage_dir = run.run_dir / "adapt" / lang
+                ctx = StageContext(adapt_cfg, plugins, dist, run.run_dir, stage_dir)
+                record = adapt_language(ctx, lang, adapt_model_dir(pretrain["outputs"]), tokenizers[lang],
+                                        pretrain["fingerprint"])
+                records[run.name][f"adapt/{lang}"] = record
+                result.outputs[key(run, f"adapt/{lang}")] = {k: Path(v) for k, v in record["outputs"].items()}
+        for task_section in tasks:
+            task = task_section.name
+            if "finetune" in stages or "transfer" in stages:
+                if run.reuse:
+                    finetuned = records[run.reuse][f"finetune/{task}"]
+                else:
+                    ft_cfg = stage_cfg(run.cfg, cfg.finetune.train)
+                    ctx = StageContext(ft_cfg, plugins, dist, run.run_dir, run.run_dir / "finetune" / task)
+                    finetuned = finetune_task(ctx, task_section, Path(pretrain["outputs"]["big"]),
+                                              pretrain["fingerprint"])
+                records[run.name][f"finetune/{task}"] = finetuned
+                result.outputs[key(run, f"finetune/{task}")] = {k: Path(v) for k, v in finetuned["outputs"].items()}
+            if "transfer" in stages:
+                ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task)
+                source = source_scores(ctx, task_section, Path(finetuned["outputs"]["model"]))
+                plugin = plugins.tasks.get(task)
+                for lang in languages:
+                    ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task / lang)
+                    adapted = records[run.name][f"adapt/{lang}"]
+                    record = transfer_language(ctx, task_section, finetuned, lang, adapted)
+                    result.outputs[key(run, f"transfer/{task}/{lang}")] = {
+                        k: Path(v) for k, v in record["outputs"].items()}
+                    result.rows.append(_row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted))
+    if result.rows and dist.is_main:
+        write_report(output_dir, result.rows)
+        print(table(result.rows), flush=True)
     barrier()
-    result.outputs["pretrain"] = outputs
     return result
 
 
-def _read_done(stage_dir: Path) -> dict | None:
-    path = stage_dir / STAGE_DONE
-    return json.loads(path.read_text()) if path.is_file() else None
+def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
+    """The task sections with `synth:DIR/FILE` paths made real (rank 0 generates the data first)."""
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+    settings = OmegaConf.to_container(cfg.data.synth, resolve=True)
+    sections = []
+    for rank_turn in (True, False):
+        if dist.is_main == rank_turn:
+            sections = [OmegaConf.create(resolve_synth_paths(OmegaConf.to_container(t, resolve=True), settings, cache))
+                        for t in cfg.tasks]
+        barrier()
+    return sections
 
 
-def _write_done(stage_dir: Path, fingerprint: str, outputs: dict[str, Path]) -> None:
-    path = stage_dir / STAGE_DONE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}},
-                              indent=1))
-    os.replace(tmp, path)
+def _row(strategy: str, task: str, language: str, source: float, transfer: dict, adapted: dict) -> dict[str, Any]:
+    m, a = transfer["metrics"], adapted["metrics"]
+    return {"strategy": strategy, "task": task, "language": language, "source_score": source,
+            "target_score": m["target_score"], "control_score": m["control_score"],
+            "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
+            "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
+            "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"]}
+
+
+def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], result: RunResult, key: str) -> dict:
+    """The pretrain stage of one strategy: run, skip if complete, or take `model.pretrained`."""
+    cfg = run.cfg
+    stage_dir = run.run_dir / "pretrain"
+    ctx = StageContext(cfg, plugins, dist, run.run_dir, stage_dir)
+    if "pretrain" not in stages:
+        if run.name != "full" or not cfg.model.pretrained:
+            raise MmadaptError(f"strategy {run.name!r} needs the pretrain stage (only `full` can start from "
+                               "model.pretrained without it); add pretrain to stages")
+        big = resolve_pretrained(cfg.model.pretrained)
+        record = {"fingerprint": digest("init_from", big), "outputs": {"big": big}}
+        result.outputs[key] = {"big": Path(big)}
+        return record
+    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, cfg.strategy, cfg.data, cfg.train,
+                         cfg.deepspeed.resolved)
+    done = completed(stage_dir, fingerprint)
+    if done:
+        ctx.log(f"pretrain: already complete in {stage_dir} (same settings); skipping")
+        result.skipped.append(key)
+    else:
+        ctx.log(f"pretrain: strategy {run.name!r} -> {stage_dir}")
+        seed_everything(cfg.seed)  # the same on every rank: models must be built identically
+        outputs = plugins.strategies.get(run.name).pretrain(ctx)
+        done = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}}
+        if dist.is_main:
+            mark_complete(stage_dir, fingerprint, outputs)
+            plugins.hook.mmadapt_stage_finished(stage="pretrain", output_dir=str(stage_dir),
+                                                 metrics={k: str(v) for k, v in outputs.items()})
+        barrier()
+    result.outputs[key] = {k: Path(v) for k, v in done["outputs"].items()}
+    return done

@@ -46,6 +46,30 @@ def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
     return out
 
 
+def synth_file(spec: str, settings: dict, cache_dir: Path | None = None) -> Path:
+    """`synth:LANG` -> that language's corpus; `synth:DIR/FILE` -> a file of the benchmark."""
+    root = synth_benchmark_dir(settings, cache_dir)
+    name = spec[len(SYNTH_PREFIX):]
+    path = root / name if "/" in name else root / "corpus" / f"{name}.txt"
+    if not path.exists():
+        have = sorted(p.stem for p in (root / "corpus").glob("*.txt"))
+        raise MmadaptError(f"{spec}: no such file in the synthetic benchmark ({path}); its languages are "
+                           f"{', '.join(have)} (set data.synth.languages) and its files are listed in "
+                           f"{root / 'manifest.json'}")
+    return path
+
+
+def resolve_synth_paths(value: Any, settings: dict, cache_dir: Path | None = None) -> Any:
+    """`value` (nested dicts/lists) with every `synth:...` string that names a file made real."""
+    if isinstance(value, dict):
+        return {k: resolve_synth_paths(v, settings, cache_dir) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_synth_paths(v, settings, cache_dir) for v in value]
+    if isinstance(value, str) and value.startswith(SYNTH_PREFIX) and "/" in value:
+        return str(synth_file(value, settings, cache_dir))
+    return value
+
+
 @dataclass
 class TextSource:
     """One MLM text source as named in a recipe."""
@@ -71,14 +95,7 @@ class TextSource:
     def local_path(self) -> Path:
         """The file or directory the documents are read from (synth data is generated)."""
         if self.kind == "synth":
-            root = synth_benchmark_dir(self.synth_settings or {}, self.cache_dir)
-            lang = self.spec[len(SYNTH_PREFIX):]
-            path = root / "corpus" / f"{lang}.txt"
-            if not path.is_file():
-                have = sorted(p.stem for p in (root / "corpus").glob("*.txt"))
-                raise MmadaptError(f"synthetic language {lang!r} not generated; languages: {', '.join(have)} "
-                                   "(set data.synth.languages)")
-            return path
+            return synth_file(self.spec, self.synth_settings or {}, self.cache_dir)
         path = Path(self.spec)
         if not path.exists():
             raise MmadaptError(f"data file not found: {self.spec} (set data.train / data.eval to existing files)")
@@ -131,6 +148,15 @@ class TextSource:
                 "with internet run datasets.load_dataset(...).save_to_disk(DIR) and point data.train at DIR, "
                 "or copy the cache into HF_DATASETS_CACHE"
             ) from exc
+
+
+def write_documents(sources: list["TextSource"], path: Path) -> Path:
+    """Every document of `sources`, one per line, into a UTF-8 text file (for tokenizer training)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for source in sources:
+            for doc in source.documents():
+                f.write(doc.replace("\n", " ") + "\n")
+    return path
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

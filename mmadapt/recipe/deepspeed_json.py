@@ -51,8 +51,11 @@ def resolve_deepspeed(section: Any, recipe: Any, recipe_path: Path | None, world
     return fill_auto(ds, recipe, world_size)
 
 
-def fill_auto(ds: dict, recipe: Any, world_size: int) -> tuple[dict, Problems]:
-    """Replace `"auto"` values by the recipe's; report conflicting hard-coded values."""
+def fill_auto(ds: dict, recipe: Any, world_size: int, overwrite: bool = False) -> tuple[dict, Problems]:
+    """Replace `"auto"` values by the recipe's; report conflicting hard-coded values.
+
+    `overwrite` re-fills an already resolved dict (a stage with its own `train` settings).
+    """
     train = recipe.train
     problems: Problems = []
     wanted = {
@@ -78,7 +81,7 @@ def fill_auto(ds: dict, recipe: Any, world_size: int) -> tuple[dict, Problems]:
                 ds[keys[0]] = value
             continue
         current = parent[keys[-1]]
-        if current == "auto":
+        if current == "auto" or overwrite:
             parent[keys[-1]] = value
         elif current != value:
             problems.append(("deepspeed.config", f"{'.'.join(keys)} is {current!r} in the JSON but the recipe "

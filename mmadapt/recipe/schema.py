@@ -39,6 +39,9 @@ class StrategySection:
     """`strategy:` the training strategy plugin and its options."""
 
     name: str = "full"
+    #: in a `strategies:` list: take the big model and fine-tuned task models of this earlier
+    #: strategy instead of pretraining/fine-tuning a big model again (e.g. minipost reuses full)
+    reuse: Optional[str] = None
 
 
 @dataclass
@@ -96,6 +99,59 @@ class DeepSpeedSection:
     resolved: dict[str, Any] = field(default_factory=dict, metadata={"computed": True})
 
 
+STAGES = ("pretrain", "tokenizer", "adapt", "finetune", "transfer")
+
+
+@dataclass
+class LanguageSection:
+    """`languages.<code>:` a new language's MLM text."""
+
+    corpus: list[str] = field(default_factory=list)
+    eval_corpus: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EmbeddingInitSection:
+    """`adapt.init:` how new word embeddings start (a plugin: random, overlap, ...)."""
+
+    name: str = "random"
+
+
+@dataclass
+class TaskSection:
+    """One entry of `tasks:` (a plugin: xnli, pawsx, mlqa, ...) and its options."""
+
+    name: str = "xnli"
+
+
+@dataclass
+class AdaptSection:
+    """`adapt:` training new-language embeddings over the (mini-)model, everything else frozen."""
+
+    #: which of `languages` to adapt (empty: all of them)
+    languages: list[str] = field(default_factory=list)
+    init: EmbeddingInitSection = field(default_factory=EmbeddingInitSection,
+                                       metadata={"plugin": ("embedding_inits", "name")})
+    #: overrides of the top-level `train:` for this stage
+    train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
+
+
+@dataclass
+class FinetuneSection:
+    """`finetune:` the big model on the source-language task, embedding module frozen."""
+
+    train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
+
+
+@dataclass
+class TransferSection:
+    """`transfer:` swap in each language's embeddings and evaluate zero-shot."""
+
+    split: str = field(default="test", metadata={"choices": ("dev", "test")})
+    #: evaluate the source language too
+    source_language: str = "en"
+
+
 @dataclass
 class Recipe:
     """A whole recipe."""
@@ -108,6 +164,18 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    #: the pipeline stages to run, in order
+    stages: list[str] = field(default_factory=lambda: ["pretrain"], metadata={"item_choices": STAGES})
+    #: run the pipeline once per strategy (overrides `strategy`); an entry may say `reuse: full`
+    strategies: list[StrategySection] = field(default_factory=list, metadata={"plugin": ("strategies", "name")})
+    #: new languages by code
+    languages: dict[str, LanguageSection] = field(default_factory=dict)
+    #: SentencePiece settings of the `tokenizer` stage (one vocabulary per new language)
+    tokenizer: SentencePieceSettings = field(default_factory=SentencePieceSettings)
+    tasks: list[TaskSection] = field(default_factory=list, metadata={"plugin": ("tasks", "name")})
+    adapt: AdaptSection = field(default_factory=AdaptSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    transfer: TransferSection = field(default_factory=TransferSection)
     #: values used only through ${variables.x} interpolation
     variables: dict[str, Any] = field(default_factory=dict)
 

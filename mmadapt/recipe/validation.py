@@ -54,7 +54,7 @@ class Checker:
         for f, tp in resolved_fields(cls):
             plugin = f.metadata.get("plugin")
             sub = value.get(f.name, {}) if isinstance(value, dict) else None
-            if plugin and isinstance(sub, dict):
+            if plugin and dataclasses.is_dataclass(tp) and isinstance(sub, dict):
                 tp = self.plugin_section_class(tp, plugin, sub, f"{path}{f.name}") or Any
             out.append((f, tp))
         return out
@@ -66,8 +66,23 @@ class Checker:
             sub = value.get(f.name, {}) if isinstance(value, dict) else None
             if dataclasses.is_dataclass(tp) and isinstance(sub, dict):
                 tp = self.typed_class(tp, sub, f"{path}{f.name}.")
+            elif f.metadata.get("plugin") and typing.get_origin(tp) is list:
+                # Items may be different plugins: keep them untyped, but complete with defaults.
+                (item_tp,) = typing.get_args(tp)
+                if isinstance(sub, list):
+                    value[f.name] = [self.completed(item_tp, f.metadata["plugin"], item, f"{path}{f.name}[{i}]")
+                                     for i, item in enumerate(sub)]
+                tp = list[Any]
             fields.append(clone_field(f, tp))
         return dataclasses.make_dataclass(cls.__name__, fields)
+
+    def completed(self, core: type, plugin: tuple[str, str], item: dict, path: str) -> dict:
+        """A plugin section with every default filled in, as a plain dict."""
+        from omegaconf import OmegaConf
+
+        section = self.plugin_section_class(core, plugin, item, path)
+        typed = self.typed_class(section, item, f"{path}.")
+        return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(typed), item))
 
     def plugin_section_class(self, core: type, plugin: tuple[str, str], value: dict, path: str) -> type | None:
         """Core section + the chosen plugin's options; None (problem recorded) if unknown."""
@@ -100,12 +115,29 @@ class Checker:
             if not isinstance(value, (list, tuple)):
                 return self.problem(path, f"expected a list, got {_describe(value)}")
             (item_tp,) = typing.get_args(tp)[:1] or (Any,)
+            plugin = (metadata or {}).get("plugin")
+            item_metadata = {"choices": metadata["item_choices"]} if metadata and "item_choices" in metadata else None
             for i, item in enumerate(value):
+                if item_metadata:
+                    self.check(item, item_tp, f"{path}[{i}]", item_metadata)
+                    continue
+                if plugin and isinstance(item, dict):  # a list of plugin sections
+                    section = self.plugin_section_class(item_tp, plugin, item, f"{path}[{i}]")
+                    if section is not None:
+                        self.check_section(item, section, f"{path}[{i}]")
+                    continue
                 self.check(item, item_tp, f"{path}[{i}]")
             return
         if origin is dict:
             if not isinstance(value, dict):
                 return self.problem(path, f"expected a mapping, got {_describe(value)}")
+            value_tp = (typing.get_args(tp) + (Any, Any))[1]
+            if dataclasses.is_dataclass(value_tp):  # e.g. languages: {vo: {corpus: [...]}}
+                for key, item in value.items():
+                    self.check_section(item, value_tp, f"{path}.{key}")
+            partial = (metadata or {}).get("partial_of")
+            if partial is not None:  # a subset of another section's keys, e.g. a stage's `train`
+                self.check_section(value, partial, path)
             return
         if not _scalar_ok(value, tp):
             return self.problem(path, f"expected {tp.__name__}, got {_describe(value)}")

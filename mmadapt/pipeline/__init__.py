@@ -1,0 +1,1 @@
+"""The cross-lingual pipeline: pretrain -> tokenizer -> adapt -> finetune -> transfer -> report."""

@@ -1,0 +1,88 @@
+"""Stage `adapt`: new-language word embeddings trained with MLM over the (mini-)model.
+
+Trainable: the word embeddings and the LM head's output bias (the decoder stays tied to
+the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
+the rest of the head. For mini strategies only the mini-model directory is loaded: the big
+model's upper layers never enter memory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmadapt.context import StageContext
+from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
+from mmadapt.distributed import barrier
+from mmadapt.export import full_state_dict
+from mmadapt.flops import adapt_flops_per_token
+from mmadapt.objectives import MaskedLMObjective
+from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pretraining import model_family, text_sources
+from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
+from mmadapt.trainer import Trainer, seed_everything
+
+INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
+
+
+def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
+    """The model embeddings are trained over: the mini-model if the strategy made one."""
+    return Path(pretrain_outputs.get("mini") or pretrain_outputs["big"])
+
+
+def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
+                   upstream: str) -> dict[str, Any]:
+    """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings."""
+    cfg = ctx.cfg
+    fingerprint = digest("adapt", upstream, cfg.adapt, cfg.train, cfg.languages[language], cfg.data.block_size,
+                         cfg.data.mlm_probability, cfg.precision, cfg.deepspeed.resolved, cfg.seed)
+    done = completed(ctx.stage_dir, fingerprint)
+    if done:
+        ctx.log(f"adapt[{language}]: already complete in {ctx.stage_dir}; skipping")
+        return done
+    family = model_family(ctx)
+    seed_everything(cfg.seed)
+    model = family.load_pretrained(str(model_dir))
+    source_tokenizer = family.load_tokenizer(str(model_dir))
+    tokenizer = family.load_tokenizer(str(tokenizer_dir))
+    init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    weight = init.initialise(tokenizer, source_tokenizer, model.get_input_embeddings().weight.detach(),
+                             model.config, generator, cfg.adapt.init)
+    swap_word_embeddings(model, weight)
+    if ctx.dist.is_main:
+        save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
+    trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
+
+    data = cfg.data
+    cache = Path(data.cache_dir) if data.cache_dir else None
+    spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
+    section = cfg.languages[language]
+    blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache, ctx.dist,
+                          f"languages.{language}.corpus")
+    eval_set = None
+    if section.eval_corpus:
+        eval_blocks = build_blocks(text_sources(ctx, section.eval_corpus), tokenizer, data.block_size, cache,
+                                   ctx.dist, f"languages.{language}.eval_corpus")
+        eval_set = MaskedBlocks(eval_blocks, spec, cfg.seed + 1)
+    objective = MaskedLMObjective(model)
+    ctx.log(f"adapt[{language}]: {sum(p.numel() for p in trainable)} trainable parameters over "
+            f"{model.config.num_hidden_layers} layers ({model_dir})")
+    result = Trainer(ctx, objective, trainable, MaskedBlocks(blocks, spec, cfg.seed), eval_set).train()
+    trained = full_state_dict(model)
+    bias_key = next((k for k in trained if k.endswith("lm_head.bias")), None)
+    emb_key = next(k for k in trained if k.endswith("word_embeddings.weight"))
+    train = cfg.train
+    tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
+    metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3), "tokens": tokens,
+               "flops": tokens * adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size),
+               "model_layers": model.config.num_hidden_layers, "final_loss": result.last_metrics.get("loss")}
+    outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
+               "tokenizer": tokenizer_dir}
+    record = None
+    if ctx.dist.is_main:
+        save_embeddings(outputs["embeddings"], trained[emb_key], trained.get(bias_key) if bias_key else None)
+        record = mark_complete(ctx.stage_dir, fingerprint, outputs, metrics)
+    barrier()
+    return record or {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}

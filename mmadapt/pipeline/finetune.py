@@ -1,0 +1,48 @@
+"""Stage `finetune`: the big model on the source-language task, embedding module frozen.
+
+The word, position and type embeddings and their LayerNorm stay as pretrained: the new
+languages' embeddings were learned against exactly those, so they must still fit after.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmadapt.context import StageContext
+from mmadapt.data.features import FeatureDataset
+from mmadapt.distributed import barrier
+from mmadapt.engine import trainable_parameters
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.objectives import SupervisedObjective
+from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pretraining import model_family
+from mmadapt.trainer import Trainer, seed_everything
+
+
+def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> dict[str, Any]:
+    """Fine-tune on one task into ctx.stage_dir/model; skipped if complete for these settings."""
+    cfg = ctx.cfg
+    fingerprint = digest("finetune", upstream, task_section, cfg.finetune, cfg.train, cfg.precision,
+                         cfg.deepspeed.resolved, cfg.seed)
+    done = completed(ctx.stage_dir, fingerprint)
+    if done:
+        ctx.log(f"finetune[{task_section.name}]: already complete in {ctx.stage_dir}; skipping")
+        return done
+    task = ctx.plugins.tasks.get(task_section.name)
+    family = model_family(ctx)
+    seed_everything(cfg.seed)
+    tokenizer = family.load_tokenizer(str(big_dir))
+    model = task.build_model(family, str(big_dir))
+    for p in family.embeddings(model).parameters():
+        p.requires_grad_(False)
+    features = task.train_features(task.train_examples(task_section), tokenizer, task_section)
+    objective = SupervisedObjective(model)
+    result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, cfg.seed)).train()
+    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
+    metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3),
+               "final_loss": result.last_metrics.get("loss"), "train_features": len(features)}
+    record = None
+    if ctx.dist.is_main:
+        record = mark_complete(ctx.stage_dir, fingerprint, {"model": model_dir}, metrics)
+    barrier()
+    return record or {"fingerprint": fingerprint, "outputs": {"model": str(model_dir)}, "metrics": metrics}

@@ -1,0 +1,66 @@
+"""Expanding a recipe into one run per strategy, each with its own resolved config."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mmadapt.errors import MmadaptError, RecipeError
+from mmadapt.recipe.deepspeed_json import fill_auto
+
+
+@dataclass
+class StrategyRun:
+    """One strategy's pass through the pipeline."""
+
+    name: str
+    cfg: DictConfig
+    run_dir: Path
+    #: the strategy whose big model (and fine-tuned task models) this run reuses
+    reuse: str | None = None
+
+
+def plan_runs(cfg: DictConfig) -> list[StrategyRun]:
+    """`strategies:` entries (or the single `strategy:`) as StrategyRuns.
+
+    With one strategy the run writes straight into `output_dir`; with several, each writes
+    into `output_dir/<strategy name>`.
+    """
+    entries = [dict(e) for e in cfg.strategies] or [OmegaConf.to_container(cfg.strategy, resolve=True)]
+    several = len(cfg.strategies) > 0
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        raise RecipeError([("strategies", f"each strategy may appear once; got {names}")])
+    runs: list[StrategyRun] = []
+    for i, entry in enumerate(entries):
+        reuse = entry.get("reuse")
+        run_dir = Path(cfg.output_dir) / entry["name"] if several else Path(cfg.output_dir)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        plain["strategy"] = entry
+        plain["output_dir"] = str(run_dir)
+        if reuse:
+            earlier = {r.name: r for r in runs}
+            if reuse not in earlier:
+                raise RecipeError([(f"strategies[{i}].reuse",
+                                    f"{reuse!r} must name a strategy listed before {entry['name']!r}")])
+            plain["model"]["pretrained"] = str(earlier[reuse].run_dir / "pretrain" / "big")
+        runs.append(StrategyRun(entry["name"], OmegaConf.create(plain), run_dir, reuse))
+    return runs
+
+
+def stage_cfg(cfg: DictConfig, train_overrides: Any) -> DictConfig:
+    """`cfg` with a stage's `train` overrides applied and the DeepSpeed JSON refilled to match."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    overrides = OmegaConf.to_container(train_overrides, resolve=True) if isinstance(train_overrides, DictConfig) \
+        else dict(train_overrides or {})
+    plain["train"].update(overrides)
+    merged = OmegaConf.create(plain)
+    ds, problems = fill_auto(plain["deepspeed"]["resolved"], merged, int(os.environ.get("WORLD_SIZE", "1")),
+                             overwrite=True)
+    if problems:
+        raise MmadaptError("; ".join(message for _, message in problems))
+    merged.deepspeed.resolved = ds
+    return merged

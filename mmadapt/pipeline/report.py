@@ -1,0 +1,48 @@
+"""The run's report: a table on stdout, `report.md` and `report.json` in output_dir.
+
+`report.json` holds `{"rows": [...]}`, one row per (strategy, task, language), with at least
+strategy, task, language, source_score, target_score, control_score, adapt_steps,
+adapt_seconds and adapt_flops; scores are fractions in [0, 1]. Other tools read it: keep
+these names.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+COLUMNS = ("strategy", "task", "language", "source_score", "target_score", "control_score",
+           "adapt_steps", "adapt_seconds", "adapt_flops")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 1e4 else f"{value:.3g}"
+    if isinstance(value, int) and value >= 1e6:
+        return f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the report's main columns."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(output_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
+    """Write report.json and report.md atomically; return their paths."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in ((REPORT_JSON, json.dumps({"rows": rows}, indent=1)),
+                       (REPORT_MD, "# mmadapt report\n\nScores are fractions in [0, 1] on each task's "
+                                   "primary metric; `control` uses the new language's untrained embeddings.\n\n"
+                                   + table(rows) + "\n")):
+        tmp = output_dir / (name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, output_dir / name)
+        paths.append(output_dir / name)
+    return paths[0], paths[1]

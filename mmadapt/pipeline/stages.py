@@ -1,0 +1,42 @@
+"""Stage bookkeeping: a stage is complete when its marker holds the same settings digest.
+
+The marker is written last (atomically), so an interrupted stage is never mistaken for a
+finished one, and a finished stage is skipped when its settings have not changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+STAGE_DONE = "stage_complete.json"
+
+
+def digest(*parts: Any) -> str:
+    """sha256 of JSON-serialised parts (DictConfigs are resolved to plain containers)."""
+    plain = [OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def completed(stage_dir: Path, fingerprint: str) -> dict | None:
+    """The marker's record if the stage finished with these settings, else None."""
+    path = stage_dir / STAGE_DONE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("fingerprint") == fingerprint else None
+
+
+def mark_complete(stage_dir: Path, fingerprint: str, outputs: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict:
+    """Write the marker (call on rank 0 after every output is in place)."""
+    record = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()},
+              "metrics": metrics or {}}
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    tmp = stage_dir / (STAGE_DONE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, stage_dir / STAGE_DONE)
+    return record

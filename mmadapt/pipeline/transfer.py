@@ -1,0 +1,98 @@
+"""Stage `transfer`: swap a language's embeddings and tokenizer into the fine-tuned model and
+evaluate zero-shot; also the source language, and a control with untrained embeddings."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmadapt.context import StageContext
+from mmadapt.distributed import barrier, broadcast_object
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pretraining import model_family
+from mmadapt.surgery import load_embeddings, swap_word_embeddings
+
+
+def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
+             predictions_path: Path | None = None) -> dict[str, float]:
+    """The task's official metrics of `model` on `language`'s evaluation split (rank 0 computes)."""
+    scores = None
+    if ctx.dist.is_main:
+        examples = task.eval_examples(task_section, language, ctx.cfg.transfer.split)
+        model.to(ctx.dist.device).eval()
+        with torch.no_grad():
+            predictions = task.predict(model, examples, tokenizer, task_section, ctx.dist.device)
+        scores = task.score(examples, predictions, language)
+        if predictions_path is not None:
+            predictions_path.parent.mkdir(parents=True, exist_ok=True)
+            task.write_predictions(predictions, predictions_path)
+    return broadcast_object(scores)
+
+
+def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str, Any], language: str,
+                      adapted: dict[str, Any]) -> dict[str, Any]:
+    """Target and control scores for one language; writes the target model with its tokenizer.
+
+    `finetuned` and `adapted` are the records of the stages this one builds on.
+    """
+    cfg = ctx.cfg
+    finetuned_dir = Path(finetuned["outputs"]["model"])
+    fingerprint = digest("transfer", finetuned["fingerprint"], adapted["fingerprint"], task_section, cfg.transfer)
+    done = completed(ctx.stage_dir, fingerprint)
+    if done:
+        ctx.log(f"transfer[{task_section.name}/{language}]: already complete; skipping")
+        return done
+    task = ctx.plugins.tasks.get(task_section.name)
+    family = model_family(ctx)
+    outputs = adapted["outputs"]
+    tokenizer = family.load_tokenizer(outputs["tokenizer"])
+    metrics = {}
+    for kind, file in (("control", outputs["initial_embeddings"]), ("target", outputs["embeddings"])):
+        model = task.build_model(family, str(finetuned_dir))
+        before = {k: v.clone() for k, v in model.state_dict().items() if "embeddings" not in k}
+        weight, _ = load_embeddings(Path(file))
+        swap_word_embeddings(model, weight)
+        _assert_body_unchanged(model, before)
+        main = task.metric_names[0]
+        scores = evaluate(ctx, task, task_section, model, tokenizer, language,
+                          ctx.stage_dir / f"predictions_{kind}.{_suffix(task)}")
+        metrics[f"{kind}_score"] = scores[main]
+        metrics[f"{kind}_metrics"] = scores
+    target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
+    record = None
+    if ctx.dist.is_main:
+        record = mark_complete(ctx.stage_dir, fingerprint, {"model": target_dir}, metrics)
+    barrier()
+    return record or {"fingerprint": fingerprint, "outputs": {"model": str(target_dir)}, "metrics": metrics}
+
+
+def source_scores(ctx: StageContext, task_section: Any, finetuned_dir: Path) -> dict[str, float]:
+    """The fine-tuned model on the source language, cached beside the fine-tuned model."""
+    path = Path(finetuned_dir).parent / f"source_{ctx.cfg.transfer.split}_scores.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    task = ctx.plugins.tasks.get(task_section.name)
+    family = model_family(ctx)
+    model = task.build_model(family, str(finetuned_dir))
+    tokenizer = family.load_tokenizer(str(finetuned_dir))
+    scores = evaluate(ctx, task, task_section, model, tokenizer, ctx.cfg.transfer.source_language,
+                      Path(finetuned_dir).parent / f"predictions_source.{_suffix(task)}")
+    if ctx.dist.is_main:
+        path.write_text(json.dumps(scores))
+    barrier()
+    return scores
+
+
+def _suffix(task: Any) -> str:
+    return "json" if "f1" in task.metric_names else "jsonl"
+
+
+def _assert_body_unchanged(model: Any, before: dict[str, torch.Tensor]) -> None:
+    # The swap must touch the vocabulary only; anything else would silently change results.
+    after = model.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(after[k], v)]
+    if changed:
+        raise RuntimeError(f"embedding swap changed non-embedding weights: {changed[:5]}")

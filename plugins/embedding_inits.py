@@ -1,0 +1,41 @@
+"""Built-in initialisers of new-language word embeddings: `random` and `overlap`."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import EmbeddingInit
+
+
+class RandomInit(EmbeddingInit):
+    """Normal(0, the model's initializer_range), as the model's own init does."""
+
+    description = "normal(0, initializer_range) for every token"
+
+    def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: torch.Tensor, config: Any,
+                   generator: torch.Generator, options: Any) -> torch.Tensor:
+        std = getattr(config, "initializer_range", 0.02)
+        return torch.randn(len(new_tokenizer), source_weight.shape[1], generator=generator) * std
+
+
+class OverlapInit(RandomInit):
+    """Copy the source embedding of every token whose string exists in both vocabularies."""
+
+    description = "source embedding for tokens shared with the source vocabulary, random otherwise"
+
+    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options):
+        weight = super().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options)
+        source_vocab = source_tokenizer.get_vocab()
+        for token, new_id in new_tokenizer.get_vocab().items():
+            old_id = source_vocab.get(token)
+            if old_id is not None and old_id < source_weight.shape[0] and new_id < weight.shape[0]:
+                weight[new_id] = source_weight[old_id].float()
+        return weight
+
+
+@hookimpl
+def mmadapt_register_embedding_inits(registry):
+    registry.add("random", RandomInit())
+    registry.add("overlap", OverlapInit())
