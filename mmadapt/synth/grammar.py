@@ -1,0 +1,151 @@
+"""Language-independent sentence meanings and a probabilistic grammar that samples them.
+
+A sentence is one clause or two joined by "and" / "because". A clause has an animate
+subject, a verb (intransitive, or transitive with an object of a class the verb takes),
+optional negation, past tense, an adverb and a prepositional phrase; a subject may carry
+an adjective and a relative clause ("the dog that sees the ball"). Each language renders
+these trees with its own words and word order (see `languages.py`).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+
+from mmadapt.synth.lexicon import AND, BECAUSE, Meanings
+
+
+@dataclass(frozen=True)
+class NounPhrase:
+    """A determiner, a noun and optional modifiers; `rel` is a relative clause."""
+
+    noun: str
+    plural: bool = False
+    definite: bool = True
+    adj: str | None = None
+    rel: "RelativeClause | None" = None
+
+
+@dataclass(frozen=True)
+class RelativeClause:
+    """'that VERB OBJ' (or 'that VERB' for an intransitive verb), the head is the subject."""
+
+    verb: str
+    obj: NounPhrase | None = None
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A subject, a verb and what modifies the event."""
+
+    subj: NounPhrase
+    verb: str
+    obj: NounPhrase | None = None
+    neg: bool = False
+    past: bool = False
+    adv: str | None = None
+    pp: tuple[str, NounPhrase] | None = None
+
+    def with_subj(self, **changes) -> "Clause":
+        """This clause with the subject's fields changed."""
+        return replace(self, subj=replace(self.subj, **changes))
+
+    def with_obj(self, **changes) -> "Clause":
+        """This clause with the object's fields changed."""
+        return replace(self, obj=replace(self.obj, **changes))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One clause, or two joined by a conjunction (AND or BECAUSE)."""
+
+    clauses: tuple[Clause, ...]
+    conj: str | None = None
+
+
+@dataclass(frozen=True)
+class GrammarWeights:
+    """How often each optional construction appears."""
+
+    two_clauses: float = 0.25
+    because: float = 0.4  # share of two-clause sentences joined by "because"
+    transitive: float = 0.7
+    plural: float = 0.4
+    definite: float = 0.6
+    adjective: float = 0.3
+    relative: float = 0.15
+    negation: float = 0.15
+    past: float = 0.3
+    adverb: float = 0.25
+    pp: float = 0.25
+    hypernym: float = 0.2  # a class word ("animal") instead of a specific noun
+
+
+class Grammar:
+    """Samples sentence trees from `Meanings` with `GrammarWeights`."""
+
+    def __init__(self, meanings: Meanings, weights: GrammarWeights | None = None):
+        self.m = meanings
+        self.w = weights or GrammarWeights()
+
+    def sentence(self, rng: random.Random) -> Sentence:
+        """A random sentence of one or two clauses."""
+        if rng.random() < self.w.two_clauses:
+            conj = BECAUSE if rng.random() < self.w.because else AND
+            return Sentence((self.clause(rng, simple=True), self.clause(rng, simple=True)), conj)
+        return Sentence((self.clause(rng),))
+
+    def clause(self, rng: random.Random, *, simple: bool = False) -> Clause:
+        """A random clause; `simple` leaves out relative clauses (used inside two-clause sentences)."""
+        w = self.w
+        subj = self.noun_phrase(rng, self.animate_noun(rng), relative=not simple)
+        verb, obj = self.predicate(rng)
+        return Clause(
+            subj=subj,
+            verb=verb,
+            obj=obj,
+            neg=rng.random() < w.negation,
+            past=rng.random() < w.past,
+            adv=rng.choice(self.m.adverbs) if rng.random() < w.adverb else None,
+            pp=self.pp(rng) if rng.random() < w.pp else None,
+        )
+
+    def predicate(self, rng: random.Random) -> tuple[str, NounPhrase | None]:
+        """A verb and, for a transitive one, an object it takes."""
+        if rng.random() < self.w.transitive:
+            verb = rng.choice(self.m.transitive)
+            return verb, self.noun_phrase(rng, self.object_noun(rng, verb))
+        return rng.choice(self.m.intransitive), None
+
+    def noun_phrase(self, rng: random.Random, noun: str, *, relative: bool = False) -> NounPhrase:
+        """An NP headed by `noun` with random number, definiteness and modifiers."""
+        w = self.w
+        rel = None
+        if relative and rng.random() < w.relative:
+            verb = rng.choice(self.m.transitive + self.m.intransitive)
+            obj = self.noun_phrase(rng, self.object_noun(rng, verb)) if verb in self.m.verb_objects else None
+            rel = RelativeClause(verb, obj)
+        return NounPhrase(
+            noun=noun,
+            plural=rng.random() < w.plural,
+            definite=rng.random() < w.definite,
+            adj=rng.choice(self.m.adjectives) if rng.random() < w.adjective else None,
+            rel=rel,
+        )
+
+    def pp(self, rng: random.Random) -> tuple[str, NounPhrase]:
+        """A preposition with a (thing) noun phrase."""
+        hypernym, hyponyms = rng.choice(self.m.thing_classes)
+        return rng.choice(self.m.prepositions), NounPhrase(self.pick(rng, hypernym, hyponyms), plural=rng.random() < 0.3)
+
+    def animate_noun(self, rng: random.Random) -> str:
+        """A random animate noun (class word or member)."""
+        hypernym, hyponyms = rng.choice(self.m.animate_classes)
+        return self.pick(rng, hypernym, hyponyms)
+
+    def object_noun(self, rng: random.Random, verb: str) -> str:
+        """A random noun from a class `verb` takes."""
+        hypernym = rng.choice(self.m.verb_objects[verb])
+        return self.pick(rng, hypernym, self.m.class_members(hypernym))
+
+    def pick(self, rng: random.Random, hypernym: str, hyponyms: tuple[str, ...]) -> str:
+        return hypernym if rng.random() < self.w.hypernym else rng.choice(hyponyms)

@@ -1,0 +1,103 @@
+"""Writing the benchmark in the file formats of the real datasets.
+
+- MultiNLI 1.0 training data: JSON lines with MultiNLI's keys (``multinli_1.0_train.jsonl``).
+- XNLI 1.0 dev/test: one tab-separated file per split with XNLI's header and every
+  language's rows, told apart by the ``language`` column. As in XNLI, the parse columns
+  are empty and the ``*_tokenized`` columns hold the space-separated words.
+- Corpora: one sentence per line.
+
+Files are written with "\\n" line ends and UTF-8 so the same content gives the same bytes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mmadapt.synth.languages import Language
+from mmadapt.synth.nli import NliExample
+
+XNLI_COLUMNS = (
+    "language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
+    "sentence2_parse", "sentence1", "sentence2", "promptID", "pairID", "genre", "label1", "label2", "label3",
+    "label4", "label5", "sentence1_tokenized", "sentence2_tokenized", "match",
+)
+GENRE = "synthetic"
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """One line per item."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def write_multinli_jsonl(path: Path, examples: Sequence[NliExample], language: Language) -> None:
+    """MultiNLI-layout JSON lines; promptID/pairID follow MultiNLI's "<n>" / "<n><label letter>"."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for i, ex in enumerate(examples):
+            premise, hypothesis = language.render(ex.premise), language.render(ex.hypothesis)
+            record = {
+                "annotator_labels": [ex.label],
+                "genre": GENRE,
+                "gold_label": ex.label,
+                "pairID": f"{i}{ex.label[0]}",
+                "promptID": str(i),
+                "sentence1": premise.text,
+                "sentence1_binary_parse": premise.binary_parse,
+                "sentence1_parse": premise.parse,
+                "sentence2": hypothesis.text,
+                "sentence2_binary_parse": hypothesis.binary_parse,
+                "sentence2_parse": hypothesis.parse,
+            }
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_xnli_tsv(path: Path, examples: Sequence[NliExample], languages: Sequence[Language]) -> None:
+    """XNLI-layout TSV: a header, then each language's rows; an example keeps its IDs in every language."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        # XNLI is read with QUOTE_NONE, so nothing may be quoted; our words hold no tabs or quotes.
+        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n", escapechar=None)
+        writer.writerow(XNLI_COLUMNS)
+        for language in languages:
+            for i, ex in enumerate(examples):
+                s1, s2 = language.text(ex.premise), language.text(ex.hypothesis)
+                writer.writerow((
+                    language.code, ex.label, "", "", "", "", s1, s2, str(i), str(i), GENRE,
+                    ex.label, ex.label, ex.label, ex.label, ex.label, s1, s2, "True",
+                ))
+
+
+def write_json(path: Path, data: object) -> None:
+    """Indented, key-sorted JSON, so equal data gives equal bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh empty directory beside `target`, to be moved there by `publish_dir`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    # mkdtemp makes the directory private (0700); give it the permissions mkdir would.
+    umask = os.umask(0)
+    os.umask(umask)
+    staged.chmod(0o777 & ~umask)
+    return staged
+
+
+def publish_dir(staged: Path, target: Path) -> None:
+    """Move the finished `staged` directory to `target`, replacing an existing one."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{staged.name}")
+        os.replace(target, old)
+        os.replace(staged, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, target)

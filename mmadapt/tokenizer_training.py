@@ -1,0 +1,264 @@
+"""Train a SentencePiece tokenizer and save it as a `transformers` tokenizer directory.
+
+The saved directory uses the XLM-R / RoBERTa id layout that the rest of mmadapt relies
+on: ``<s>=0, <pad>=1, </s>=2, <unk>=3``, the learned pieces next, and ``<mask>`` as the
+last id. SentencePiece is told to put its own special pieces at exactly those ids, so
+SentencePiece ids and tokenizer ids agree (no fairseq offset of one as in real XLM-R).
+
+How each ``model_type`` is saved:
+
+- ``unigram`` and ``char``: as ``XLMRobertaTokenizer`` (a Unigram model with the
+  SentencePiece scores and normalizer), which reproduces SentencePiece's segmentation.
+- ``bpe``: XLMRobertaTokenizer can only hold a Unigram model, and scoring BPE pieces as
+  a Unigram lattice segments differently, so it is saved as a generic ``tokenizers``
+  BPE tokenizer with the same special tokens, normalizer and templates.
+- ``word``: a generic word-level tokenizer. Known words segment as in SentencePiece;
+  each unknown word becomes one ``<unk>`` (SentencePiece fuses a run of unknown words
+  into a single ``<unk>``, which would misalign words and tokens).
+
+Vocabulary size: with ``SentencePieceConfig.hard_vocab_limit=False`` (the default)
+``vocab_size`` is an upper bound: small or synthetic corpora often cannot fill the
+requested vocabulary, and failing there helps nobody, so when SentencePiece reports the
+largest size it can build, training is repeated at exactly that size and a warning is
+logged. (SentencePiece's own soft limit is not used: it prunes to well below what the
+corpus supports, even when the requested size was reachable.) With
+``hard_vocab_limit=True`` an unreachable size raises `VocabularyTooLargeError` naming the
+files and the largest size that works.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmadapt.errors import MmadaptError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES = ("unigram", "bpe", "char", "word")
+SPECIAL_TOKENS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
+MASK_TOKEN = "<mask>"
+SPM_FILE = "spm.model"  # kept for reference; not a name transformers looks for
+
+_TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+
+
+class VocabularyTooLargeError(MmadaptError, ValueError):
+    """The requested vocabulary is larger than the corpus can fill (hard_vocab_limit=True)."""
+
+
+@dataclass
+class SentencePieceConfig:
+    """Settings for `train_sentencepiece_tokenizer`.
+
+    vocab_size counts the special tokens except ``<mask>`` (which adds one more id).
+    hard_vocab_limit=False (the default) falls back to the largest vocabulary the corpus
+    supports when vocab_size is out of reach; True raises VocabularyTooLargeError.
+    For model_type="char" the vocabulary is the corpus's characters, at most vocab_size of
+    them (the rarest are dropped and become <unk>).
+    """
+
+    vocab_size: int = 8000
+    model_type: str = "unigram"  # unigram | bpe | char | word
+    character_coverage: float = 1.0
+    hard_vocab_limit: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError if a field is out of range."""
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {self.model_type!r}")
+        if self.vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)} (the special tokens), got {self.vocab_size}")
+        if not 0.0 < self.character_coverage <= 1.0:
+            raise ValueError(f"character_coverage must be in (0, 1], got {self.character_coverage}")
+
+
+def train_sentencepiece_tokenizer(
+    text_files: list[Path], out_dir: Path, cfg: SentencePieceConfig, *, seed: int = 0
+) -> "PreTrainedTokenizerBase":
+    """Train SentencePiece on `text_files` (one sentence per line) and save a tokenizer in `out_dir`.
+
+    The directory loads with ``transformers.AutoTokenizer.from_pretrained(out_dir)``; the
+    id layout is <s>=0, <pad>=1, </s>=2, <unk>=3, pieces, <mask>=last. It also holds the
+    raw SentencePiece model as ``spm.model``. The directory is built beside `out_dir` and
+    renamed into place, replacing any previous one, so a half-written tokenizer never
+    exists. Same files, config and seed give the same vocabulary. Returns the tokenizer
+    loaded back from `out_dir`.
+    """
+    from transformers import AutoTokenizer
+
+    cfg.validate()
+    files = [Path(f) for f in text_files]
+    _check_inputs(files)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    # mkdtemp makes the directory private (0700); give it the permissions mkdir would.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    try:
+        model_file = _train_spm(files, tmp, cfg, seed)
+        _build_hf_tokenizer(model_file, cfg.model_type).save_pretrained(tmp)
+        _replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    logger.info("trained %s tokenizer with %d ids in %s", cfg.model_type, len(tokenizer), out_dir)
+    return tokenizer
+
+
+def _check_inputs(files: list[Path]) -> None:
+    if not files:
+        raise ValueError("train_sentencepiece_tokenizer needs at least one text file")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"tokenizer training files not found: {', '.join(missing)}")
+    # SentencePiece takes its inputs as one comma-separated string.
+    with_comma = [str(f) for f in files if "," in str(f)]
+    if with_comma:
+        raise ValueError(f"SentencePiece cannot read paths containing ',': {', '.join(with_comma)}")
+
+
+def _train_spm(files: list[Path], work_dir: Path, cfg: SentencePieceConfig, seed: int) -> Path:
+    prefix = work_dir / Path(SPM_FILE).stem
+    try:
+        _run_spm_trainer(files, prefix, cfg.vocab_size, cfg, seed)
+    except RuntimeError as err:
+        match = _TOO_HIGH.search(str(err))
+        if match is None:
+            raise
+        largest = int(match.group(2))
+        if cfg.hard_vocab_limit:
+            raise VocabularyTooLargeError(
+                f"vocab_size={cfg.vocab_size} is more than SentencePiece ({cfg.model_type}) can build from "
+                f"{', '.join(str(f) for f in files)}: the largest possible is {largest}. "
+                "Lower vocab_size, add text, or set hard_vocab_limit=False to accept a smaller vocabulary."
+            ) from None
+        # SentencePiece's own soft limit prunes well below what the corpus supports, so
+        # retrain at exactly the largest size it reported instead.
+        logger.warning(
+            "vocab_size=%d is more than the corpus supports; training with %d pieces instead",
+            cfg.vocab_size,
+            largest,
+        )
+        _run_spm_trainer(files, prefix, largest, cfg, seed)
+    prefix.with_suffix(".vocab").unlink(missing_ok=True)
+    model_file = prefix.with_suffix(".model")
+    _drop_paths_from_model(model_file)
+    return model_file
+
+
+def _drop_paths_from_model(model_file: Path) -> None:
+    """Remove the input and output paths SentencePiece records in its model file.
+
+    They make the file depend on where it was trained, so two identical trainings in
+    different directories would not give byte-identical files.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.ClearField("model_prefix")
+    model_file.write_bytes(proto.SerializeToString())
+
+
+def _run_spm_trainer(files: list[Path], prefix: Path, vocab_size: int, cfg: SentencePieceConfig, seed: int) -> None:
+    import sentencepiece as spm
+
+    # The seed only matters when SentencePiece samples sentences; it is process-global.
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        input=",".join(str(f) for f in files),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type=cfg.model_type,
+        character_coverage=cfg.character_coverage,
+        # Always exact: the soft fallback is handled by the caller (see module docstring).
+        hard_vocab_limit=True,
+        bos_id=0,
+        pad_id=1,
+        eos_id=2,
+        unk_id=3,
+        bos_piece=SPECIAL_TOKENS["bos"],
+        pad_piece=SPECIAL_TOKENS["pad"],
+        eos_piece=SPECIAL_TOKENS["eos"],
+        unk_piece=SPECIAL_TOKENS["unk"],
+        # One thread: multi-threaded EM can order float sums differently between runs.
+        num_threads=1,
+        minloglevel=2,  # SentencePiece logs every EM step to stderr otherwise
+    )
+
+
+def _build_hf_tokenizer(model_file: Path, model_type: str):
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_file.read_bytes())
+    charsmap = proto.normalizer_spec.precompiled_charsmap or None
+    if model_type in ("unigram", "char"):
+        from transformers import XLMRobertaTokenizer
+
+        vocab = [(p.piece, p.score) for p in proto.pieces] + [(MASK_TOKEN, 0.0)]
+        return XLMRobertaTokenizer(vocab=vocab, _spm_precompiled_charsmap=charsmap)
+    return _generic_tokenizer(proto, model_type, charsmap)
+
+
+def _generic_tokenizer(proto, model_type: str, charsmap):
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE, WordLevel
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import generate_merges
+
+    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    if model_type == "bpe":
+        merges = generate_merges(vocab)
+        vocab[MASK_TOKEN] = len(vocab)
+        model = BPE(vocab=vocab, merges=merges, unk_token=SPECIAL_TOKENS["unk"], fuse_unk=True, byte_fallback=False)
+    else:
+        vocab[MASK_TOKEN] = len(vocab)
+        model = WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk"])
+    backend = Tokenizer(model)
+    if charsmap:
+        backend.normalizer = normalizers.Precompiled(charsmap)
+    # The same pre-tokenizer, decoder and templates XLMRobertaTokenizer uses.
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
+    )
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    bos, eos = SPECIAL_TOKENS["bos"], SPECIAL_TOKENS["eos"]
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, vocab[bos]), (eos, vocab[eos])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        sep_token=eos,
+        cls_token=bos,
+        unk_token=SPECIAL_TOKENS["unk"],
+        pad_token=SPECIAL_TOKENS["pad"],
+        mask_token=MASK_TOKEN,
+    )
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move `new` to `target`; an existing `target` is swapped out first, then deleted."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{new.name}")
+        target.rename(old)
+        new.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        new.rename(target)

@@ -1,0 +1,94 @@
+"""The tokenizer and adapt stages: what is trained, what stays frozen, what is reused."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import RECIPES, run_in_process, tiny_overrides, write_corpus
+from mmadapt.errors import MmadaptError
+from mmadapt.surgery import load_embeddings
+
+TINY = RECIPES / "tiny_full.yaml"
+
+
+@pytest.fixture(scope="module")
+def new_language_corpus(tmp_path_factory):
+    """A 'new language': the test corpus with every word spelt differently."""
+    source = write_corpus(tmp_path_factory.mktemp("src") / "src.txt", seed=1)
+    table = str.maketrans("abcdefghijklmnopqrstuvwxyz", "αβψδεφγηιξκλμνοπϙρστθωςχυζ")
+    target = tmp_path_factory.mktemp("new") / "new.txt"
+    target.write_text(source.read_text().translate(table), encoding="utf-8")
+    return target
+
+
+def adapt_overrides(corpus, new_corpus, out, *extra):
+    return tiny_overrides(corpus, out, "stages=[pretrain,tokenizer,adapt]",
+                          f"languages={{xx: {{corpus: [{new_corpus}]}}}}", "tokenizer.vocab_size=60",
+                          "adapt.train={max_steps: 6, lr: 0.01}", *extra)
+
+
+def test_adapt_trains_only_the_word_embeddings_and_output_bias(tiny_corpus, new_language_corpus, tmp_path,
+                                                               monkeypatch):
+    import mmadapt.pipeline.adapt as adapt_module
+
+    snapshots = {}
+
+    class RecordingTrainer(adapt_module.Trainer):
+        def train(self):
+            model = self.module.model
+            snapshots["before"] = {k: v.clone() for k, v in model.state_dict().items()}
+            snapshots["trainable"] = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+            result = super().train()
+            snapshots["after"] = {k: v.clone() for k, v in model.state_dict().items()}
+            return result
+
+    monkeypatch.setattr(adapt_module, "Trainer", RecordingTrainer)
+    out = tmp_path / "run"
+    _, result = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out))
+    before, after = snapshots["before"], snapshots["after"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # the tied decoder weight/bias are the same tensors as the embeddings/bias under other names
+    allowed = {"roberta.embeddings.word_embeddings.weight", "lm_head.decoder.weight", "lm_head.bias",
+               "lm_head.decoder.bias"}
+    assert {"roberta.embeddings.word_embeddings.weight", "lm_head.bias"} <= changed <= allowed
+    assert set(snapshots["trainable"]) <= allowed
+    trained, bias = load_embeddings(result.outputs["adapt/xx"]["embeddings"])
+    assert torch.equal(trained, after["roberta.embeddings.word_embeddings.weight"])
+    initial, _ = load_embeddings(result.outputs["adapt/xx"]["initial_embeddings"])
+    assert initial.shape == trained.shape and not torch.equal(initial, trained)
+
+
+def test_the_new_tokenizer_shares_no_word_pieces_with_the_source(tiny_corpus, new_language_corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "run"
+    _, result = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out))
+    new = AutoTokenizer.from_pretrained(out / "tokenizers" / "xx" / "tokenizer")
+    source = AutoTokenizer.from_pretrained(result.outputs["pretrain"]["big"])
+    shared = (set(new.get_vocab()) & set(source.get_vocab())) - set(source.all_special_tokens) - {"▁"}
+    assert shared == set()
+    assert new.mask_token_id == len(new) - 1 and new.pad_token_id == source.pad_token_id
+
+
+def test_finished_stages_are_skipped_and_a_bad_language_corpus_loses_nothing(tiny_corpus, new_language_corpus,
+                                                                              tmp_path):
+    out = tmp_path / "run"
+    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out))
+    big = out / "pretrain" / "big" / "model.safetensors"
+    stamp = big.stat().st_mtime_ns
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(MmadaptError, match=r"bad.txt:1: not valid UTF-8"):
+        run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out,
+                                             f"languages={{xx: {{corpus: [{new_language_corpus}]}}, "
+                                             f"yy: {{corpus: [{bad}]}}}}"))
+    assert big.stat().st_mtime_ns == stamp
+    assert (out / "adapt" / "xx" / "embeddings.safetensors").is_file()
+
+
+def test_a_language_listed_in_adapt_without_a_corpus_is_refused_before_any_work(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(MmadaptError, match=r"adapt.languages: 'zz' has no entry under languages"):
+        run_in_process(TINY, tiny_overrides(tiny_corpus, out, "stages=[pretrain,tokenizer,adapt]",
+                                            "adapt.languages=[zz]"))
+    assert not out.exists()
