@@ -46,8 +46,11 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
 
     if init_distributed().is_main:
         for stage, outputs in result.outputs.items():
-            for name, path in outputs.items():
-                typer.echo(f"{stage}: {name} -> {path}")
+            if stage.endswith("pretrain") or "/transfer/" in f"/{stage}":
+                for name, path in outputs.items():
+                    typer.echo(f"{stage}: {name} -> {path}")
+        if result.rows:
+            typer.echo(f"report: {result.output_dir / 'report.md'} and report.json")
         typer.echo(f"run directory: {result.output_dir} (resolved recipe: {result.output_dir / 'recipe.yaml'})")
 
 
@@ -87,6 +90,27 @@ def list_plugins() -> None:
         typer.echo(f"{info.name}  (package: {info.package}{version})")
         for kind, names in sorted(info.registers.items()):
             typer.echo(f"    {kind}: {', '.join(names)}")
+
+
+@app.command("score")
+def score(task: str = typer.Argument(..., help="Task name (see `mmadapt plugins`), e.g. xnli, pawsx, mlqa."),
+          gold: Path = typer.Argument(..., help="The benchmark's official gold file."),
+          predictions: Path = typer.Argument(..., help="Predictions in the benchmark's layout."),
+          language: str = typer.Option("en", "--language", "-l", help="Language of the gold examples.")) -> None:
+    """Print the official metric of a predictions file as JSON, on the benchmark's own scale."""
+    import json
+
+    from mmadapt.plugins import get_plugins
+
+    scorer = get_plugins().tasks.get(task)
+    examples = scorer.read_gold(gold, language)
+    predicted = scorer.read_predictions(predictions)
+    missing = sum(1 for ex in examples if ex["id"] not in predicted)
+    if missing:
+        typer.echo(f"warning: {missing} of {len(examples)} gold examples have no prediction in {predictions} "
+                   "and score 0", err=True)
+    metrics = scorer.score(examples, predicted, language)
+    typer.echo(json.dumps({name: value * scorer.official_scale for name, value in metrics.items()}))
 
 
 def main() -> None:

@@ -1,0 +1,42 @@
+"""Task models on the body of a saved MLM, and running them over features in batches."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+from mmadapt.errors import MmadaptError
+
+
+def load_task_model(auto_class: str, family: Any, pretrained_dir: str, **config: Any) -> Any:
+    """`transformers.<auto_class>.from_pretrained(pretrained_dir)`: the MLM's body plus a fresh head.
+
+    The Auto class picks the head class of the checkpoint's own architecture (an XLM-R MLM
+    gives XLMRobertaFor...), so the body weights load unchanged; `config` sets head settings
+    such as `num_labels`. Local files only.
+    """
+    import transformers
+
+    loader = getattr(transformers, auto_class)
+    try:
+        model = loader.from_pretrained(str(pretrained_dir), local_files_only=True, **config)
+    except (OSError, ValueError) as exc:
+        raise MmadaptError(f"cannot build a {auto_class} from {pretrained_dir}: {exc}") from exc
+    expected = getattr(family, "config_class_name", None)
+    if expected and type(model.config).__name__ != expected:
+        raise MmadaptError(f"{pretrained_dir} holds a {type(model.config).__name__} model, but the recipe's model "
+                           f"family expects {expected}; set model.family to match the checkpoint")
+    return model
+
+
+def batches(features: Sequence[dict], batch_size: int) -> Iterator[dict]:
+    """Features stacked into batches of `batch_size` (the last one may be smaller)."""
+    from torch.utils.data import default_collate
+
+    if batch_size < 1:
+        raise MmadaptError(f"eval_batch_size must be at least 1, got {batch_size}")
+    for start in range(0, len(features), batch_size):
+        yield default_collate(list(features[start:start + batch_size]))
+
+
+def to_device(batch: dict, device: Any) -> dict:
+    """Every tensor of `batch` on `device`."""
+    return {k: v.to(device) for k, v in batch.items()}
