@@ -36,7 +36,9 @@ def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
     """The synthetic benchmark for `settings` (generated once, then reused from the cache)."""
     from mmadapt.synth import generate_benchmark
 
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    from mmadapt.synth import GENERATOR_VERSION
+
+    key = hashlib.sha256(json.dumps([GENERATOR_VERSION, settings], sort_keys=True).encode()).hexdigest()[:16]
     out = (cache_dir or default_cache_dir()) / "synth" / key
     if not (out / "manifest.json").is_file():
         kwargs = dict(settings)
@@ -51,7 +53,7 @@ def synth_file(spec: str, settings: dict, cache_dir: Path | None = None) -> Path
     root = synth_benchmark_dir(settings, cache_dir)
     name = spec[len(SYNTH_PREFIX):]
     path = root / name if "/" in name else root / "corpus" / f"{name}.txt"
-    if not path.exists():
+    if not path.exists() and "{" not in name:  # `{language}` templates are filled in by the task
         have = sorted(p.stem for p in (root / "corpus").glob("*.txt"))
         raise MmadaptError(f"{spec}: no such file in the synthetic benchmark ({path}); its languages are "
                            f"{', '.join(have)} (set data.synth.languages) and its files are listed in "

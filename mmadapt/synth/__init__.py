@@ -1,8 +1,9 @@
 """A seeded synthetic cross-lingual benchmark: the data mmadapt ships instead of downloads.
 
 `generate_benchmark` writes corpora for a source language and derived new languages
-plus an NLI task in the MultiNLI/XNLI file formats; see `benchmark.py` for the layout
-and `describe()` for a summary.
+plus three tasks in the real datasets' file formats: NLI (MultiNLI/XNLI), paraphrase
+identification (PAWS-X) and extractive QA (SQuAD v1.1/MLQA); see `benchmark.py` for the
+layout and `describe()` for a summary.
 """
 from mmadapt.synth.benchmark import (
     DEFAULT_LANGUAGES,

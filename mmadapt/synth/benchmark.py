@@ -2,12 +2,21 @@
 
 Layout (paths relative to the output directory, all listed in ``manifest.json``)::
 
-    manifest.json                         seed, settings, languages, files, version
+    manifest.json                         seed, settings, languages, tasks, files, version
     corpus/<lang>.txt                     MLM text, one sentence per line, per language
     lexicon/<lang>.txt                    every word form of the language, one per line
     multinli_1.0/multinli_1.0_train.jsonl NLI training data, source language only
     XNLI-1.0/xnli.dev.tsv                 NLI dev set, every language (translations)
     XNLI-1.0/xnli.test.tsv                NLI test set, every language (translations)
+    paws-x/train.tsv                      paraphrase training data, source language only
+    paws-x/<lang>/dev_2k.tsv              paraphrase dev set per language (translations)
+    paws-x/<lang>/test_2k.tsv             paraphrase test set per language (translations)
+    squad/train-v1.1.json                 extractive QA training data, source language only
+    mlqa/dev/dev-context-<lang>-question-<lang>.json    QA dev set per language (translations)
+    mlqa/test/test-context-<lang>-question-<lang>.json  QA test set per language (translations)
+
+Every task's evaluation examples are the same meanings rendered in each language, so
+ids and labels (and answers, up to translation) are parallel across languages.
 """
 from __future__ import annotations
 
@@ -23,11 +32,30 @@ from mmadapt.synth.grammar import Grammar
 from mmadapt.synth.languages import BUILTIN_LANGUAGES, SOURCE, Language, LanguageSpec
 from mmadapt.synth.lexicon import SCRIPTS, build_lexicon, build_meanings
 from mmadapt.synth.nli import LABELS, NliGenerator
+from mmadapt.synth.paraphrase import LABELS as PARAPHRASE_LABELS
+from mmadapt.synth.paraphrase import ParaphraseGenerator, render_words
+from mmadapt.synth.qa import SEPARATOR as QA_SEPARATOR
+from mmadapt.synth.qa import QaGenerator
 
 # Bump whenever the same seed and settings would produce different files.
-GENERATOR_VERSION = "1"
+# 2: question words, questions in the corpora, PAWS-X and SQuAD/MLQA tasks.
+GENERATOR_VERSION = "2"
+# Share of extra corpus lines that are questions (on top of `corpus_sentences` statements),
+# so each language's question words occur in its MLM text.
+CORPUS_QUESTION_SHARE = 0.05
 DEFAULT_LANGUAGES = ("src", "vo", "wo")
 LanguageLike = Union[str, LanguageSpec]
+TASK_DESCRIPTIONS = {
+    "nli": "the hypothesis is the premise with one edit (drop/add a modifier or clause, noun to class "
+           "word or back, negation, antonym); a negated premise reverses the drop/add directions.",
+    "paraphrase": "PAWS-style word scrambling: both sentences hold exactly the same words. Paraphrases swap "
+                  "the conjuncts of an 'and' sentence or exchange a relative clause with the main predicate; "
+                  "non-paraphrases exchange subjects, objects, verbs or modifiers between clauses, subject "
+                  "and object, or move an adjective to another noun.",
+    "qa": "a context of 3-5 clauses (one per line) with 1-3 questions; a question restates one clause "
+          "with its subject, object or PP noun phrase replaced by a question word (left in place), and "
+          "the answer is that noun phrase, a span occurring once in the context.",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +69,12 @@ class SynthBenchmark:
     nli_train: Path
     nli_dev: Path
     nli_test: Path
+    pawsx_train: Path
+    pawsx_dev: dict[str, Path]
+    pawsx_test: dict[str, Path]
+    qa_train: Path
+    qa_dev: dict[str, Path]
+    qa_test: dict[str, Path]
 
 
 def generate_benchmark(
@@ -52,62 +86,123 @@ def generate_benchmark(
     nli_train: int = 3000,
     nli_dev: int = 300,
     nli_test: int = 600,
+    pawsx_train: int = 3000,
+    pawsx_dev: int = 300,
+    pawsx_test: int = 600,
+    qa_train: int = 3000,
+    qa_dev: int = 200,
+    qa_test: int = 400,
 ) -> SynthBenchmark:
     """Generate the synthetic benchmark into `out_dir` and return its paths.
 
     `languages` are codes of `BUILTIN_LANGUAGES` (``src``, ``vo``, ``wo``, ``vso``) or
-    `LanguageSpec`s; the source language ``src`` must be among them. The directory is
-    built beside `out_dir` and renamed into place (replacing an older one), and the same
-    seed and settings always give byte-identical files.
+    `LanguageSpec`s; the source language ``src`` must be among them. Sizes count
+    statements per corpus (plus `CORPUS_QUESTION_SHARE` as many questions), NLI and
+    paraphrase pairs, and QA questions. The directory is built beside `out_dir` and
+    renamed into place (replacing an older one), and the same seed and settings always
+    give byte-identical files.
     """
     specs = resolve_languages(languages)
-    sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev, "nli_test": nli_test}
+    sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev, "nli_test": nli_test,
+             "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
+             "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
     bad = [f"{name}={value}" for name, value in sizes.items() if not isinstance(value, int) or value < 1]
     if bad:
         raise ValueError(f"benchmark sizes must be positive integers: {', '.join(bad)}")
     out_dir = Path(out_dir)
     meanings = build_meanings(seed)
     langs = [Language(spec, build_lexicon(spec.code, SCRIPTS[spec.script], meanings, seed)) for spec in specs]
+    source = next(lang for lang in langs if lang.code == SOURCE)
     grammar = Grammar(meanings)
-    nli = NliGenerator(grammar)
-    splits = {
-        name: nli.examples(random.Random(f"{seed}:nli:{name}"), size)
-        for name, size in (("train", nli_train), ("dev", nli_dev), ("test", nli_test))
-    }
+    files = _layout([lang.code for lang in langs])
+    staged = writers.staging_dir(out_dir)
+    try:
+        _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
+        nli = NliGenerator(grammar)
+        nli_splits = {split: nli.examples(random.Random(f"{seed}:nli:{split}"), sizes[f"nli_{split}"])
+                      for split in ("train", "dev", "test")}
+        writers.write_multinli_jsonl(staged / files["nli"]["train"], nli_splits["train"], source)
+        writers.write_xnli_tsv(staged / files["nli"]["dev"], nli_splits["dev"], langs)
+        writers.write_xnli_tsv(staged / files["nli"]["test"], nli_splits["test"], langs)
+        paws = ParaphraseGenerator(grammar, render_words(source))
+        qa = QaGenerator(grammar)
+        for split in ("train", "dev", "test"):
+            pairs = paws.pairs(random.Random(f"{seed}:paraphrase:{split}"), sizes[f"pawsx_{split}"])
+            paragraphs = qa.paragraphs(random.Random(f"{seed}:qa:{split}"), sizes[f"qa_{split}"])
+            # Training data in the source language only, evaluation data in every language.
+            for lang in [source] if split == "train" else langs:
+                where = files["paraphrase"][split] if split == "train" else files["paraphrase"][split][lang.code]
+                writers.write_pawsx_tsv(staged / where, pairs, lang)
+                where = files["qa"][split] if split == "train" else files["qa"][split][lang.code]
+                writers.write_squad_json(staged / where, paragraphs, lang, split)
+        writers.write_json(staged / "manifest.json", _manifest(seed, sizes, langs, files))
+        writers.publish_dir(staged, out_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
-    files = {
-        "corpus": {lang.code: f"corpus/{lang.code}.txt" for lang in langs},
-        "lexicon": {lang.code: f"lexicon/{lang.code}.txt" for lang in langs},
+    def paths(rel: dict[str, str]) -> dict[str, Path]:
+        return {code: out_dir / p for code, p in rel.items()}
+
+    return SynthBenchmark(
+        root=out_dir,
+        manifest=out_dir / "manifest.json",
+        corpora=paths(files["corpus"]),
+        lexicons=paths(files["lexicon"]),
+        nli_train=out_dir / files["nli"]["train"],
+        nli_dev=out_dir / files["nli"]["dev"],
+        nli_test=out_dir / files["nli"]["test"],
+        pawsx_train=out_dir / files["paraphrase"]["train"],
+        pawsx_dev=paths(files["paraphrase"]["dev"]),
+        pawsx_test=paths(files["paraphrase"]["test"]),
+        qa_train=out_dir / files["qa"]["train"],
+        qa_dev=paths(files["qa"]["dev"]),
+        qa_test=paths(files["qa"]["test"]),
+    )
+
+
+def _layout(codes: list[str]) -> dict:
+    """Every file's path relative to the benchmark root, as listed in the manifest."""
+    return {
+        "corpus": {code: f"corpus/{code}.txt" for code in codes},
+        "lexicon": {code: f"lexicon/{code}.txt" for code in codes},
         "nli": {
             "train": "multinli_1.0/multinli_1.0_train.jsonl",
             "dev": "XNLI-1.0/xnli.dev.tsv",
             "test": "XNLI-1.0/xnli.test.tsv",
         },
+        "paraphrase": {
+            "train": "paws-x/train.tsv",
+            "dev": {code: f"paws-x/{code}/dev_2k.tsv" for code in codes},
+            "test": {code: f"paws-x/{code}/test_2k.tsv" for code in codes},
+        },
+        "qa": {
+            "train": "squad/train-v1.1.json",
+            **{split: {code: f"mlqa/{split}/{split}-context-{code}-question-{code}.json" for code in codes}
+               for split in ("dev", "test")},
+        },
     }
-    staged = writers.staging_dir(out_dir)
-    try:
-        for lang in langs:
-            rng = random.Random(f"{seed}:corpus:{lang.code}")
-            writers.write_lines(staged / files["corpus"][lang.code],
-                                (lang.text(grammar.sentence(rng)) for _ in range(corpus_sentences)))
-            writers.write_lines(staged / files["lexicon"][lang.code], lang.lexicon.words())
-        source = next(lang for lang in langs if lang.code == SOURCE)
-        writers.write_multinli_jsonl(staged / files["nli"]["train"], splits["train"], source)
-        writers.write_xnli_tsv(staged / files["nli"]["dev"], splits["dev"], langs)
-        writers.write_xnli_tsv(staged / files["nli"]["test"], splits["test"], langs)
-        writers.write_json(staged / "manifest.json", _manifest(seed, sizes, langs, files))
-        writers.publish_dir(staged, out_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
-    return SynthBenchmark(
-        root=out_dir,
-        manifest=out_dir / "manifest.json",
-        corpora={code: out_dir / rel for code, rel in files["corpus"].items()},
-        lexicons={code: out_dir / rel for code, rel in files["lexicon"].items()},
-        nli_train=out_dir / files["nli"]["train"],
-        nli_dev=out_dir / files["nli"]["dev"],
-        nli_test=out_dir / files["nli"]["test"],
-    )
+
+
+def _write_corpora(root: Path, files: dict, langs: list[Language], grammar: Grammar, seed: int,
+                   statements: int) -> None:
+    """Each language's corpus (statements with questions spread among them) and lexicon."""
+    questions = round(statements * CORPUS_QUESTION_SHARE)
+    qa = QaGenerator(grammar)
+    for lang in langs:
+        # Two streams: the statements are the same lines, in the same order, as before questions existed.
+        rng, question_rng = random.Random(f"{seed}:corpus:{lang.code}"), random.Random(f"{seed}:questions:{lang.code}")
+
+        def lines():
+            asked = 0
+            for i in range(statements):
+                yield lang.text(grammar.sentence(rng))
+                # Question k goes after statement (k + 1) * statements // (questions + 1) - 1: evenly spread.
+                while asked < questions and (asked + 1) * statements // (questions + 1) <= i + 1:
+                    yield lang.text(qa.ask(question_rng))
+                    asked += 1
+
+        writers.write_lines(root / files["corpus"][lang.code], lines())
+        writers.write_lines(root / files["lexicon"][lang.code], lang.lexicon.words())
 
 
 def resolve_languages(languages: Sequence[LanguageLike]) -> list[LanguageSpec]:
@@ -159,13 +254,19 @@ def describe(languages: Sequence[LanguageLike] = tuple(BUILTIN_LANGUAGES)) -> st
     lines += [f"  {spec.code:<4} {spec.description}" for spec in resolve_languages(languages)]
     lines += [
         "",
-        f"NLI task ({' / '.join(LABELS)}, balanced): the hypothesis is the premise with one edit",
-        "(drop/add a modifier or clause, noun to class word or back, negation, antonym); a negated",
-        "premise reverses the drop/add directions. Trained on the source (MultiNLI layout),",
-        "evaluated on the same test examples rendered in every language (XNLI layout).",
+        f"NLI task ({' / '.join(LABELS)}, balanced): {TASK_DESCRIPTIONS['nli']}",
+        "",
+        f"Paraphrase task (0 / 1, balanced): {TASK_DESCRIPTIONS['paraphrase']}",
+        "",
+        f"QA task (extractive): {TASK_DESCRIPTIONS['qa']}",
+        "",
+        "Each task trains on the source language and evaluates the same examples rendered in",
+        "every language.",
         "",
         "Files: manifest.json, corpus/<lang>.txt, lexicon/<lang>.txt,",
-        "multinli_1.0/multinli_1.0_train.jsonl, XNLI-1.0/xnli.{dev,test}.tsv",
+        "multinli_1.0/multinli_1.0_train.jsonl, XNLI-1.0/xnli.{dev,test}.tsv,",
+        "paws-x/train.tsv, paws-x/<lang>/{dev,test}_2k.tsv, squad/train-v1.1.json,",
+        "mlqa/{dev,test}/{dev,test}-context-<lang>-question-<lang>.json",
     ]
     return "\n".join(lines)
 
@@ -186,6 +287,14 @@ def _manifest(seed: int, sizes: dict, langs: list[Language], files: dict) -> dic
             }
             for lang in langs
         },
-        "tasks": {"nli": {"labels": list(LABELS), "train_language": SOURCE}},
+        "tasks": {
+            "nli": {"format": "MultiNLI 1.0 train, XNLI 1.0 dev/test", "labels": list(LABELS),
+                    "train_language": SOURCE, "description": TASK_DESCRIPTIONS["nli"]},
+            "paraphrase": {"format": "PAWS-X", "labels": list(PARAPHRASE_LABELS), "train_language": SOURCE,
+                           "description": TASK_DESCRIPTIONS["paraphrase"]},
+            "qa": {"format": "SQuAD v1.1 train, MLQA dev/test (context and question in the same language)",
+                   "train_language": SOURCE, "context_separator": QA_SEPARATOR,
+                   "description": TASK_DESCRIPTIONS["qa"]},
+        },
         "files": files,
     }

@@ -136,6 +136,10 @@ class Language:
         return ("S", [subj, ("VP", verb_group + rest)])
 
     def np_node(self, np: NounPhrase, *, past: bool = False) -> Node:
+        if np.noun in lx.QUESTION_WORDS:
+            # A question word is the whole noun phrase, left in place (questions do not move it);
+            # `np.plural` still sets the verb's agreement.
+            return ("NP", [("WP", self.word(np.noun))])
         det = {
             (True, False): lx.DET_DEF_SG,
             (True, True): lx.DET_DEF_PL,

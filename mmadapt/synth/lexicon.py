@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field
 
 # Sizes of the inventory. Counted in word forms: 84 nouns x 2 + 36 verbs x 3 + 24 + 12 + 8
-# + 8 function words = 328 forms per language.
+# + 8 function words + 2 question words = 330 forms per language.
 ANIMATE_CLASSES = 6
 THING_CLASSES = 6
 HYPONYMS_PER_CLASS = 6
@@ -28,6 +28,9 @@ OBJECT_CLASSES_PER_VERB = 3
 DET_DEF_SG, DET_DEF_PL, DET_INDEF_SG, DET_INDEF_PL = "DEF_SG", "DEF_PL", "INDEF_SG", "INDEF_PL"
 NEG, REL, AND, BECAUSE = "NEG", "REL", "AND", "BECAUSE"
 FUNCTION_WORDS = (DET_DEF_SG, DET_DEF_PL, DET_INDEF_SG, DET_INDEF_PL, NEG, REL, AND, BECAUSE)
+# Question words stand in for a whole noun phrase: "who" for animate nouns, "what" for things.
+WHO, WHAT = "WHO", "WHAT"
+QUESTION_WORDS = (WHO, WHAT)
 
 # Verb inflections: present agrees with subject number, past does not.
 PRES_SG, PRES_PL, PAST = "pres_sg", "pres_pl", "past"
@@ -185,4 +188,7 @@ def build_lexicon(language: str, script: Script, meanings: Meanings, seed: int) 
             lex.forms[(lemma, inflection)] = stem + suffix
     for lemma in meanings.adjectives + meanings.adverbs:
         lex.forms[(lemma, "")] = fresh(2, 3)
+    # Drawn last, so adding them left every older form (and the NLI files) unchanged.
+    for lemma in QUESTION_WORDS:
+        lex.forms[(lemma, "")] = fresh(1, 1)
     return lex

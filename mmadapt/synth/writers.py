@@ -4,6 +4,9 @@
 - XNLI 1.0 dev/test: one tab-separated file per split with XNLI's header and every
   language's rows, told apart by the ``language`` column. As in XNLI, the parse columns
   are empty and the ``*_tokenized`` columns hold the space-separated words.
+- PAWS-X: tab-separated ``id sentence1 sentence2 label`` files, one per language and split.
+- SQuAD v1.1 / MLQA: ``{"version": "1.1", "data": [articles]}`` JSON, one file per language
+  and split; question ids are shared by every language's file.
 - Corpora: one sentence per line.
 
 Files are written with "\\n" line ends and UTF-8 so the same content gives the same bytes.
@@ -20,6 +23,8 @@ from typing import Iterable, Sequence
 
 from mmadapt.synth.languages import Language
 from mmadapt.synth.nli import NliExample
+from mmadapt.synth.paraphrase import ParaphrasePair
+from mmadapt.synth.qa import QaParagraph, render_paragraph
 
 XNLI_COLUMNS = (
     "language", "gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse",
@@ -27,6 +32,9 @@ XNLI_COLUMNS = (
     "label4", "label5", "sentence1_tokenized", "sentence2_tokenized", "match",
 )
 GENRE = "synthetic"
+PAWSX_COLUMNS = ("id", "sentence1", "sentence2", "label")
+SQUAD_VERSION = "1.1"
+PARAGRAPHS_PER_ARTICLE = 10
 
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
@@ -73,6 +81,42 @@ def write_xnli_tsv(path: Path, examples: Sequence[NliExample], languages: Sequen
                     language.code, ex.label, "", "", "", "", s1, s2, str(i), str(i), GENRE,
                     ex.label, ex.label, ex.label, ex.label, ex.label, s1, s2, "True",
                 ))
+
+
+def write_pawsx_tsv(path: Path, pairs: Sequence[ParaphrasePair], language: Language) -> None:
+    """PAWS-X-layout TSV for one language; ids are 1, 2, ... as in PAWS-X, the same in every language."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        # PAWS-X is read with QUOTE_NONE too; our words hold no tabs or quotes.
+        writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n", escapechar=None)
+        writer.writerow(PAWSX_COLUMNS)
+        for i, pair in enumerate(pairs, start=1):
+            writer.writerow((str(i), language.text(pair.sentence1), language.text(pair.sentence2), str(pair.label)))
+
+
+def write_squad_json(path: Path, paragraphs: Sequence[QaParagraph], language: Language, split: str) -> None:
+    """SQuAD v1.1 / MLQA-layout JSON for one language: articles of paragraphs, each with its questions.
+
+    Question ids are ``<split>-<n>`` and article titles ``synthetic-<split>-<n>``, so the same
+    question has the same id in every language's file.
+    """
+    articles = []
+    qid = 0
+    for a in range(0, len(paragraphs), PARAGRAPHS_PER_ARTICLE):
+        rendered = []
+        for paragraph in paragraphs[a:a + PARAGRAPHS_PER_ARTICLE]:
+            out = render_paragraph(language, paragraph)
+            qas = []
+            for question, answer, start in out.qas:
+                qas.append({"answers": [{"answer_start": start, "text": answer}], "id": f"{split}-{qid:05d}",
+                            "question": question})
+                qid += 1
+            rendered.append({"context": out.context, "qas": qas})
+        articles.append({"paragraphs": rendered, "title": f"synthetic-{split}-{a // PARAGRAPHS_PER_ARTICLE:04d}"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Compact like the official files; key order is fixed by construction.
+    path.write_text(json.dumps({"version": SQUAD_VERSION, "data": articles}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
 
 
 def write_json(path: Path, data: object) -> None:
