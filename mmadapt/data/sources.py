@@ -34,9 +34,7 @@ def file_digest(path: Path) -> str:
 
 def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
     """The synthetic benchmark for `settings` (generated once, then reused from the cache)."""
-    from mmadapt.synth import generate_benchmark
-
-    from mmadapt.synth import GENERATOR_VERSION
+    from mmadapt.synth import GENERATOR_VERSION, generate_benchmark
 
     key = hashlib.sha256(json.dumps([GENERATOR_VERSION, settings], sort_keys=True).encode()).hexdigest()[:16]
     out = (cache_dir or default_cache_dir()) / "synth" / key
