@@ -60,6 +60,27 @@ class ModelFamily(Named):
         """The MLM head (transform + decoder)."""
         raise NotImplementedError
 
+    def new_layer(self, model: "PreTrainedModel", copy_of: int | None = None) -> "torch.nn.Module":
+        """A transformer layer shaped like `model`'s: freshly initialised, or a copy of layer `copy_of`."""
+        raise NotImplementedError
+
+    def new_lm_head(self, model: "PreTrainedModel", copy: bool = False) -> "torch.nn.Module":
+        """An MLM head for `model` whose decoder is tied to `model`'s word embeddings.
+
+        Freshly initialised, or (`copy=True`) a copy of `model`'s own head; either way its
+        transform and decoder bias are its own parameters.
+        """
+        raise NotImplementedError
+
+    def assemble(self, big_model: "PreTrainedModel", layer_modules: list, head: "torch.nn.Module") -> "PreTrainedModel":
+        """A model of `big_model`'s class with `len(layer_modules)` layers, sharing the given modules.
+
+        It holds `big_model`'s own embedding module, `layer_modules` (bottom first) and `head`
+        (whose decoder must be tied to the shared word embeddings), not copies, so training
+        either model trains the other; `save_pretrained` of it loads with plain transformers.
+        """
+        raise NotImplementedError
+
 
 class Strategy(Named):
     """A way to produce the model(s) new-language embeddings are trained over."""
@@ -72,14 +93,75 @@ class Strategy(Named):
 class LayerRule(Named):
     """Chooses which big-model layers a mini-model takes."""
 
-    def select(self, num_layers: int, options: Any) -> list[int]:
-        """0-based indices of the chosen layers, bottom first."""
+    def select(self, num_layers: int, k: int, options: Any) -> list[int]:
+        """0-based indices of the `k` big-model layers the mini-model takes, bottom first.
+
+        `options` is the recipe's layer-rule section (its `name` plus this rule's Options).
+        """
         raise NotImplementedError
 
 
 class Task(Named):
-    """A downstream benchmark: data loading, head, collation and its official metric."""
+    """A downstream benchmark: data loading, head, features, prediction and its official metric.
+
+    Examples are plain dicts with at least an `id`; what else they hold is the task's business
+    (`sentence1`/`sentence2`/`label` for pair classification, `context`/`question`/`answers`
+    for extractive QA). `options` is always the recipe's task section: the task's `name`
+    plus the fields of this task's `Options` dataclass (file paths, languages, lengths).
+    """
+
+    #: metric names `score` returns, the primary one first (e.g. ("accuracy",), ("f1", "exact_match"))
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
+    #: what the benchmark's own evaluation script prints a fraction as (1.0, or 100.0 for SQuAD/MLQA)
+    official_scale: ClassVar[float] = 1.0
+
+    def train_examples(self, options: Any) -> list[dict]:
+        """The source-language training set (e.g. MultiNLI, PAWS-X train.tsv, SQuAD v1.1)."""
+        raise NotImplementedError
+
+    def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
+        """The `split` ("dev" or "test") examples of `language`."""
+        raise NotImplementedError
+
+    def build_model(self, family: ModelFamily, pretrained_dir: str) -> "PreTrainedModel":
+        """The task model (e.g. *ForSequenceClassification) on the body of a `save_pretrained` MLM."""
+        raise NotImplementedError
+
+    def train_features(self, examples: list[dict], tokenizer: Any, options: Any) -> list[dict]:
+        """Fixed-shape tensors per training feature, including the loss targets the model takes
+        (`labels`, or `start_positions`/`end_positions`), ready for default collation."""
+        raise NotImplementedError
+
+    def predict(self, model: Any, examples: list[dict], tokenizer: Any, options: Any,
+                device: "torch.device") -> dict[str, Any]:
+        """Predictions keyed by example id, in the benchmark's predictions layout (a label, an answer)."""
+        raise NotImplementedError
+
+    def score(self, examples: list[dict], predictions: dict[str, Any], language: str) -> dict[str, float]:
+        """The official metrics as fractions in [0, 1], computed as the benchmark's own script does."""
+        raise NotImplementedError
+
+    def read_gold(self, path: Path, language: str) -> list[dict]:
+        """Gold examples of `language` from an official file (for `mmadapt score`)."""
+        raise NotImplementedError
+
+    def read_predictions(self, path: Path) -> dict[str, Any]:
+        """A predictions file in the official layout (for `mmadapt score`)."""
+        raise NotImplementedError
+
+    def write_predictions(self, predictions: dict[str, Any], path: Path) -> None:
+        """Write predictions in the layout `read_predictions` reads."""
+        raise NotImplementedError
 
 
 class EmbeddingInit(Named):
     """How new-language word embeddings are initialised before training."""
+
+    def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: "torch.Tensor", config: Any,
+                   generator: "torch.Generator", options: Any) -> "torch.Tensor":
+        """A `[len(new_tokenizer), hidden]` float matrix of initial word embeddings.
+
+        `source_weight` is the (mini-)model's current word-embedding matrix, `config` its
+        Hugging Face config, `options` the recipe's `adapt.init` section.
+        """
+        raise NotImplementedError

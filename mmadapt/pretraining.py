@@ -10,7 +10,7 @@ from typing import Any
 
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
-from mmadapt.data.sources import TextSource, default_cache_dir
+from mmadapt.data.sources import TextSource, default_cache_dir, write_documents
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 
@@ -27,13 +27,30 @@ def model_family(ctx: StageContext) -> Any:
     return ctx.plugins.model_families.get(ctx.cfg.model.family)
 
 
+def resolve_pretrained(spec: str) -> str:
+    """`model.pretrained` / `model.tokenizer` as a loadable path.
+
+    A `save_pretrained` directory is used as is; an earlier run's `output_dir`, or its
+    `pretrain/` stage directory, stands for the big model that stage wrote (`pretrain/big`).
+    Anything else (a hub name in the local cache) is passed through.
+    """
+    path = Path(spec)
+    for candidate in (path, path / "big", path / "pretrain" / "big"):
+        if (candidate / "config.json").is_file():
+            return str(candidate)
+    if (path / "recipe.yaml").is_file():
+        raise MmadaptError(f"{spec} is an mmadapt run directory without a finished pretraining stage "
+                           f"({path / 'pretrain' / 'big'} is missing); run that recipe to the end first")
+    return spec
+
+
 def load_tokenizer(ctx: StageContext) -> Any:
     """The model's tokenizer, or one trained (once, cached) on `data.train`."""
     model_cfg = ctx.cfg.model
     family = model_family(ctx)
     source = model_cfg.tokenizer or model_cfg.pretrained
     if source:
-        return family.load_tokenizer(source)
+        return family.load_tokenizer(resolve_pretrained(source))
     sources = text_sources(ctx, ctx.cfg.data.train)
     if not sources:
         raise MmadaptError("model: neither model.tokenizer nor model.pretrained is set, and data.train is empty, "
@@ -57,11 +74,7 @@ def _train_cached_tokenizer(sources: list[TextSource], settings: dict, ctx: Stag
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        text = Path(tmp) / "corpus.txt"
-        with open(text, "w", encoding="utf-8") as f:
-            for source in sources:
-                for doc in source.documents():
-                    f.write(doc.replace("\n", " ") + "\n")
+        text = write_documents(sources, Path(tmp) / "corpus.txt")
         ctx.log(f"training a {settings['vocab_size']}-token SentencePiece tokenizer on data.train")
         train_sentencepiece_tokenizer([text], target, SentencePieceConfig(**settings), seed=ctx.cfg.seed)
     return target
@@ -72,7 +85,7 @@ def build_model(ctx: StageContext, tokenizer: Any) -> Any:
     model_cfg = ctx.cfg.model
     family = model_family(ctx)
     if model_cfg.pretrained:
-        model = family.load_pretrained(model_cfg.pretrained)
+        model = family.load_pretrained(resolve_pretrained(model_cfg.pretrained))
         if model_cfg.config:
             ctx.log("note: model.config is ignored when model.pretrained is set")
         return model

@@ -1,6 +1,7 @@
 """Built-in model families: XLM-R and RoBERTa masked language models."""
 from __future__ import annotations
 
+import copy as _copy  # `copy` is also a parameter name below
 import os
 from typing import Any
 
@@ -53,6 +54,54 @@ class RobertaLikeFamily(ModelFamily):
 
     def lm_head(self, model: Any) -> Any:
         return model.lm_head
+
+    def new_layer(self, model: Any, copy_of: int | None = None) -> Any:
+        layers = self.layers(model)
+        if copy_of is not None:
+            layer = _copy.deepcopy(layers[copy_of])
+        else:
+            layer = type(layers[0])(model.config)
+            layer.apply(model._init_weights)  # the model's own init (normal(0, initializer_range), ...)
+        reference = next(layers[0].parameters())
+        return layer.to(device=reference.device, dtype=reference.dtype)
+
+    def new_lm_head(self, model: Any, copy: bool = False) -> Any:
+        import torch
+
+        word = self.word_embeddings(model).weight
+        if copy:
+            # The memo keeps the tied decoder weight shared instead of copying the vocabulary matrix.
+            head = _copy.deepcopy(self.lm_head(model), memo={id(word): word})
+        else:
+            # Built without the decoder weight (a vocab x hidden matrix that is about to be replaced by the
+            # tied embeddings), then initialised like the model's own head.
+            with torch.device("meta"):
+                head = type(self.lm_head(model))(model.config)
+            head.decoder.register_parameter("weight", None)
+            head.to_empty(device=word.device)
+            head.apply(model._init_weights)
+            head.to(dtype=word.dtype)
+            head.decoder.weight = word
+        head.decoder.bias = head.bias  # as transformers ties them
+        return head
+
+    def assemble(self, big_model: Any, layer_modules: list, head: Any) -> Any:
+        import torch
+
+        word = self.word_embeddings(big_model).weight
+        if head.decoder.weight is not word:
+            raise ValueError("assemble: the head's decoder must be tied to the big model's word embeddings")
+        config = _copy.deepcopy(big_model.config)
+        config.num_hidden_layers = len(layer_modules)
+        with torch.device("meta"):  # every part is replaced below: allocate nothing
+            model = type(big_model)(config)
+        model.base_model.embeddings = self.embeddings(big_model)
+        model.base_model.encoder.layer = torch.nn.ModuleList(layer_modules)
+        model.lm_head = head
+        left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if left:
+            raise ValueError(f"assemble: {type(big_model).__name__} has parts not taken from the big model: {left}")
+        return model
 
 
 class XLMRobertaFamily(RobertaLikeFamily):

@@ -93,9 +93,12 @@ def test_an_empty_prediction_scores_zero_and_an_unanswered_question_counts():
     assert qa_scores(golds, predictions, rules) == {"exact_match": pytest.approx(1 / 3), "f1": pytest.approx(0.6)}
 
 
-def test_mlqa_refuses_a_language_it_has_no_rules_for():
-    with pytest.raises(MmadaptError, match="only for ar, de, en, es, hi, vi, zh, not 'fr'"):
-        mlqa_rules("fr")
+def test_mlqa_scores_other_languages_with_neutral_rules_and_says_so(caplog):
+    rules = mlqa_rules("xx")
+    assert "only for ar, de, en, es, hi, vi, zh, not 'xx'" in caplog.text
+    assert rules.articles is None and not rules.mixed_segmentation
+    # punctuation (Unicode too) and case go, words stay: "the" is not an article here
+    assert normalize_answer("The «Dog»!", rules) == "the dog"
 
 
 def qa_example(qid, *answers):

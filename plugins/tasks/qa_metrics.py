@@ -17,6 +17,7 @@ They differ in the rules (`AnswerRules`):
 """
 from __future__ import annotations
 
+import logging
 import re
 import string
 import sys
@@ -27,6 +28,8 @@ from functools import lru_cache
 from typing import Iterable, Mapping, Optional, Sequence
 
 from mmadapt.errors import MmadaptError
+
+log = logging.getLogger(__name__)
 
 #: MLQA's article patterns, copied from the official script. Arabic's '\sال^' can never match
 #: ('^' after text without MULTILINE), so in effect every 'ال' is removed, inside words too;
@@ -64,10 +67,17 @@ def unicode_punctuation() -> frozenset:
 
 @lru_cache(maxsize=None)
 def mlqa_rules(language: str) -> AnswerRules:
-    """MLQA's rules for answers in `language` (ar, de, en, es, hi, vi, zh)."""
+    """MLQA's rules for answers in `language` (ar, de, en, es, hi, vi, zh).
+
+    Any other language (a new language you adapted to, the synthetic ones) is scored with
+    MLQA's language-neutral steps only: Unicode punctuation and whitespace, no articles. A
+    warning says so, since a language with articles would then score lower than MLQA would.
+    """
     if language not in MLQA_ARTICLES:
-        raise MmadaptError(f"MLQA's evaluation defines answer normalisation only for "
-                           f"{', '.join(sorted(MLQA_ARTICLES))}, not {language!r}; pass one of those as the language")
+        log.warning("MLQA's evaluation defines answer normalisation only for %s, not %r: scoring %r with "
+                    "punctuation and whitespace normalisation and no article removal",
+                    ", ".join(sorted(MLQA_ARTICLES)), language, language)
+        return AnswerRules(f"mlqa-neutral-{language}", unicode_punctuation(), None, False)
     pattern = MLQA_ARTICLES[language]
     return AnswerRules(f"mlqa-{language}", unicode_punctuation(), re.compile(pattern) if pattern else None,
                        language in MLQA_MIXED_SEGMENTATION)

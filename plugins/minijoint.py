@@ -1,0 +1,121 @@
+"""Strategy `minijoint`: pretrain the big model with a second MLM head after layer k.
+
+Features and the recipe keys that turn them on:
+- where the secondary head sits: `strategy.k` (default 4, the paper's choice for 24 layers)
+- its share of the loss: `strategy.weight` (loss = top MLM + weight x secondary MLM; both logged,
+  as `mlm_loss` and `mini_mlm_loss`)
+- which layers the mini-model takes: `strategy.layer_rule` (default `first_k`: layers 1..k)
+- from scratch (`model.config`) or continuing from a model (`model.pretrained`; a directory or an
+  earlier run's output_dir); resumption from checkpoints as in every strategy (`train.resume`)
+
+Writes `big/`, `mini/` (embeddings + the selected layers + the secondary head, a plain
+`*ForMaskedLM`) and `manifest.json` (see `mmadapt.minimodel`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mmadapt.engine import trainable_parameters
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import Strategy
+from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
+                               select_layers, write_manifest)
+from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
+from mmadapt.trainer import Trainer
+
+
+class MiniJointObjective(torch.nn.Module):
+    """Top-head MLM + `weight` x MLM of a secondary head over the selected layers.
+
+    With a prefix rule (layers 0..k-1) the secondary head reads the big model's own hidden
+    state after layer k, captured by a forward hook: one forward pass serves both heads. Any
+    other rule runs the mini path (embeddings -> selected layers -> head) as its own forward.
+    """
+
+    def __init__(self, family: Any, big: Any, head: torch.nn.Module, layers: list[int], weight: float):
+        super().__init__()
+        self.big = big
+        self.head = head
+        self.weight = weight
+        self.layers = list(layers)
+        self.reads_big_hidden_state = self.layers == list(range(len(self.layers)))
+        # The mini-model shares every module with `big` and `head`; kept out of the module tree so
+        # DeepSpeed (and ZeRO-3's hooks) see each parameter once, through `big` and `head`.
+        big_layers = family.layers(big)
+        self._mini = [family.assemble(big, [big_layers[i] for i in self.layers], head)]
+        self._mini[0].config.update({BIG_LAYERS_CONFIG_KEY: list(self.layers)})
+        self._captured: torch.Tensor | None = None
+        if self.reads_big_hidden_state:
+            big_layers[self.layers[-1]].register_forward_hook(self._capture)
+
+    @property
+    def mini(self) -> Any:
+        """The mini-model (embeddings, selected layers, secondary head), sharing parameters."""
+        return self._mini[0]
+
+    def _capture(self, module: Any, args: Any, output: Any) -> None:
+        self._captured = output[0] if isinstance(output, tuple) else output
+
+    def head_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(top-head MLM loss, secondary-head MLM loss), both differentiable."""
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        self._captured = None
+        top = self.big(**inputs, labels=batch["labels"]).loss
+        if self.reads_big_hidden_state:
+            hidden, self._captured = self._captured, None
+            logits = self.head(hidden)
+            secondary = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1))
+        else:
+            secondary = self.mini(**inputs, labels=batch["labels"]).loss
+        return top, secondary
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        top, secondary = self.head_losses(batch)
+        return {"loss": top + self.weight * secondary, "mlm_loss": top.detach(), "mini_mlm_loss": secondary.detach()}
+
+
+class MiniJointStrategy(Strategy):
+    """MLM on the big model plus a secondary MLM head after layer k; writes big/, mini/, manifest."""
+
+    @dataclass
+    class Options:
+        #: the secondary head reads the hidden state after this many layers (paper: 4 of 24)
+        k: int = 4
+        #: loss = top-head MLM + weight x secondary-head MLM
+        weight: float = 1.0
+        #: which big-model layers the mini-model takes (a layer-rule plugin and its options)
+        layer_rule: LayerRuleSection = layer_rule_field()
+
+    description = "MLM with a second head after layer k (top + weight x secondary); mini = embeddings + k layers"
+
+    def pretrain(self, ctx) -> dict[str, Path]:
+        opts = ctx.cfg.strategy
+        family = model_family(ctx)
+        tokenizer = load_tokenizer(ctx)
+        big = build_model(ctx, tokenizer)
+        layers = select_layers(ctx.plugins, len(family.layers(big)), opts.k, opts.layer_rule)
+        ctx.log(f"minijoint: secondary head over big-model layers {[i + 1 for i in layers]} (1-based), "
+                f"weight {opts.weight}")
+        train_set, eval_set = mlm_datasets(ctx, tokenizer)
+        objective = MiniJointObjective(family, big, family.new_lm_head(big), layers, opts.weight)
+        result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
+        last = result.last_metrics
+        ctx.log(f"step {result.steps}: mlm_loss {last.get('mlm_loss', float('nan')):.4f}, "
+                f"mini_mlm_loss {last.get('mini_mlm_loss', float('nan')):.4f}")
+        big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
+        mini_dir = save_pretrained_atomic(objective.mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
+        manifest = build_manifest("minijoint", opts.k, opts.layer_rule, big, objective.mini, layers,
+                                  ctx.cfg.data.block_size)
+        write_manifest(ctx.stage_dir, manifest, ctx.dist)
+        return {"big": big_dir, "mini": mini_dir}
+
+
+@hookimpl
+def mmadapt_register_strategies(registry):
+    registry.add("minijoint", MiniJointStrategy())

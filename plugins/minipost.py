@@ -1,0 +1,107 @@
+"""Strategy `minipost`: cut a mini-model out of a pretrained model and train new layers over it.
+
+Features and the recipe keys that turn them on:
+- the big model: `model.pretrained` (required): a local `save_pretrained` directory, or an earlier
+  mmadapt run's output_dir (or its `pretrain/` directory), which stands for its `pretrain/big`
+- the frozen part: the embeddings and the layers `strategy.layer_rule` picks (default `first_k`:
+  the bottom `strategy.k`, default 4)
+- the new part: `strategy.new_layers` transformer layers (default 2), initialised by
+  `strategy.new_layer_init`: `random` (the model's own init) or `copy_next` (copies of the big
+  layers right above the last selected one), and an MLM head initialised from the big model's
+  head (its decoder stays tied to the frozen word embeddings)
+
+Only the new parameters train, with MLM on `data.train`. Writes `big/` (the model it started
+from, unchanged), `mini/` (a plain `*ForMaskedLM` with k + new_layers layers) and `manifest.json`
+(see `mmadapt.minimodel`; the new layers have `big_layer: null`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmadapt.engine import trainable_parameters
+from mmadapt.errors import MmadaptError
+from mmadapt.export import save_pretrained_atomic
+from mmadapt.hookspecs import hookimpl
+from mmadapt.interfaces import Strategy
+from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
+                               select_layers, write_manifest)
+from mmadapt.objectives import MaskedLMObjective
+from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
+from mmadapt.trainer import Trainer
+
+NEW_LAYER_INITS = ("random", "copy_next")
+
+
+def build_minipost_model(family: Any, big: Any, layers: list[int], new_layers: int, new_layer_init: str) -> Any:
+    """The mini-model: `big`'s embeddings and `layers` (frozen, shared) + new layers + a copied head.
+
+    Its config's `mmadapt_big_layers` lists the big-model layer of each mini layer (None: new).
+    """
+    big_layers = family.layers(big)
+    if new_layer_init == "copy_next":
+        sources = list(range(layers[-1] + 1, layers[-1] + 1 + new_layers))
+        if sources and sources[-1] >= len(big_layers):
+            raise MmadaptError(
+                f"strategy.new_layer_init=copy_next copies big-model layers {sources[0]}..{sources[-1]} (0-based) "
+                f"above the last selected layer {layers[-1]}, but the big model has {len(big_layers)} layers; "
+                "lower strategy.new_layers or strategy.k, or use new_layer_init=random")
+        new = [family.new_layer(big, copy_of=j) for j in sources]
+    else:
+        new = [family.new_layer(big) for _ in range(new_layers)]
+    shared = [big_layers[i] for i in layers]
+    for module in (family.embeddings(big), *shared):
+        module.requires_grad_(False)
+    mini = family.assemble(big, shared + new, family.new_lm_head(big, copy=True))
+    mini.config.update({BIG_LAYERS_CONFIG_KEY: list(layers) + [None] * new_layers})
+    return mini
+
+
+class MiniPostStrategy(Strategy):
+    """Freeze a pretrained model's embeddings + selected layers, train new layers and a head on top."""
+
+    @dataclass
+    class Options:
+        #: how many big-model layers the mini-model takes (with first_k: the bottom k)
+        k: int = 4
+        #: fresh transformer layers stacked on the frozen ones. The paper does not say how many it used
+        #: (to us); 2 is our default, to be tuned
+        new_layers: int = 2
+        #: random: the model's own initialisation; copy_next: copies of the big layers above the selection
+        new_layer_init: str = field(default="random", metadata={"choices": NEW_LAYER_INITS})
+        #: which big-model layers the mini-model takes (a layer-rule plugin and its options)
+        layer_rule: LayerRuleSection = layer_rule_field()
+
+    description = "freeze embeddings + k layers of a pretrained model, train new_layers new layers + MLM head on top"
+
+    def pretrain(self, ctx) -> dict[str, Path]:
+        opts = ctx.cfg.strategy
+        if not ctx.cfg.model.pretrained:
+            raise MmadaptError("strategy minipost starts from a pretrained model: set model.pretrained to a "
+                               "save_pretrained directory or to an earlier run's output_dir (e.g. runs/tiny_full)")
+        if opts.new_layers < 0:
+            raise MmadaptError(f"strategy.new_layers must be 0 or more, got {opts.new_layers}")
+        family = model_family(ctx)
+        tokenizer = load_tokenizer(ctx)
+        big = build_model(ctx, tokenizer)
+        layers = select_layers(ctx.plugins, len(family.layers(big)), opts.k, opts.layer_rule)
+        mini = build_minipost_model(family, big, layers, opts.new_layers, opts.new_layer_init)
+        big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
+        manifest = build_manifest("minipost", opts.k, opts.layer_rule, big, mini,
+                                  layers + [None] * opts.new_layers, ctx.cfg.data.block_size)
+        del big  # the layers above the selection and the old head are not needed any more
+        ctx.log(f"minipost: frozen big-model layers {[i + 1 for i in layers]} (1-based) + {opts.new_layers} "
+                f"new layers ({opts.new_layer_init}); {manifest['parameters']['mini_trainable']:,} trainable parameters")
+        train_set, eval_set = mlm_datasets(ctx, tokenizer)
+        objective = MaskedLMObjective(mini)
+        result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
+        ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
+        mini_dir = save_pretrained_atomic(mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
+        write_manifest(ctx.stage_dir, manifest, ctx.dist)
+        return {"big": big_dir, "mini": mini_dir}
+
+
+@hookimpl
+def mmadapt_register_strategies(registry):
+    registry.add("minipost", MiniPostStrategy())

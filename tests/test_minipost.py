@@ -1,0 +1,128 @@
+"""Strategy `minipost`: frozen lower layers stay bit-identical, new layers and head train."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import RECIPES, run_in_process, tiny_overrides
+from minimodel_helpers import hidden_states, load_mlm, load_weights, tiny_xlmr
+from mmadapt.errors import MmadaptError
+from mmadapt.plugins import get_plugins
+from mmadapt.pretraining import resolve_pretrained
+from mmadapt_plugins.minipost import build_minipost_model
+
+TINY = RECIPES / "tiny_minipost.yaml"
+K, NEW = 2, 2
+
+
+def xlmr():
+    return get_plugins().model_families.get("xlmr")
+
+
+@pytest.fixture(scope="module")
+def big_run(tiny_corpus, tmp_path_factory):
+    """A tiny big model trained by `full`, as recipes/tiny_minipost.yaml expects one."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    run_in_process(RECIPES / "tiny_full.yaml", tiny_overrides(tiny_corpus, out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def minipost_run(big_run, tiny_corpus, tmp_path_factory):
+    """tiny_minipost.yaml over `big_run` (given as its run directory), new layers copied."""
+    out = tmp_path_factory.mktemp("minipost") / "run"
+    cfg, result = run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=15", "train.warmup_steps=0",
+                                                      f"model.pretrained={big_run}", "strategy.new_layer_init=copy_next"))
+    return result, out / "pretrain"
+
+
+def test_minipost_writes_big_mini_and_a_manifest(minipost_run, big_run):
+    result, stage = minipost_run
+    assert result.outputs["pretrain"] == {"big": stage / "big", "mini": stage / "mini"}
+    manifest = json.loads((stage / "manifest.json").read_text())
+    source, big, mini = load_weights(big_run / "pretrain" / "big"), load_weights(stage / "big"), load_mlm(stage / "mini")
+    assert source.keys() == big.keys() and all(torch.equal(source[k], big[k]) for k in source)
+    assert (mini.config.num_hidden_layers, mini.config.mmadapt_big_layers) == (K + NEW, [0, 1, None, None])
+    assert manifest["strategy"] == "minipost" and manifest["k"] == K and manifest["big_num_layers"] == 4
+    assert manifest["layer_rule"] == {"name": "first_k", "options": {}}
+    assert manifest["mini_layers"] == [{"mini_layer": 0, "big_layer": 0}, {"mini_layer": 1, "big_layer": 1},
+                                       {"mini_layer": 2, "big_layer": None}, {"mini_layer": 3, "big_layer": None}]
+    new = sum(p.numel() for i in range(K, K + NEW) for p in mini.roberta.encoder.layer[i].parameters())
+    head = sum(p.numel() for n, p in mini.lm_head.named_parameters() if n != "decoder.weight")
+    assert manifest["parameters"] == {"big": load_mlm(stage / "big").num_parameters(), "mini": mini.num_parameters(),
+                                      "mini_trainable": new + head}
+    assert manifest["flops_per_token"]["mini"] == manifest["flops_per_token"]["big"]  # 2 + 2 layers == 4 layers
+
+
+def test_minipost_mini_hidden_state_after_its_frozen_layers_equals_the_big_models_bit_for_bit(minipost_run, big_run):
+    _, stage = minipost_run
+    big, mini = load_mlm(big_run / "pretrain" / "big"), load_mlm(stage / "mini")
+    ids = torch.randint(5, big.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    big_h, mini_h = hidden_states(big, ids, mask), hidden_states(mini, ids, mask)
+    for i in range(K + 1):
+        assert torch.equal(mini_h[i], big_h[i]), f"hidden state after layer {i} differs"
+    assert not torch.equal(mini_h[K + 1], big_h[K + 1])  # the copied layer above has trained
+
+
+def test_minipost_training_leaves_every_frozen_parameter_unchanged_and_moves_every_new_one(minipost_run, big_run):
+    _, stage = minipost_run
+    big, mini = load_weights(big_run / "pretrain" / "big"), load_weights(stage / "mini")
+    frozen = [n for n in mini if n.startswith("roberta.embeddings.")
+              or any(n.startswith(f"roberta.encoder.layer.{i}.") for i in range(K))]
+    new = [n for n in mini if n not in frozen and n != "lm_head.decoder.weight"]
+    # head: bias (saved twice, also as decoder.bias), dense and layer_norm weight + bias
+    assert len(frozen) == 5 + 16 * K and len(new) == 16 * NEW + 6
+    for name in frozen:
+        assert torch.equal(mini[name], big[name]), f"frozen {name} changed"
+    for name in new:
+        # copy_next: new layer K+j started as big layer K+j; the head started as the big head
+        assert not torch.equal(mini[name], big[name]), f"new {name} did not move"
+
+
+def test_new_layers_are_fresh_or_copies_of_the_next_big_layers_and_only_they_and_the_head_train():
+    family = xlmr()
+    big = tiny_xlmr()
+    state = {k: v.clone() for k, v in big.state_dict().items()}
+    copied = build_minipost_model(family, big, [0, 1], 2, "copy_next")
+    for i, j in ((2, 2), (3, 3)):
+        for (n, p), q in zip(copied.roberta.encoder.layer[i].named_parameters(), big.roberta.encoder.layer[j].parameters()):
+            assert torch.equal(p, q) and p is not q, n
+    assert torch.equal(copied.lm_head.dense.weight, big.lm_head.dense.weight)
+    assert copied.lm_head.dense.weight is not big.lm_head.dense.weight
+    assert copied.lm_head.decoder.weight is big.roberta.embeddings.word_embeddings.weight
+    assert copied.roberta.encoder.layer[0] is big.roberta.encoder.layer[0]
+    trainable = {n for n, p in copied.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in copied.named_parameters()
+                         if n.startswith(("roberta.encoder.layer.2.", "roberta.encoder.layer.3.", "lm_head."))
+                         and n != "lm_head.decoder.weight"}
+
+    fresh = build_minipost_model(family, tiny_xlmr(), [0, 1], 2, "random")
+    query = fresh.roberta.encoder.layer[2].attention.self.query
+    assert not torch.equal(query.weight, state["roberta.encoder.layer.2.attention.self.query.weight"])
+    assert query.weight.std().item() == pytest.approx(0.02, rel=0.2)  # the model's own init
+    assert torch.equal(query.bias, torch.zeros_like(query.bias))
+
+
+def test_copy_next_past_the_top_layer_is_an_error():
+    with pytest.raises(MmadaptError, match="copies big-model layers 3..4"):
+        build_minipost_model(xlmr(), tiny_xlmr(), [0, 1, 2], 2, "copy_next")
+
+
+def test_minipost_without_a_pretrained_model_says_what_to_set(tiny_corpus, tmp_path):
+    with pytest.raises(MmadaptError, match="set model.pretrained"):
+        run_in_process(TINY, tiny_overrides(tiny_corpus, tmp_path / "run", "~model.pretrained"))
+
+
+def test_model_pretrained_may_name_a_run_or_its_pretrain_stage(big_run, tmp_path):
+    big = str(big_run / "pretrain" / "big")
+    assert resolve_pretrained(str(big_run)) == big
+    assert resolve_pretrained(str(big_run / "pretrain")) == big
+    assert resolve_pretrained(big) == big
+    assert resolve_pretrained("xlm-roberta-large") == "xlm-roberta-large"
+    (tmp_path / "recipe.yaml").write_text("output_dir: x\n")
+    with pytest.raises(MmadaptError, match="without a finished pretraining stage"):
+        resolve_pretrained(str(tmp_path))

@@ -1,0 +1,124 @@
+"""The whole pipeline on a shrunken quickstart: report contract, freezing, swap, resume, controls."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
+
+QUICKSTART = RECIPES / "quickstart.yaml"
+#: the quickstart's shape, small enough to run in well under a minute
+SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0", "train.log_every=5",
+          "model.config.num_hidden_layers=3", "model.config.hidden_size=32", "model.config.intermediate_size=64",
+          "model.config.num_attention_heads=2", "data.block_size=32", "model.config.max_position_embeddings=34",
+          "data.synth={seed: 3, corpus_sentences: 1500, nli_train: 200, nli_dev: 30, nli_test: 60}",
+          "adapt.train={max_steps: 12, lr: 0.003, save_every: 4, log_every: 1}",
+          "finetune.train={max_steps: 12, lr: 0.0001}", "tasks.0.max_length=32",
+          "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full}]"]
+REPORT_KEYS = {"strategy", "task", "language", "source_score", "target_score", "control_score", "adapt_steps",
+               "adapt_seconds", "adapt_flops"}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart")
+    cfg, result = run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    return out, cfg, result
+
+
+def test_the_report_has_one_row_per_strategy_task_and_language(small_run):
+    out, _, result = small_run
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [(r["strategy"], r["task"], r["language"]) for r in rows] == [
+        ("full", "xnli", "vo"), ("full", "xnli", "wo"), ("minipost", "xnli", "vo"), ("minipost", "xnli", "wo")]
+    for row in rows:
+        assert REPORT_KEYS <= set(row)
+        assert all(0.0 <= row[k] <= 1.0 for k in ("source_score", "target_score", "control_score"))
+        assert row["adapt_steps"] == 12 and row["adapt_flops"] > 0
+    full, mini = rows[0], rows[2]
+    assert mini["adapt_flops"] < full["adapt_flops"]  # the mini-model is cheaper per step
+    assert "| minipost | xnli | wo |" in (out / "report.md").read_text()
+
+
+def test_finetuning_leaves_the_embedding_module_as_pretrained(small_run):
+    out = small_run[0]
+    pretrained = load_file(out / "full" / "pretrain" / "big" / "model.safetensors")
+    finetuned = load_file(out / "full" / "finetune" / "xnli" / "model" / "model.safetensors")
+    embedding_keys = [k for k in finetuned if ".embeddings." in k]
+    assert "roberta.embeddings.word_embeddings.weight" in embedding_keys and len(embedding_keys) >= 4
+    for key in embedding_keys:
+        assert torch.equal(finetuned[key], pretrained[key]), key
+    body = [k for k in finetuned if ".encoder." in k]
+    assert any(not torch.equal(finetuned[k], pretrained[k]) for k in body)  # the body did train
+
+
+def test_the_target_model_is_the_finetuned_model_with_only_the_vocabulary_swapped(small_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = small_run[0]
+    target_dir = out / "minipost" / "transfer" / "xnli" / "wo" / "model"
+    finetuned = load_file(out / "full" / "finetune" / "xnli" / "model" / "model.safetensors")
+    target = load_file(target_dir / "model.safetensors")
+    adapted = load_file(out / "minipost" / "adapt" / "wo" / "embeddings.safetensors")
+    assert torch.equal(target["roberta.embeddings.word_embeddings.weight"], adapted["word_embeddings"])
+    for key, value in finetuned.items():
+        if key != "roberta.embeddings.word_embeddings.weight":
+            assert torch.equal(target[key], value), key
+    model = AutoModelForSequenceClassification.from_pretrained(target_dir)
+    tokenizer = AutoTokenizer.from_pretrained(target_dir)
+    assert model.config.vocab_size == len(tokenizer)
+    assert model(**tokenizer(["ха суду"], return_tensors="pt")).logits.shape == (1, 3)
+
+
+def test_target_test_data_share_no_surface_tokens_with_the_source_vocabulary(small_run):
+    from mmadapt.data.sources import synth_file
+    import csv
+
+    out, cfg, _ = small_run
+    from transformers import AutoTokenizer
+
+    source = AutoTokenizer.from_pretrained(out / "full" / "pretrain" / "big")
+    source_words = set(source.get_vocab()) - set(source.all_special_tokens)
+    settings = dict(cfg.data.synth)
+    with open(synth_file("synth:XNLI-1.0/xnli.test.tsv", settings), encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["language"] != "src"]
+    words = {w for r in rows for w in (r["sentence1"] + " " + r["sentence2"]).split()}
+    assert rows and words
+    assert not {w for w in words if w in source_words or f"▁{w}" in source_words}
+
+
+def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
+    env = clean_env()
+    command = lambda out: mmadapt_command() + ["train", str(QUICKSTART), f"output_dir={out}", *SHRINK]  # noqa: E731
+    unbroken = tmp_path / "unbroken"
+    subprocess.run(command(unbroken), env=env, check=True, capture_output=True, cwd=RECIPES.parent)
+
+    broken = tmp_path / "broken"
+    proc = subprocess.Popen(command(broken), env=env, cwd=RECIPES.parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = broken / "full" / "adapt" / "vo" / "checkpoints" / "step_00000004" / "mmadapt_checkpoint.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and not (broken / "full" / "adapt" / "vo" / "stage_complete.json").exists()
+    pretrain_stamp = (broken / "full" / "pretrain" / "big" / "model.safetensors").stat().st_mtime_ns
+
+    again = subprocess.run(command(broken), env=env, capture_output=True, text=True, cwd=RECIPES.parent)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pretrain: already complete" in again.stdout and "resumed from" in again.stdout
+    assert (broken / "full" / "pretrain" / "big" / "model.safetensors").stat().st_mtime_ns == pretrain_stamp
+
+    def comparable(path):
+        rows = json.loads((path / "report.json").read_text())["rows"]
+        return [{k: v for k, v in r.items() if k != "adapt_seconds"} for r in rows]
+
+    assert comparable(broken) == comparable(unbroken)
