@@ -36,13 +36,19 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def find_resume_checkpoint(root: Path, resume: str) -> Path | None:
-    """The checkpoint to resume from: `auto` -> newest complete one, `never` -> None, or a path."""
+def checkpoint_fingerprint(path: Path) -> str | None:
+    """The stage-settings digest a checkpoint was saved under (None for none recorded)."""
+    return json.loads((path / MARKER).read_text()).get("fingerprint")
+
+
+def find_resume_checkpoint(root: Path, resume: str, fingerprint: str | None = None) -> Path | None:
+    """The checkpoint to resume from: `auto` -> newest complete one saved under the same
+    stage settings (`fingerprint`), `never` -> None, or a path."""
     if resume == "never":
         return None
     if resume == "auto":
-        found = complete_checkpoints(root)
-        return found[-1][1] if found else None
+        found = [path for _, path in complete_checkpoints(root) if checkpoint_fingerprint(path) == fingerprint]
+        return found[-1] if found else None
     path = Path(resume)
     if not (path / MARKER).is_file():
         raise MmadaptError(f"train.resume: {resume} is not a complete mmadapt checkpoint (no {MARKER}); "
@@ -50,7 +56,8 @@ def find_resume_checkpoint(root: Path, resume: str) -> Path | None:
     return path
 
 
-def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep: int, dist: DistInfo) -> Path:
+def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep: int, dist: DistInfo,
+                    fingerprint: str | None = None) -> Path:
     """Save on every rank, publish atomically on rank 0, prune to the newest `keep`."""
     tag = step_tag(step)
     tmp_tag = f".tmp-{tag}"
@@ -61,7 +68,7 @@ def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep
     barrier()
     final = root / tag
     if dist.is_main:
-        (root / tmp_tag / MARKER).write_text(json.dumps({"step": step}))
+        (root / tmp_tag / MARKER).write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(root / tmp_tag, final)

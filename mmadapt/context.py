@@ -19,6 +19,9 @@ class StageContext:
     dist: DistInfo
     output_dir: Path
     stage_dir: Path
+    #: digest of the settings that determine this stage's result; checkpoints carry it so a
+    #: stage re-run with other settings never resumes from the old run's checkpoints
+    fingerprint: str | None = None
 
     def log(self, message: str) -> None:
         """Print on rank 0 only."""

@@ -157,6 +157,7 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         return record
     fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, cfg.strategy, cfg.data, cfg.train,
                          cfg.deepspeed.resolved)
+    ctx.fingerprint = fingerprint
     done = completed(stage_dir, fingerprint)
     if done:
         ctx.log(f"pretrain: already complete in {stage_dir} (same settings); skipping")

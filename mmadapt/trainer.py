@@ -85,13 +85,13 @@ class Trainer:
         engine = build_engine(self.module, self.params, OmegaConf.to_container(ctx.cfg.deepspeed.resolved), cfg, dist)
         logger = MetricsLogger(ctx.stage_dir, enabled=dist.is_main)
         step = 0
-        resume_from = find_resume_checkpoint(self.checkpoint_dir, cfg.resume)
+        resume_from = find_resume_checkpoint(self.checkpoint_dir, cfg.resume, ctx.fingerprint)
         if resume_from is not None:
             client = load_checkpoint(engine, resume_from)
             step = int(client["step"])
             _set_rng_state(client["rng"][dist.rank] if isinstance(client["rng"], list) else client["rng"])
-            logger.truncate_after(step)
             ctx.log(f"resumed from {resume_from} at step {step}")
+        logger.truncate_after(step)  # a fresh start (step 0) drops rows of any earlier attempt
         resumed_from = step
         samples_seen = step * cfg.grad_accum * cfg.micro_batch_size
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
@@ -138,7 +138,8 @@ class Trainer:
         else:
             gathered = [rng]
         client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed}
-        return save_checkpoint(engine, self.checkpoint_dir, step, client, self.cfg.keep_checkpoints, self.ctx.dist)
+        return save_checkpoint(engine, self.checkpoint_dir, step, client, self.cfg.keep_checkpoints, self.ctx.dist,
+                               self.ctx.fingerprint)
 
     @torch.no_grad()
     def evaluate(self, engine: Any, batches: list[dict]) -> dict[str, float]:

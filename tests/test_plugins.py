@@ -4,7 +4,6 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-import textwrap
 
 import pluggy
 import pytest

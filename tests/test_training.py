@@ -1,9 +1,7 @@
 """The engine and loop: ZeRO stages, launchers, exact resumption, export."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -187,3 +185,15 @@ def test_an_all_frozen_model_gets_a_clear_error_instead_of_deepspeeds():
     cfg = load_recipe(TINY)
     with pytest.raises(MmadaptError, match="nothing to train"):
         build_engine(_tiny_model(), [], {}, cfg.train, init_distributed())
+
+
+def test_a_stage_rerun_with_other_settings_never_resumes_from_the_old_checkpoints(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4"))
+    assert (out / "pretrain" / "checkpoints" / "step_00000004").is_dir()
+    first = losses(out)
+    capsys.readouterr()
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4", "train.lr=0.002"))
+    assert "resumed from" not in capsys.readouterr().out
+    second = losses(out)
+    assert len(second) == 8 and second[0] == pytest.approx(first[0], abs=1e-6) and second[-1] != first[-1]

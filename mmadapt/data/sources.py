@@ -5,6 +5,7 @@ from it are keyed on what it holds, never on its path alone.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -138,9 +139,9 @@ class TextSource:
             return loaded
         parts = self.spec[len(HF_PREFIX):].split(":")
         name, config, split = (parts + [None, None])[:3]
-        os.environ["HF_DATASETS_OFFLINE"] = "1"
         try:
-            return datasets.load_dataset(name, config or None, split=split or "train")
+            with hf_offline():
+                return datasets.load_dataset(name, config or None, split=split or "train")
         except Exception as exc:
             raise MmadaptError(
                 f"dataset {name!r} (config {config!r}, split {split or 'train'!r}) is not in the local "
@@ -157,6 +158,26 @@ def write_documents(sources: list["TextSource"], path: Path) -> Path:
             for doc in source.documents():
                 f.write(doc.replace("\n", " ") + "\n")
     return path
+
+
+@contextlib.contextmanager
+def hf_offline() -> Iterator[None]:
+    """`datasets` and the hub client in offline mode (reads the cache, never the network)."""
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE, os.environ.get("HF_DATASETS_OFFLINE"))
+    # The module-level flags are read at import time; setting the environment alone is too late.
+    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved[0], saved[1]
+        if saved[2] is None:
+            os.environ.pop("HF_DATASETS_OFFLINE", None)
+        else:
+            os.environ["HF_DATASETS_OFFLINE"] = saved[2]
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -41,6 +41,7 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     if done:
         ctx.log(f"adapt[{language}]: already complete in {ctx.stage_dir}; skipping")
         return done
+    ctx.fingerprint = fingerprint
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))

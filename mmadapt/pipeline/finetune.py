@@ -29,6 +29,7 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
         ctx.log(f"finetune[{task_section.name}]: already complete in {ctx.stage_dir}; skipping")
         return done
     task = ctx.plugins.tasks.get(task_section.name)
+    ctx.fingerprint = fingerprint
     family = model_family(ctx)
     seed_everything(cfg.seed)
     tokenizer = family.load_tokenizer(str(big_dir))

@@ -6,14 +6,13 @@ at the right spot. Nothing here downloads: `datasets` is used offline only.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from mmadapt.data.sources import hf_offline
 from mmadapt.errors import MmadaptError
 
 #: how our split names are called in Hugging Face datasets
@@ -186,30 +185,10 @@ def _load_from_disk(path: Path, hf_split: str, hint: str) -> tuple[Any, str]:
     return loaded, str(path)
 
 
-@contextlib.contextmanager
-def _offline() -> Iterator[None]:
-    """`datasets` and the hub client in offline mode (reads the cache, never the network)."""
-    import datasets
-    import huggingface_hub.constants as hub_constants
-
-    saved = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE, os.environ.get("HF_DATASETS_OFFLINE"))
-    # The module-level flags are read at import time; setting the environment alone is too late.
-    datasets.config.HF_HUB_OFFLINE = hub_constants.HF_HUB_OFFLINE = True
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE = saved[0], saved[1]
-        if saved[2] is None:
-            os.environ.pop("HF_DATASETS_OFFLINE", None)
-        else:
-            os.environ["HF_DATASETS_OFFLINE"] = saved[2]
-
-
 def _load_from_cache(name: str, config: str | None, hf_split: str, hint: str) -> Any:
     import datasets
 
-    with _offline():
+    with hf_offline():
         try:
             return datasets.load_dataset(name, config, split=hf_split)
         except Exception as exc:  # datasets raises ConnectionError, FileNotFoundError, ValueError, ...
