@@ -20,6 +20,10 @@ class RecipeError(MmadaptError):
         super().__init__("\n".join(lines))
 
 
+class DataError(MmadaptError):
+    """A data file is missing or malformed; the message names the file and the row."""
+
+
 class PluginError(MmadaptError):
     """A plugin failed to load, registered something twice, or a name is unknown."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from mmadapt.data.textfiles import read_jsonl, text_lines
 from mmadapt.errors import MmadaptError
 
 HF_PREFIX = "hf:"
@@ -121,11 +122,19 @@ class TextSource:
                     yield text
             return
         path = self.local_path()
-        for lineno, line in _lines(path):
-            if kind == "jsonl":
-                yield from _jsonl_text(path, lineno, line, self.text_field)
-            elif line.strip():
-                yield line.rstrip("\n")
+        if kind == "jsonl":
+            for lineno, row in read_jsonl(path):
+                text = row.get(self.text_field)
+                if not isinstance(text, str):
+                    problem = "has no" if self.text_field not in row else f"has a {type(text).__name__} in its"
+                    raise MmadaptError(f"{path}:{lineno}: row {problem} {self.text_field!r} field; "
+                                       "set data.text_field")
+                if text.strip():
+                    yield text
+            return
+        for _, line in text_lines(path):
+            if line.strip():
+                yield line
 
     def _load_dataset(self) -> Any:
         import datasets
@@ -178,29 +187,3 @@ def hf_offline() -> Iterator[None]:
             os.environ.pop("HF_DATASETS_OFFLINE", None)
         else:
             os.environ["HF_DATASETS_OFFLINE"] = saved[2]
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise MmadaptError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                                   "convert the file to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from None
-
-
-def _jsonl_text(path: Path, lineno: int, line: str, field: str) -> Iterator[str]:
-    if not line.strip():
-        return
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise MmadaptError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(row, dict) or field not in row:
-        raise MmadaptError(f"{path}:{lineno}: row has no {field!r} field; set data.text_field")
-    text = row[field]
-    if not isinstance(text, str):
-        raise MmadaptError(f"{path}:{lineno}: field {field!r} is {type(text).__name__}, not text")
-    if text.strip():
-        yield text

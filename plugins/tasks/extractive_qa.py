@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from mmadapt.errors import MmadaptError
+from mmadapt.errors import DataError, MmadaptError
 from mmadapt.interfaces import Task
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.qa_metrics import AnswerRules, qa_scores
-from mmadapt_plugins.tasks.sources import DataError, read_json, require_path, warn_unmatched
+from mmadapt_plugins.tasks.sources import read_json, require_path, warn_unmatched
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mmadapt.errors import MmadaptError
+from mmadapt.data.textfiles import read_jsonl
+from mmadapt.errors import DataError, MmadaptError
 from mmadapt.interfaces import Task
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
 from mmadapt_plugins.tasks.options import option
-from mmadapt_plugins.tasks.sources import DataError, read_jsonl, require_path, warn_unmatched
+from mmadapt_plugins.tasks.sources import require_path, warn_unmatched
 
 #: encode this many pairs per tokenizer call (keeps memory flat on large training sets)
 _ENCODE_CHUNK = 1024

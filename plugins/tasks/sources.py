@@ -13,17 +13,14 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from mmadapt.data.sources import hf_offline
-from mmadapt.errors import MmadaptError
+from mmadapt.data.textfiles import text_lines
+from mmadapt.errors import DataError, MmadaptError
 
 #: how our split names are called in Hugging Face datasets
 HF_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 SPLITS = ("dev", "test")
 
 logger = logging.getLogger(__name__)
-
-
-class DataError(MmadaptError):
-    """A data file is missing or malformed; the message names the file and the row."""
 
 
 def check_split(split: str) -> None:
@@ -43,19 +40,6 @@ def require_path(path: str | Path, what: str, hint: str = "") -> Path:
     if not path.exists():
         raise DataError(f"{what} not found: {path}" + (f". {hint}" if hint else ""))
     return path
-
-
-def text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its newline) for every line of a UTF-8 file."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-            yield lineno, line.rstrip("\r\n")
 
 
 def read_tsv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
@@ -81,20 +65,6 @@ def read_tsv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[st
             raise DataError(f"{path}:{lineno}: {len(fields)} tab-separated fields, but the header has "
                             f"{len(header)} ({', '.join(header)})")
         yield lineno, dict(zip(header, fields))
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-empty line of a JSON-lines file."""
-    for lineno, line in text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        yield lineno, row
 
 
 def read_json(path: Path) -> Any:

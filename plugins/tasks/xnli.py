@@ -19,11 +19,13 @@ from typing import Any, Optional
 
 from mmadapt.hookspecs import hookimpl
 
+from mmadapt.data.textfiles import read_jsonl
+from mmadapt.errors import DataError
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask
 from mmadapt_plugins.tasks.sources import (
-    DataError, check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split,
-    read_jsonl, read_tsv, require_keys, require_path, take,
+    check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
+    require_keys, require_path, take,
 )
 
 XNLI_LANGUAGES = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
