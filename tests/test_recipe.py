@@ -128,3 +128,23 @@ def test_the_resolved_recipe_round_trips_through_its_saved_yaml(tmp_path):
     from omegaconf import OmegaConf
 
     assert OmegaConf.to_container(OmegaConf.load(saved)) == OmegaConf.to_container(cfg)
+
+
+def test_the_recipe_commands_show_and_validate_from_the_command_line(tmp_path):
+    import subprocess
+
+    from conftest import clean_env, mmadapt_command
+
+    shown = subprocess.run(mmadapt_command() + ["recipe", "show", str(RECIPES / "tiny_full.yaml"),
+                                                "train.max_steps=7", "~data.synth"],
+                           capture_output=True, text=True, env=clean_env(), check=True)
+    assert "max_steps: 7" in shown.stdout and "train_micro_batch_size_per_gpu: 16" in shown.stdout
+    bad = write(tmp_path, "trian: {}\n")
+    checked = subprocess.run(mmadapt_command() + ["recipe", "validate", *map(str, SHIPPED), str(bad)],
+                             capture_output=True, text=True, env=clean_env())
+    assert checked.returncode == 2
+    assert checked.stdout.count("ok: ") == len(SHIPPED)
+    assert "trian: unknown key (did you mean 'train'?)" in checked.stderr and "Traceback" not in checked.stderr
+    flag = subprocess.run(mmadapt_command() + ["train", str(RECIPES / "tiny_full.yaml"), "--max-steps=3"],
+                          capture_output=True, text=True, env=clean_env())
+    assert flag.returncode == 2 and "max_steps=3" in flag.stderr and "Traceback" not in flag.stderr

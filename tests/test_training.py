@@ -53,14 +53,14 @@ def test_a_finished_stage_is_skipped_when_run_again_with_the_same_settings(tiny_
 def single_process_losses(tiny_corpus, tmp_path_factory):
     """Loss curves of the same tiny run under ZeRO 0-3 in one process."""
     curves = {}
-    for stage in range(4):
+    for stage in (0, 1, 2, 3, "3_offload"):
         out = tmp_path_factory.mktemp(f"zero{stage}")
         run_in_process(TINY, tiny_overrides(tiny_corpus, out, f"deepspeed.config=ds_configs/zero{stage}.json"))
         curves[stage] = losses(out)
     return curves
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
+@pytest.mark.parametrize("stage", [1, 2, 3, "3_offload"])
 def test_every_zero_stage_gives_the_same_losses_as_stage_0(single_process_losses, stage):
     assert len(single_process_losses[stage]) == 8
     assert single_process_losses[stage] == pytest.approx(single_process_losses[0], rel=1e-4)

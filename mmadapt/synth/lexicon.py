@@ -69,6 +69,7 @@ class Meanings:
     antonym: dict[str, str]
     hypernym: dict[str, str]  # hyponym -> its class's hypernym
     verb_objects: dict[str, tuple[str, ...]]  # transitive verb -> object class hypernyms
+    seed: int = 0  # the seed these were built from; word statistics (`usage.py`) derive from it too
 
     @property
     def animate_nouns(self) -> tuple[str, ...]:
@@ -122,6 +123,7 @@ def build_meanings(seed: int) -> Meanings:
         antonym=antonym,
         hypernym=hypernym,
         verb_objects=verb_objects,
+        seed=seed,
     )
 
 
