@@ -116,7 +116,9 @@ def score(task: str = typer.Argument(..., help="Task name (see `mmadapt plugins`
 def main() -> None:
     """Console-script entry point: user errors print one clear message, no traceback."""
     try:
-        app(args=_without_launcher_args(sys.argv[1:]), prog_name="mmadapt", standalone_mode=False)
+        code = app(args=_without_launcher_args(sys.argv[1:]), prog_name="mmadapt", standalone_mode=False)
+        if isinstance(code, int) and code:  # click returns typer.Exit's code when not standalone
+            sys.exit(code)
     except MmadaptError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, replace
 
 from mmadapt.synth.lexicon import AND, BECAUSE, Meanings
+from mmadapt.synth.usage import Usage, build_usage
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,17 @@ class GrammarWeights:
 
 
 class Grammar:
-    """Samples sentence trees from `Meanings` with `GrammarWeights`."""
+    """Samples sentence trees from `Meanings` with `GrammarWeights` and word statistics `Usage`.
 
-    def __init__(self, meanings: Meanings, weights: GrammarWeights | None = None):
+    Words are drawn from their Zipfian, preference-shaped distributions (see `usage.py`):
+    the verb first, then a subject and object it prefers, adjectives the noun prefers, an
+    adverb the verb prefers, a preposition and an object class it prefers.
+    """
+
+    def __init__(self, meanings: Meanings, weights: GrammarWeights | None = None, usage: Usage | None = None):
         self.m = meanings
         self.w = weights or GrammarWeights()
+        self.u = usage or build_usage(meanings, meanings.seed)
 
     def sentence(self, rng: random.Random) -> Sentence:
         """A random sentence of one or two clauses."""
@@ -97,55 +104,71 @@ class Grammar:
     def clause(self, rng: random.Random, *, simple: bool = False) -> Clause:
         """A random clause; `simple` leaves out relative clauses (used inside two-clause sentences)."""
         w = self.w
-        subj = self.noun_phrase(rng, self.animate_noun(rng), relative=not simple)
         verb, obj = self.predicate(rng)
+        subj = self.noun_phrase(rng, self.subject_noun(rng, verb), relative=not simple)
         return Clause(
             subj=subj,
             verb=verb,
             obj=obj,
             neg=rng.random() < w.negation,
             past=rng.random() < w.past,
-            adv=rng.choice(self.m.adverbs) if rng.random() < w.adverb else None,
+            adv=self.adverb(rng, verb) if rng.random() < w.adverb else None,
             pp=self.pp(rng) if rng.random() < w.pp else None,
         )
 
     def predicate(self, rng: random.Random) -> tuple[str, NounPhrase | None]:
         """A verb and, for a transitive one, an object it takes."""
         if rng.random() < self.w.transitive:
-            verb = rng.choice(self.m.transitive)
+            verb = self.u.transitive.sample(rng)
             return verb, self.noun_phrase(rng, self.object_noun(rng, verb))
-        return rng.choice(self.m.intransitive), None
+        return self.u.intransitive.sample(rng), None
 
     def noun_phrase(self, rng: random.Random, noun: str, *, relative: bool = False) -> NounPhrase:
         """An NP headed by `noun` with random number, definiteness and modifiers."""
         w = self.w
         rel = None
         if relative and rng.random() < w.relative:
-            verb = rng.choice(self.m.transitive + self.m.intransitive)
+            verb = self.relative_verb(rng, noun)
             obj = self.noun_phrase(rng, self.object_noun(rng, verb)) if verb in self.m.verb_objects else None
             rel = RelativeClause(verb, obj)
         return NounPhrase(
             noun=noun,
             plural=rng.random() < w.plural,
             definite=rng.random() < w.definite,
-            adj=rng.choice(self.m.adjectives) if rng.random() < w.adjective else None,
+            adj=self.adjective(rng, noun) if rng.random() < w.adjective else None,
             rel=rel,
         )
 
     def pp(self, rng: random.Random) -> tuple[str, NounPhrase]:
-        """A preposition with a (thing) noun phrase."""
-        hypernym, hyponyms = rng.choice(self.m.thing_classes)
-        return rng.choice(self.m.prepositions), NounPhrase(self.pick(rng, hypernym, hyponyms), plural=rng.random() < 0.3)
+        """A preposition with a (thing) noun phrase of a class it prefers."""
+        prep = self.u.preposition.sample(rng)
+        hypernym = self.u.pp_class[prep].sample(rng)
+        return prep, NounPhrase(self.pick(rng, hypernym), plural=rng.random() < 0.3)
 
-    def animate_noun(self, rng: random.Random) -> str:
-        """A random animate noun (class word or member)."""
-        hypernym, hyponyms = rng.choice(self.m.animate_classes)
-        return self.pick(rng, hypernym, hyponyms)
+    def subject_noun(self, rng: random.Random, verb: str) -> str:
+        """A random animate noun from a class `verb` prefers as its subject (any class is possible)."""
+        return self.pick(rng, self.u.subject_class[verb].sample(rng))
 
     def object_noun(self, rng: random.Random, verb: str) -> str:
         """A random noun from a class `verb` takes."""
-        hypernym = rng.choice(self.m.verb_objects[verb])
-        return self.pick(rng, hypernym, self.m.class_members(hypernym))
+        return self.pick(rng, self.u.object_class[verb].sample(rng))
 
-    def pick(self, rng: random.Random, hypernym: str, hyponyms: tuple[str, ...]) -> str:
-        return hypernym if rng.random() < self.w.hypernym else rng.choice(hyponyms)
+    def relative_verb(self, rng: random.Random, noun: str) -> str:
+        """A verb for a relative clause whose subject is `noun`, as likely as in a main clause."""
+        return self.u.relative_verb[self.m.hypernym.get(noun, noun)].sample(rng)
+
+    def member(self, rng: random.Random, hypernym: str) -> str:
+        """A random hyponym of `hypernym`, with the class's Zipfian frequencies."""
+        return self.u.members[hypernym].sample(rng)
+
+    def adjective(self, rng: random.Random, noun: str) -> str:
+        """A random adjective, as likely to modify `noun` as the usage says."""
+        return self.u.adjective[noun].sample(rng)
+
+    def adverb(self, rng: random.Random, verb: str) -> str:
+        """A random adverb, as likely to modify `verb` as the usage says."""
+        return self.u.adverb[verb].sample(rng)
+
+    def pick(self, rng: random.Random, hypernym: str) -> str:
+        """The class word `hypernym` (share `GrammarWeights.hypernym`) or one of its members."""
+        return hypernym if rng.random() < self.w.hypernym else self.member(rng, hypernym)

@@ -138,7 +138,7 @@ class NliGenerator:
     def _antonym_adj(self, rng, neg) -> Pair:
         premise = self._base(rng, neg)
         if premise.subj.adj is None:
-            premise = premise.with_subj(adj=rng.choice(self.m.adjectives))
+            premise = premise.with_subj(adj=self.g.adjective(rng, premise.subj.noun))
         return premise, premise.with_subj(adj=self.m.antonym[premise.subj.adj])
 
     # Two-clause edits (premises are never negated here).
@@ -199,14 +199,15 @@ class NliGenerator:
 
     def _fill(self, rng: random.Random, c: Clause, slot: str) -> Clause:
         if slot == "subj_adj":
-            return c.with_subj(adj=rng.choice(self.m.adjectives))
+            return c.with_subj(adj=self.g.adjective(rng, c.subj.noun))
         if slot == "obj_adj":
-            return c.with_obj(adj=rng.choice(self.m.adjectives))
+            return c.with_obj(adj=self.g.adjective(rng, c.obj.noun))
         if slot == "rel":
-            verb = rng.choice(self.m.transitive)
-            return c.with_subj(rel=RelativeClause(verb, self.g.noun_phrase(rng, self.g.object_noun(rng, verb))))
+            verb = self.g.relative_verb(rng, c.subj.noun)
+            obj = self.g.noun_phrase(rng, self.g.object_noun(rng, verb)) if verb in self.m.verb_objects else None
+            return c.with_subj(rel=RelativeClause(verb, obj))
         if slot == "adv":
-            return replace(c, adv=rng.choice(self.m.adverbs))
+            return replace(c, adv=self.g.adverb(rng, c.verb))
         return replace(c, pp=self.g.pp(rng))
 
     @staticmethod
@@ -222,7 +223,7 @@ class NliGenerator:
         role = "obj" if c.obj is not None and rng.random() < 0.4 else "subj"
         noun = self._noun(c, role)
         if noun not in self.m.hypernym:
-            noun = rng.choice(self.m.class_members(noun))
+            noun = self.g.member(rng, noun)
         return self._set_noun(c, role, noun), role
 
     def _unrelated_noun(self, rng: random.Random, c: Clause, role: str) -> str:

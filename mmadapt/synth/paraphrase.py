@@ -116,8 +116,8 @@ class ParaphraseGenerator:
         # No negation, adverb or PP: they belong to the main clause and could not follow its
         # predicate into the relative clause.
         rel_verb, rel_obj = self.g.predicate(rng)
-        subj = self.g.noun_phrase(rng, self.g.animate_noun(rng))
         verb, obj = self.g.predicate(rng)
+        subj = self.g.noun_phrase(rng, self.g.subject_noun(rng, verb))
         clause = Clause(replace(subj, rel=RelativeClause(rel_verb, rel_obj)), verb, obj,
                         past=rng.random() < self.g.w.past)
         return Sentence((clause,))
