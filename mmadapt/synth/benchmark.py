@@ -39,7 +39,8 @@ from mmadapt.synth.qa import QaGenerator
 
 # Bump whenever the same seed and settings would produce different files.
 # 2: question words, questions in the corpora, PAWS-X and SQuAD/MLQA tasks.
-GENERATOR_VERSION = "2"
+# 3: Zipfian word frequencies and selectional preferences (`usage.py`), so words are identifiable.
+GENERATOR_VERSION = "3"
 # Share of extra corpus lines that are questions (on top of `corpus_sentences` statements),
 # so each language's question words occur in its MLM text.
 CORPUS_QUESTION_SHARE = 0.05
@@ -248,6 +249,8 @@ def describe(languages: Sequence[LanguageLike] = tuple(BUILTIN_LANGUAGES)) -> st
         "prepositional phrases, relative clauses, negation, 'and'/'because' clauses) gives the",
         "source language; new languages render the same meanings with their own invented words",
         "(another script each, so no word or letter is shared with the source) and word order.",
+        "Word frequencies are Zipfian and words prefer their partners (verbs their subjects and",
+        "objects, nouns their adjectives, ...), so each word's contexts identify it.",
         "",
         "Languages:",
     ]

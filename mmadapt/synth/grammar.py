@@ -3,8 +3,9 @@
 A sentence is one clause or two joined by "and" / "because". A clause has an animate
 subject, a verb (intransitive, or transitive with an object of a class the verb takes),
 optional negation, past tense, an adverb and a prepositional phrase; a subject may carry
-an adjective and a relative clause ("the dog that sees the ball"). Each language renders
-these trees with its own words and word order (see `languages.py`).
+an adjective and a relative clause ("the dog that sees the ball"). Words are drawn with the
+seeded frequencies and selectional preferences of `usage.py`. Each language renders these
+trees with its own words and word order (see `languages.py`).
 """
 from __future__ import annotations
 
@@ -143,15 +144,17 @@ class Grammar:
         """A preposition with a (thing) noun phrase of a class it prefers."""
         prep = self.u.preposition.sample(rng)
         hypernym = self.u.pp_class[prep].sample(rng)
-        return prep, NounPhrase(self.pick(rng, hypernym), plural=rng.random() < 0.3)
+        noun = hypernym if rng.random() < self.w.hypernym else self.u.pp_member[(prep, hypernym)].sample(rng)
+        return prep, NounPhrase(noun, plural=rng.random() < 0.3)
 
     def subject_noun(self, rng: random.Random, verb: str) -> str:
         """A random animate noun from a class `verb` prefers as its subject (any class is possible)."""
         return self.pick(rng, self.u.subject_class[verb].sample(rng))
 
     def object_noun(self, rng: random.Random, verb: str) -> str:
-        """A random noun from a class `verb` takes."""
-        return self.pick(rng, self.u.object_class[verb].sample(rng))
+        """A random noun from a class `verb` takes, members as `verb` prefers them."""
+        hypernym = self.u.object_class[verb].sample(rng)
+        return hypernym if rng.random() < self.w.hypernym else self.u.object_member[(verb, hypernym)].sample(rng)
 
     def relative_verb(self, rng: random.Random, noun: str) -> str:
         """A verb for a relative clause whose subject is `noun`, as likely as in a main clause."""
