@@ -86,3 +86,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 def mmadapt_command() -> list[str]:
     """How to invoke the CLI from a test (the same interpreter as pytest)."""
     return [sys.executable, "-m", "mmadapt"]
+
+
+def run_cli(recipe: Path, overrides: list[str]) -> "subprocess.CompletedProcess":
+    """`mmadapt train RECIPE OVERRIDES` in a child process (its memory is returned when it ends:
+    the real-size tests must not add up inside the test process)."""
+    import subprocess
+
+    proc = subprocess.run(mmadapt_command() + ["train", str(recipe), *overrides], capture_output=True, text=True,
+                          env=clean_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import RECIPES, run_in_process
+from conftest import RECIPES, run_cli
 from test_mini_recipes import LARGE, ONE_STEP, xlmr_sized_tokenizer
 
 from mmadapt.recipe import load_recipe
@@ -20,9 +20,8 @@ def test_the_xlmr_large_full_recipe_starts_with_one_step_on_a_small_corpus(tiny_
     words = sorted({w for line in tiny_corpus.read_text().splitlines() for w in line.split()})
     tokenizer = xlmr_sized_tokenizer(tmp_path / "tokenizer", words)
     out = tmp_path / "run"
-    run_in_process(RECIPES / "xlmr_large_full.yaml",
-                   [f"variables.tokenizer={tokenizer}", f"variables.corpus={tiny_corpus}", f"output_dir={out}",
-                    *ONE_STEP])
+    run_cli(RECIPES / "xlmr_large_full.yaml",
+            [f"variables.tokenizer={tokenizer}", f"variables.corpus={tiny_corpus}", f"output_dir={out}", *ONE_STEP])
     config = json.loads((out / "pretrain" / "big" / "config.json").read_text())
     assert {k: config[k] for k in LARGE} == LARGE
     rows = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import RECIPES, run_in_process
+from conftest import RECIPES, run_cli
 from mmadapt.recipe import load_recipe
 
 LARGE = {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16, "intermediate_size": 4096,
@@ -79,9 +79,9 @@ def check_outputs(out, mini_layers: list) -> None:
 # one bf16 ZeRO-2 step over XLM-R large's 560M parameters
 def test_real_size_minijoint_recipe_starts_from_scratch_and_writes_its_outputs(xlmr_tokenizer, tiny_corpus, tmp_path):
     out = tmp_path / "run"
-    run_in_process(RECIPES / "xlmr_large_minijoint.yaml",
-                   [f"variables.tokenizer={xlmr_tokenizer}", f"variables.corpus={tiny_corpus}", f"output_dir={out}",
-                    *ONE_STEP])
+    run_cli(RECIPES / "xlmr_large_minijoint.yaml",
+            [f"variables.tokenizer={xlmr_tokenizer}", f"variables.corpus={tiny_corpus}", f"output_dir={out}",
+             *ONE_STEP])
     check_outputs(out, [0, 1, 2, 3])
 
 
@@ -99,7 +99,7 @@ def test_real_size_minipost_recipe_starts_from_a_pretrained_model_and_writes_its
     tokenizer.save_pretrained(tmp_path / "xlm-roberta-large")
     del big
     out = tmp_path / "run"
-    run_in_process(RECIPES / "xlmr_large_minipost.yaml",
-                   [f"variables.xlmr_large_dir={tmp_path / 'xlm-roberta-large'}", f"variables.corpus={tiny_corpus}",
-                    f"output_dir={out}", *ONE_STEP])
+    run_cli(RECIPES / "xlmr_large_minipost.yaml",
+            [f"variables.xlmr_large_dir={tmp_path / 'xlm-roberta-large'}", f"variables.corpus={tiny_corpus}",
+             f"output_dir={out}", *ONE_STEP])
     check_outputs(out, [0, 1, 2, 3, None, None])
