@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,11 +89,9 @@ def mmadapt_command() -> list[str]:
     return [sys.executable, "-m", "mmadapt"]
 
 
-def run_cli(recipe: Path, overrides: list[str]) -> "subprocess.CompletedProcess":
+def run_cli(recipe: Path, overrides: list[str]) -> subprocess.CompletedProcess:
     """`mmadapt train RECIPE OVERRIDES` in a child process (its memory is returned when it ends:
     the real-size tests must not add up inside the test process)."""
-    import subprocess
-
     proc = subprocess.run(mmadapt_command() + ["train", str(recipe), *overrides], capture_output=True, text=True,
                           env=clean_env(), cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
