@@ -15,11 +15,15 @@ from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 
 
+def cache_dir(cfg: Any) -> Path:
+    """Where data, tokenizer and synth caches go: `data.cache_dir`, else the default cache."""
+    return Path(cfg.data.cache_dir) if cfg.data.cache_dir else default_cache_dir()
+
+
 def text_sources(ctx: StageContext, specs: Any) -> list[TextSource]:
     """`TextSource`s for a list of recipe data specs."""
     data = ctx.cfg.data
-    cache = Path(data.cache_dir) if data.cache_dir else None
-    return [TextSource(str(s), data.text_field, dict(data.synth), cache) for s in specs]
+    return [TextSource(str(s), data.text_field, dict(data.synth), cache_dir(ctx.cfg)) for s in specs]
 
 
 def model_family(ctx: StageContext) -> Any:
@@ -64,19 +68,23 @@ def load_tokenizer(ctx: StageContext) -> Any:
 
 
 def _train_cached_tokenizer(sources: list[TextSource], settings: dict, ctx: StageContext) -> Path:
-    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
-
     key = json.dumps({"sources": [s.fingerprint() for s in sources], "settings": settings, "seed": ctx.cfg.seed},
                      sort_keys=True)
-    cache = Path(ctx.cfg.data.cache_dir) if ctx.cfg.data.cache_dir else default_cache_dir()
-    target = cache / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:24]
-    if (target / "tokenizer_config.json").is_file():
-        return target
+    target = cache_dir(ctx.cfg) / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    if not (target / "tokenizer_config.json").is_file():
+        ctx.log(f"training a {settings['vocab_size']}-token SentencePiece tokenizer on data.train")
+        train_tokenizer_on(sources, target, settings, ctx.cfg.seed)
+    return target
+
+
+def train_tokenizer_on(sources: list[TextSource], target: Path, settings: dict, seed: int) -> Path:
+    """A SentencePiece tokenizer trained on every document of `sources`, saved in `target`."""
+    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         text = write_documents(sources, Path(tmp) / "corpus.txt")
-        ctx.log(f"training a {settings['vocab_size']}-token SentencePiece tokenizer on data.train")
-        train_sentencepiece_tokenizer([text], target, SentencePieceConfig(**settings), seed=ctx.cfg.seed)
+        train_sentencepiece_tokenizer([text], target, SentencePieceConfig(**settings), seed=seed)
     return target
 
 
@@ -96,7 +104,7 @@ def mlm_datasets(ctx: StageContext, tokenizer: Any) -> tuple[MaskedBlocks, Maske
     """Masked train blocks and (if `data.eval` is set) evaluation blocks."""
     data = ctx.cfg.data
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
-    cache = Path(data.cache_dir) if data.cache_dir else None
+    cache = cache_dir(ctx.cfg)
     train = build_blocks(text_sources(ctx, data.train), tokenizer, data.block_size, cache, ctx.dist, "data.train")
     train_set = MaskedBlocks(train, spec, ctx.cfg.seed)
     eval_set = None

@@ -19,7 +19,7 @@ from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import completed, digest, mark_complete
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
-from mmadapt.pretraining import check_data_sources, resolve_pretrained
+from mmadapt.pretraining import cache_dir, check_data_sources, resolve_pretrained
 from mmadapt.recipe import save_resolved
 from mmadapt.trainer import seed_everything
 
@@ -122,7 +122,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
 
 def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
     """The task sections with `synth:DIR/FILE` paths made real (rank 0 generates the data first)."""
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else None
+    cache = cache_dir(cfg)
     settings = OmegaConf.to_container(cfg.data.synth, resolve=True)
     sections = []
     for rank_turn in (True, False):

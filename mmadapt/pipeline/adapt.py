@@ -19,7 +19,7 @@ from mmadapt.export import full_state_dict
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.pipeline.stages import completed, digest, mark_complete
-from mmadapt.pretraining import model_family, text_sources
+from mmadapt.pretraining import cache_dir, model_family, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
 
@@ -57,7 +57,7 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
 
     data = cfg.data
-    cache = Path(data.cache_dir) if data.cache_dir else None
+    cache = cache_dir(cfg)
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
     section = cfg.languages[language]
     blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache, ctx.dist,

@@ -1,15 +1,13 @@
 """Stage `tokenizer`: a SentencePiece vocabulary per new language, loadable by transformers."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from mmadapt.context import StageContext
-from mmadapt.data.sources import write_documents
 from mmadapt.distributed import barrier
 from mmadapt.errors import MmadaptError
 from mmadapt.pipeline.stages import completed, digest, mark_complete
-from mmadapt.pretraining import text_sources
+from mmadapt.pretraining import text_sources, train_tokenizer_on
 
 
 def language_tokenizer_dir(output_dir: Path, language: str) -> Path:
@@ -27,14 +25,8 @@ def train_language_tokenizer(ctx: StageContext, language: str) -> Path:
     fingerprint = digest("tokenizer", cfg.tokenizer, cfg.seed, [s.fingerprint() for s in sources]) \
         if ctx.dist.is_main else None
     if ctx.dist.is_main and not completed(stage_dir, fingerprint):
-        from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
-
         ctx.log(f"tokenizer: training a {cfg.tokenizer.vocab_size}-piece vocabulary for {language!r}")
-        stage_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=stage_dir.parent) as tmp:
-            text = write_documents(sources, Path(tmp) / "corpus.txt")
-            train_sentencepiece_tokenizer([text], stage_dir / "tokenizer", SentencePieceConfig(**cfg.tokenizer),
-                                          seed=cfg.seed)
+        train_tokenizer_on(sources, stage_dir / "tokenizer", dict(cfg.tokenizer), cfg.seed)
         mark_complete(stage_dir, fingerprint, {"tokenizer": stage_dir / "tokenizer"})
     barrier()
     return stage_dir / "tokenizer"

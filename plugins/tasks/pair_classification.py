@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 from mmadapt.data.textfiles import read_jsonl
 from mmadapt.errors import DataError, MmadaptError
@@ -20,6 +21,29 @@ from mmadapt_plugins.tasks.sources import require_path, warn_unmatched
 
 #: encode this many pairs per tokenizer call (keeps memory flat on large training sets)
 _ENCODE_CHUNK = 1024
+
+
+@dataclass
+class PairTaskOptions:
+    """Task options shared by the sentence-pair classification tasks (beside `name`)."""
+
+    #: the source-language training file, or a `save_to_disk` directory; null: `hf_dataset`'s train split
+    train_file: Optional[str] = None
+    #: the dev file (`{language}` is filled in where the benchmark has one file per language),
+    #: or a `save_to_disk` directory
+    dev_file: Optional[str] = None
+    #: the test file, likewise
+    test_file: Optional[str] = None
+    #: for splits whose file is null: a hub name in the local cache, or a directory of per-language copies
+    hf_dataset: str = ""
+    #: the language of the training data (the `hf_dataset` config when train_file is null)
+    train_language: str = "en"
+    #: languages evaluated after fine-tuning
+    languages: list[str] = field(default_factory=list)
+    max_length: int = 128
+    #: use only the first N training examples (null: all)
+    max_train_examples: Optional[int] = None
+    eval_batch_size: int = 64
 
 
 class PairClassificationTask(Task):

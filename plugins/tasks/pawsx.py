@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from mmadapt.hookspecs import hookimpl
 
 from mmadapt_plugins.tasks.options import option
-from mmadapt_plugins.tasks.pair_classification import PairClassificationTask
+from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (
     check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
     require_path, take,
@@ -27,22 +27,12 @@ _FILES_HINT = ("Download https://storage.googleapis.com/paws/pawsx/x-final.tar.g
 
 
 @dataclass
-class PawsxOptions:
-    """`task:` options of pawsx (beside `name: pawsx`)."""
+class PawsxOptions(PairTaskOptions):
+    """pawsx's task options: `train_file` is the English `x-final/en/train.tsv`; `dev_file` and
+    `test_file` are `x-final/{language}/dev_2k.tsv` / `test_2k.tsv`."""
 
-    #: the English `train.tsv`, or a `save_to_disk` directory; null: `hf_dataset`'s train split
-    train_file: Optional[str] = None
-    #: `.../x-final/{language}/dev_2k.tsv` (`{language}` is filled in), or a `save_to_disk` directory
-    dev_file: Optional[str] = None
-    #: `.../x-final/{language}/test_2k.tsv`, or a `save_to_disk` directory
-    test_file: Optional[str] = None
-    #: for splits whose file is null: a hub name in the local cache, or a directory of per-language copies
     hf_dataset: str = "paws-x"
-    train_language: str = "en"
     languages: list[str] = field(default_factory=lambda: list(PAWSX_LANGUAGES))
-    max_length: int = 128
-    max_train_examples: Optional[int] = None
-    eval_batch_size: int = 64
 
 
 class PawsxTask(PairClassificationTask):

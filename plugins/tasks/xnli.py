@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from mmadapt.hookspecs import hookimpl
 
 from mmadapt.data.textfiles import read_jsonl
 from mmadapt.errors import DataError
 from mmadapt_plugins.tasks.options import option
-from mmadapt_plugins.tasks.pair_classification import PairClassificationTask
+from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (
     check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
     require_keys, require_path, take,
@@ -36,25 +36,12 @@ _FILES_HINT = ("Download https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip (dev/t
 
 
 @dataclass
-class XnliOptions:
-    """`task:` options of xnli (beside `name: xnli`)."""
+class XnliOptions(PairTaskOptions):
+    """xnli's task options: `train_file` is MultiNLI's `multinli_1.0_train.jsonl`; `dev_file` and
+    `test_file` are XNLI-1.0's `xnli.dev.tsv` / `xnli.test.tsv` (all languages in one file)."""
 
-    #: MultiNLI `multinli_1.0_train.jsonl`, or a `save_to_disk` directory; null: `hf_dataset`'s train split
-    train_file: Optional[str] = None
-    #: XNLI-1.0 `xnli.dev.tsv` (all languages), or a `save_to_disk` directory (`{language}` is filled in)
-    dev_file: Optional[str] = None
-    #: XNLI-1.0 `xnli.test.tsv`, or a `save_to_disk` directory (`{language}` is filled in)
-    test_file: Optional[str] = None
-    #: for splits whose file is null: a hub name in the local cache, or a directory of per-language copies
     hf_dataset: str = "xnli"
-    #: the language of the training data (the `hf_dataset` config when train_file is null)
-    train_language: str = "en"
-    #: languages evaluated after fine-tuning
     languages: list[str] = field(default_factory=lambda: list(XNLI_LANGUAGES))
-    max_length: int = 128
-    #: use only the first N training examples (null: all)
-    max_train_examples: Optional[int] = None
-    eval_batch_size: int = 64
 
 
 class XnliTask(PairClassificationTask):
