@@ -4,18 +4,72 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def mlm_head_name(model: Any) -> str | None:
+    """The attribute of a `*ForMaskedLM` model holding its whole MLM head (transform + decoder).
+
+    Found generically: the child module, other than `model.base_model`, that contains
+    `model.get_output_embeddings()` (`lm_head` for RoBERTa / XLM-R, `cls` for BERT). None when
+    the head is not one module.
+    """
+    decoder = model.get_output_embeddings()
+    if decoder is None:
+        return None
+    for name, child in model.named_children():
+        if child is not model.base_model and any(m is decoder for m in child.modules()):
+            return name
+    return None
+
+
+def masked_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of the positions that carry an MLM target."""
+    return labels != IGNORE_INDEX
+
+
+def masked_lm_loss(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor,
+                   keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy of `head` applied to `hidden` only where `labels` has a target.
+
+    The same value (and gradients) as computing logits at every position and ignoring the
+    unmasked ones, which is what `*ForMaskedLM(labels=...)` does, at a fraction (the masking
+    probability) of the head's cost. Logits are upcast to fp32 for the loss.
+    """
+    keep = masked_positions(labels) if keep is None else keep
+    logits = head(hidden[keep])
+    return F.cross_entropy(logits.float(), labels[keep])
 
 
 class MaskedLMObjective(torch.nn.Module):
-    """Plain MLM loss of a Hugging Face `*ForMaskedLM` model."""
+    """MLM loss of a Hugging Face `*ForMaskedLM` model.
 
-    def __init__(self, model: Any):
+    With `masked_only` (the default) the encoder (`model.base_model`) runs over the batch and
+    the MLM head only over the masked positions; models whose head is not one module fall back
+    to the model's own loss (logits at every position).
+    """
+
+    def __init__(self, model: Any, masked_only: bool = True):
         super().__init__()
         self.model = model
+        # A name, not the module: the head must stay registered once, under `model`.
+        self._head_name = mlm_head_name(model) if masked_only else None
+
+    @property
+    def masked_only(self) -> bool:
+        """Whether the head runs at masked positions only."""
+        return self._head_name is not None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        return {"loss": out.loss, "mlm_loss": out.loss.detach()}
+        if self._head_name is None:
+            loss = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              labels=batch["labels"]).loss
+        else:
+            hidden = self.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+            loss = masked_lm_loss(getattr(self.model, self._head_name), hidden, batch["labels"])
+        return {"loss": loss, "mlm_loss": loss.detach()}
 
 
 class SupervisedObjective(torch.nn.Module):

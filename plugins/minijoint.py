@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
@@ -26,6 +25,7 @@ from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import Strategy
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
                                select_layers, write_manifest)
+from mmadapt.objectives import masked_lm_loss, masked_positions, mlm_head_name
 from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
 from mmadapt.trainer import Trainer
 
@@ -51,6 +51,7 @@ class MiniJointObjective(torch.nn.Module):
         self._mini = [family.assemble(big, [big_layers[i] for i in self.layers], head)]
         self._mini[0].config.update({BIG_LAYERS_CONFIG_KEY: list(self.layers)})
         self._captured: torch.Tensor | None = None
+        self._big_head_name = mlm_head_name(big)
         if self.reads_big_hidden_state:
             big_layers[self.layers[-1]].register_forward_hook(self._capture)
 
@@ -63,16 +64,21 @@ class MiniJointObjective(torch.nn.Module):
         self._captured = output[0] if isinstance(output, tuple) else output
 
     def head_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(top-head MLM loss, secondary-head MLM loss), both differentiable."""
+        """(top-head MLM loss, secondary-head MLM loss), both differentiable.
+
+        Both heads compute logits only at the masked positions (see `masked_lm_loss`).
+        """
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        labels = batch["labels"]
+        keep = masked_positions(labels)
         self._captured = None
-        top = self.big(**inputs, labels=batch["labels"]).loss
+        hidden = self.big.base_model(**inputs)[0]
+        top = masked_lm_loss(getattr(self.big, self._big_head_name), hidden, labels, keep)
         if self.reads_big_hidden_state:
             hidden, self._captured = self._captured, None
-            logits = self.head(hidden)
-            secondary = F.cross_entropy(logits.view(-1, logits.size(-1)), batch["labels"].view(-1))
         else:
-            secondary = self.mini(**inputs, labels=batch["labels"]).loss
+            hidden = self.mini.base_model(**inputs)[0]
+        secondary = masked_lm_loss(self.head, hidden, labels, keep)
         return top, secondary
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
