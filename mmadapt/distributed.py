@@ -75,6 +75,15 @@ def mean_across_ranks(value: float, device: torch.device) -> float:
     return t.item() / torch.distributed.get_world_size()
 
 
+def max_across_ranks(value: float, device: torch.device) -> float:
+    """The largest value of a scalar over all ranks."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return t.item()
+
+
 def broadcast_object(obj, src: int = 0):
     """`obj` from rank `src` on every rank."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

@@ -29,7 +29,8 @@ from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
 from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
-from mmadapt.distributed import mean_across_ranks
+from mmadapt.distributed import max_across_ranks, mean_across_ranks
+from mmadapt.memory import PeakMemory
 
 
 @dataclass
@@ -41,6 +42,14 @@ class TrainResult:
     wall_seconds: float
     last_metrics: dict[str, float] = field(default_factory=dict)
     engine: Any = None
+    #: input positions trained on in this run (all ranks; steps before a resume not included)
+    tokens: int = 0
+    #: peak memory during the loop, largest rank, and how it was measured (see mmadapt.memory)
+    peak_memory_bytes: int = 0
+    peak_memory_source: str = ""
+    #: seconds spent waiting in `next(batches)`, and their share of the loop's wall time (rank mean)
+    data_wait_seconds: float = 0.0
+    data_wait_fraction: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -98,13 +107,20 @@ class Trainer:
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
                       if self.eval_data is not None and cfg.eval_every > 0 else [])
         bar = self._progress_bar(step)
+        memory = PeakMemory(dist.device)
+        memory.start()
+        data_wait, tokens = 0.0, 0
         started = time.perf_counter()
         last: dict[str, float] = {}
         engine.train()
         while step < cfg.max_steps:
             sums: dict[str, float] = defaultdict(float)
             for _ in range(cfg.grad_accum):
-                batch = {k: v.to(dist.device, non_blocking=True) for k, v in next(batches).items()}
+                waiting = time.perf_counter()
+                batch = next(batches)
+                data_wait += time.perf_counter() - waiting
+                tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
+                batch = {k: v.to(dist.device, non_blocking=True) for k, v in batch.items()}
                 losses = engine(batch)
                 engine.backward(losses["loss"])
                 engine.step()
@@ -127,7 +143,12 @@ class Trainer:
         if bar is not None:
             bar.close()
         logger.close()
-        return TrainResult(step, resumed_from, time.perf_counter() - started, last, engine)
+        wall = time.perf_counter() - started
+        data_wait = mean_across_ranks(data_wait, dist.device)
+        return TrainResult(step, resumed_from, wall, last, engine, tokens=tokens * dist.world_size,
+                           peak_memory_bytes=int(max_across_ranks(memory.peak_bytes(), dist.device)),
+                           peak_memory_source=memory.source, data_wait_seconds=data_wait,
+                           data_wait_fraction=data_wait / wall if wall > 0 else 0.0)
 
     def save(self, engine: Any, step: int) -> Path:
         """An atomic checkpoint holding step and every rank's RNG state."""

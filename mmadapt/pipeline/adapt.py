@@ -76,8 +76,14 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     emb_key = next(k for k in trained if k.endswith("word_embeddings.weight"))
     train = cfg.train
     tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
+    # analytic (mmadapt.flops): the head runs at masked positions only, so at mlm_probability of them
+    flops_per_token = adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size,
+                                            vocab_size=weight.shape[0],
+                                            masked_fraction=data.mlm_probability if objective.masked_only else None)
     metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3), "tokens": tokens,
-               "flops": tokens * adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size),
+               "flops": int(round(tokens * flops_per_token)), "flops_per_token": flops_per_token,
+               "peak_memory_bytes": result.peak_memory_bytes, "peak_memory_source": result.peak_memory_source,
+               "data_wait_fraction": round(result.data_wait_fraction, 5),
                "model_layers": model.config.num_hidden_layers, "final_loss": result.last_metrics.get("loss")}
     outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
                "tokenizer": tokenizer_dir}
