@@ -80,6 +80,20 @@ def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML 
         raise typer.Exit(code=2)
 
 
+@app.command("compute", context_settings=_EXTRA_ARGS)
+def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+            overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
+    """Predict the training FLOPs per step of each stage, and adapt's full/mini ratio, without training."""
+    from mmadapt.compute import predict, report
+    from mmadapt.plugins import get_plugins
+    from mmadapt.recipe import load_recipe
+
+    plugins = get_plugins()
+    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
+    predictions, source = predict(cfg, plugins)
+    typer.echo(report(cfg, predictions, source))
+
+
 @app.command("plugins")
 def list_plugins() -> None:
     """List every plugin, the package it comes from and what it registers."""

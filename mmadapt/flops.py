@@ -87,7 +87,10 @@ class ModelShape:
     @classmethod
     def of(cls, config: Any, num_layers: int | None = None, vocab_size: int | None = None) -> "ModelShape":
         """The shape of a Hugging Face config (or a config.json dict), optionally with another
-        layer count (a mini-model) or vocabulary (a new language's)."""
+        layer count (a mini-model) or vocabulary (a new language's). A ModelShape is accepted too."""
+        if isinstance(config, ModelShape):
+            config = {"hidden_size": config.hidden_size, "intermediate_size": config.intermediate_size,
+                      "num_hidden_layers": config.num_layers, "vocab_size": config.vocab_size}
         get = config.get if isinstance(config, Mapping) else (lambda key: getattr(config, key))
         return cls(int(get("hidden_size")), int(get("intermediate_size")),
                    int(num_layers if num_layers is not None else get("num_hidden_layers")),
@@ -202,3 +205,17 @@ def finetune_flops_per_token(config: Any, seq_len: int) -> float:
 def tokens_per_step(train_cfg: Any, seq_len: int, world_size: int = 1) -> int:
     """Tokens one optimiser step sees across ranks: micro batch x accumulation x ranks x length."""
     return int(train_cfg.micro_batch_size) * int(train_cfg.grad_accum) * int(world_size) * int(seq_len)
+
+
+@dataclass(frozen=True)
+class StrategyCompute:
+    """A strategy's FLOP model, as `Strategy.predict_compute` returns it."""
+
+    #: forward + backward per token of the pretraining stage
+    pretrain: FlopCount
+    #: one line saying what that stage runs and trains
+    pretrain_what: str
+    #: layers of the model `adapt` trains embeddings over (the mini-model's, or the big model's)
+    adapt_layers: int
+    #: one line naming that model
+    adapt_what: str

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # heavy imports stay out of `mmadapt plugins` and validation
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from mmadapt.context import StageContext
+    from mmadapt.flops import ModelShape, StrategyCompute
 
 
 @dataclass
@@ -34,6 +35,10 @@ class ModelFamily(Named):
 
     def build_from_config(self, config_overrides: dict[str, Any], vocab_size: int, tokenizer: Any) -> "PreTrainedModel":
         """A randomly initialised MLM; `config_overrides` are the recipe's `model.config`."""
+        raise NotImplementedError
+
+    def build_config(self, config_overrides: dict[str, Any], vocab_size: int) -> Any:
+        """The Hugging Face config `build_from_config` would use (no weights are built)."""
         raise NotImplementedError
 
     def load_pretrained(self, name_or_path: str) -> "PreTrainedModel":
@@ -88,6 +93,16 @@ class Strategy(Named):
     def pretrain(self, ctx: "StageContext") -> dict[str, Path]:
         """Run the pretraining stage into `ctx.stage_dir`; return the directories written."""
         raise NotImplementedError
+
+    def predict_compute(self, options: Any, big: "ModelShape", seq_len: int, masked_fraction: float | None,
+                        plugins: Any) -> "StrategyCompute | None":
+        """What pretraining costs per token and which model `adapt` trains over, for `mmadapt compute`.
+
+        `options` is the recipe's strategy section, `big` the big model's shape, `masked_fraction`
+        the share of positions the MLM head computes logits at. None (the default): this
+        strategy has no FLOP model, and `mmadapt compute` says so.
+        """
+        return None
 
 
 class LayerRule(Named):

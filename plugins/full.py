@@ -5,6 +5,7 @@ from pathlib import Path
 
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.flops import MLMHead, StrategyCompute, training_flops_per_token
 from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import Strategy
 from mmadapt.objectives import MaskedLMObjective
@@ -26,6 +27,12 @@ class FullStrategy(Strategy):
         big = save_pretrained_atomic(model, ctx.stage_dir / "big", ctx.dist, tokenizer)
         ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
         return {"big": big}
+
+    def predict_compute(self, options, big, seq_len, masked_fraction, plugins) -> StrategyCompute:
+        pretrain = training_flops_per_token(big, seq_len, trainable_layers=True, train_embeddings=True,
+                                            heads=[MLMHead(trainable=True)], masked_fraction=masked_fraction)
+        return StrategyCompute(pretrain, f"every parameter trains; {big.num_layers} layers + MLM head",
+                               big.num_layers, f"the big model ({big.num_layers} layers)")
 
 
 @hookimpl

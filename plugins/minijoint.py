@@ -21,6 +21,7 @@ import torch
 
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.flops import MLMHead, StrategyCompute, training_flops_per_token
 from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import Strategy
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
@@ -120,6 +121,24 @@ class MiniJointStrategy(Strategy):
                                   ctx.cfg.data.block_size)
         write_manifest(ctx.stage_dir, manifest, ctx.dist)
         return {"big": big_dir, "mini": mini_dir}
+
+    def predict_compute(self, options, big, seq_len, masked_fraction, plugins) -> StrategyCompute:
+        layers = select_layers(plugins, big.num_layers, options.k, options.layer_rule)
+        k = len(layers)
+        if layers == list(range(k)):  # the secondary head reads the big forward's hidden state after layer k
+            heads = [MLMHead(trainable=True), MLMHead(after_layer=k, trainable=True)]
+            pretrain = training_flops_per_token(big, seq_len, trainable_layers=True, train_embeddings=True,
+                                                heads=heads, masked_fraction=masked_fraction)
+            what = f"every parameter trains; {big.num_layers} layers + top head + a second head after layer {k}"
+        else:  # the mini path runs as its own forward and backward
+            pretrain = (training_flops_per_token(big, seq_len, trainable_layers=True, train_embeddings=True,
+                                                 heads=[MLMHead(trainable=True)], masked_fraction=masked_fraction)
+                        + training_flops_per_token(big.with_(num_layers=k), seq_len, trainable_layers=True,
+                                                   train_embeddings=True, heads=[MLMHead(trainable=True)],
+                                                   masked_fraction=masked_fraction))
+            what = (f"every parameter trains; {big.num_layers} layers + top head, plus the mini path "
+                    f"(layers {[i + 1 for i in layers]}) + its head as a second pass")
+        return StrategyCompute(pretrain, what, k, f"the mini-model ({k} of {big.num_layers} layers)")
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from typing import Any
 from mmadapt.engine import trainable_parameters
 from mmadapt.errors import MmadaptError
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.flops import MLMHead, StrategyCompute, training_flops_per_token
 from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import Strategy
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
@@ -100,6 +101,15 @@ class MiniPostStrategy(Strategy):
         mini_dir = save_pretrained_atomic(mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
         write_manifest(ctx.stage_dir, manifest, ctx.dist)
         return {"big": big_dir, "mini": mini_dir}
+
+    def predict_compute(self, options, big, seq_len, masked_fraction, plugins) -> StrategyCompute:
+        k = len(select_layers(plugins, big.num_layers, options.k, options.layer_rule))
+        n = k + options.new_layers
+        pretrain = training_flops_per_token(big.with_(num_layers=n), seq_len,
+                                            trainable_layers=[False] * k + [True] * options.new_layers,
+                                            heads=[MLMHead(trainable=True)], masked_fraction=masked_fraction)
+        return StrategyCompute(pretrain, f"{k} frozen big-model layers + {options.new_layers} new layers and a "
+                               "head that train", n, f"the mini-model ({k} big + {options.new_layers} new layers)")
 
 
 @hookimpl

@@ -21,20 +21,24 @@ class RobertaLikeFamily(ModelFamily):
 
         return getattr(transformers, self.config_class_name), getattr(transformers, self.model_class_name)
 
-    def build_from_config(self, config_overrides: dict[str, Any], vocab_size: int, tokenizer: Any) -> Any:
-        config_cls, model_cls = self._classes()
+    def build_config(self, config_overrides: dict[str, Any], vocab_size: int, **extra: Any) -> Any:
+        config_cls, _ = self._classes()
         settings = dict(config_overrides)
         settings.setdefault("vocab_size", vocab_size)
         if settings["vocab_size"] != vocab_size:
             raise MmadaptError(f"model.config.vocab_size is {settings['vocab_size']} but the tokenizer has "
                                f"{vocab_size} tokens; drop model.config.vocab_size to use the tokenizer's")
-        settings.setdefault("pad_token_id", tokenizer.pad_token_id)
-        settings.setdefault("bos_token_id", tokenizer.bos_token_id)
-        settings.setdefault("eos_token_id", tokenizer.eos_token_id)
+        for key, value in extra.items():
+            settings.setdefault(key, value)
         try:
-            config = config_cls(**settings)
+            return config_cls(**settings)
         except (TypeError, ValueError) as exc:
             raise MmadaptError(f"model.config: {exc}") from exc
+
+    def build_from_config(self, config_overrides: dict[str, Any], vocab_size: int, tokenizer: Any) -> Any:
+        _, model_cls = self._classes()
+        config = self.build_config(config_overrides, vocab_size, pad_token_id=tokenizer.pad_token_id,
+                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
         return model_cls(config)
 
     def load_pretrained(self, name_or_path: str) -> Any:
