@@ -90,8 +90,8 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     shapes: dict[str, ModelShape] = {}
     source = ""
     for run in plan_runs(cfg):
-        if run.reuse:
-            big = shapes[run.reuse]
+        if run.reuse or run.init_from:
+            big = shapes[run.reuse or run.init_from]
         else:
             big, source = model_shape(run.cfg, plugins)
         shapes[run.name] = big

@@ -139,12 +139,13 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: dict,
             "target_score": m["target_score"], "control_score": m["control_score"],
             "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
             "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
+            "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"]}
 
 
 def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], result: RunResult, key: str) -> dict:
     """The pretrain stage of one strategy: run, skip if complete, or take `model.pretrained`."""
-    cfg = run.cfg
+    cfg = stage_cfg(run.cfg, run.cfg.strategy.train) if run.cfg.strategy.get("train") else run.cfg
     stage_dir = run.run_dir / "pretrain"
     ctx = StageContext(cfg, plugins, dist, run.run_dir, stage_dir)
     if "pretrain" not in stages:

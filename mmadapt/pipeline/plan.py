@@ -21,6 +21,8 @@ class StrategyRun:
     run_dir: Path
     #: the strategy whose big model (and fine-tuned task models) this run reuses
     reuse: str | None = None
+    #: the strategy whose pretrained big model this run's own pretraining starts from
+    init_from: str | None = None
 
 
 def plan_runs(cfg: DictConfig) -> list[StrategyRun]:
@@ -36,18 +38,23 @@ def plan_runs(cfg: DictConfig) -> list[StrategyRun]:
         raise RecipeError([("strategies", f"each strategy may appear once; got {names}")])
     runs: list[StrategyRun] = []
     for i, entry in enumerate(entries):
-        reuse = entry.get("reuse")
+        reuse, init_from = entry.get("reuse"), entry.get("init_from")
         run_dir = Path(cfg.output_dir) / entry["name"] if several else Path(cfg.output_dir)
         plain = OmegaConf.to_container(cfg, resolve=True)
         plain["strategy"] = entry
         plain["output_dir"] = str(run_dir)
-        if reuse:
-            earlier = {r.name: r for r in runs}
-            if reuse not in earlier:
-                raise RecipeError([(f"strategies[{i}].reuse",
-                                    f"{reuse!r} must name a strategy listed before {entry['name']!r}")])
-            plain["model"]["pretrained"] = str(earlier[reuse].run_dir / "pretrain" / "big")
-        runs.append(StrategyRun(entry["name"], OmegaConf.create(plain), run_dir, reuse))
+        if reuse and init_from:
+            raise RecipeError([(f"strategies[{i}]", "give reuse or init_from, not both (reuse already starts "
+                                                    "from the reused strategy's big model)")])
+        earlier = {r.name: r for r in runs}
+        for key, source in (("reuse", reuse), ("init_from", init_from)):
+            if source is None:
+                continue
+            if source not in earlier:
+                raise RecipeError([(f"strategies[{i}].{key}",
+                                    f"{source!r} must name a strategy listed before {entry['name']!r}")])
+            plain["model"]["pretrained"] = str(earlier[source].run_dir / "pretrain" / "big")
+        runs.append(StrategyRun(entry["name"], OmegaConf.create(plain), run_dir, reuse, init_from))
     return runs
 
 

@@ -35,16 +35,6 @@ class ModelSection:
 
 
 @dataclass
-class StrategySection:
-    """`strategy:` the training strategy plugin and its options."""
-
-    name: str = "full"
-    #: in a `strategies:` list: take the big model and fine-tuned task models of this earlier
-    #: strategy instead of pretraining/fine-tuning a big model again (e.g. minipost reuses full)
-    reuse: Optional[str] = None
-
-
-@dataclass
 class DataSection:
     """`data:` MLM corpora and how they are turned into blocks."""
 
@@ -86,6 +76,23 @@ class TrainSection:
     #: `auto` continues from the newest complete checkpoint, `never` starts fresh, or a path
     resume: str = "auto"
     progress_bar: bool = True
+
+
+@dataclass
+class StrategySection:
+    """`strategy:` the training strategy plugin and its options."""
+
+    name: str = "full"
+    #: in a `strategies:` list: take the big model and fine-tuned task models of this earlier
+    #: strategy instead of pretraining/fine-tuning a big model again (e.g. minipost reuses full)
+    reuse: Optional[str] = None
+    #: in a `strategies:` list: start this strategy's own pretraining from the big model an
+    #: earlier strategy pretrained (e.g. minijoint continues from full's model); unlike `reuse`,
+    #: this strategy still pretrains and fine-tunes its own big model
+    init_from: Optional[str] = None
+    #: in a `strategies:` list: overrides of the top-level `train:` for this strategy's pretrain
+    #: stage (e.g. a short continued pretraining for a strategy that uses `init_from`)
+    train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 
 
 @dataclass
