@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.data.sources import TextSource, default_cache_dir, write_documents
@@ -23,7 +25,8 @@ def cache_dir(cfg: Any) -> Path:
 def text_sources(ctx: StageContext, specs: Any) -> list[TextSource]:
     """`TextSource`s for a list of recipe data specs."""
     data = ctx.cfg.data
-    return [TextSource(str(s), data.text_field, dict(data.synth), cache_dir(ctx.cfg)) for s in specs]
+    synth = OmegaConf.to_container(data.synth, resolve=True)
+    return [TextSource(str(s), data.text_field, synth, cache_dir(ctx.cfg)) for s in specs]
 
 
 def model_family(ctx: StageContext) -> Any:

@@ -96,7 +96,7 @@ def generate_benchmark(
 ) -> SynthBenchmark:
     """Generate the synthetic benchmark into `out_dir` and return its paths.
 
-    `languages` are codes of `BUILTIN_LANGUAGES` (``src``, ``vo``, ``wo``, ``vso``) or
+    `languages` are codes of `BUILTIN_LANGUAGES` (``src``, ``vo``, ``wo``, ``na``, ``vso``) or
     `LanguageSpec`s; the source language ``src`` must be among them. Sizes count
     statements per corpus (plus `CORPUS_QUESTION_SHARE` as many questions), NLI and
     paraphrase pairs, and QA questions. The directory is built beside `out_dir` and

@@ -60,6 +60,13 @@ BUILTIN_LANGUAGES: dict[str, LanguageSpec] = {
             WordOrder("SOV", True, True, True, True, True),
         ),
         LanguageSpec(
+            "na",
+            "new vocabulary and one word-order change: Armenian-script words; adjective after the noun "
+            "(as in French or Spanish), otherwise the source order",
+            "armenian",
+            WordOrder(adjective_after_noun=True),
+        ),
+        LanguageSpec(
             "vso",
             "new vocabulary and verb-initial order: Georgian-script words; VSO, adjective after noun, "
             "otherwise the source order",
