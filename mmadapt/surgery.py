@@ -29,8 +29,9 @@ def lm_head_bias(model: Any) -> torch.Tensor | None:
     return None if head is None else getattr(head, "bias", None)
 
 
-def save_embeddings(path: Path, weight: torch.Tensor, lm_bias: torch.Tensor | None) -> None:
-    """Word embeddings (+ LM bias) as a safetensors file."""
+def save_embeddings(path: Path, weight: torch.Tensor, lm_bias: torch.Tensor | None,
+                    metadata: dict[str, str] | None = None) -> None:
+    """Word embeddings (+ LM bias) as a safetensors file, with optional string metadata."""
     from safetensors.torch import save_file
 
     tensors = {"word_embeddings": weight.detach().float().cpu().contiguous()}
@@ -38,7 +39,7 @@ def save_embeddings(path: Path, weight: torch.Tensor, lm_bias: torch.Tensor | No
         tensors["lm_head_bias"] = lm_bias.detach().float().cpu().contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
+    save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
 
 

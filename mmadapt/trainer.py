@@ -7,18 +7,20 @@ Features and the recipe keys that turn them on:
 - periodic evaluation: `train.eval_every`, `train.eval_batches`
 - logging (rank 0: stdout, metrics.jsonl, TensorBoard): `train.log_every`, `train.progress_bar`
 - checkpoints and exact resumption: `train.save_every`, `train.keep_checkpoints`, `train.resume`
+- a per-step hook for the caller (`on_step(step, seconds)`, e.g. adapt's embedding snapshots)
 
 The module handed in maps a batch to a dict of scalar losses; `loss` is optimised and
 every entry is logged (so MiniJoint can report its two heads separately).
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -31,6 +33,18 @@ from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
 from mmadapt.distributed import max_across_ranks, mean_across_ranks
 from mmadapt.memory import PeakMemory
+
+
+#: written into the stage directory at the end of training: `TrainResult.summary()`
+TRAIN_SUMMARY = "train_summary.json"
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """`value` as JSON at `path`, replaced atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
 
 
 @dataclass
@@ -50,6 +64,12 @@ class TrainResult:
     #: seconds spent waiting in `next(batches)`, and their share of the loop's wall time (rank mean)
     data_wait_seconds: float = 0.0
     data_wait_fraction: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The stage-metrics view: steps, seconds, tokens, peak memory, data-wait share, final loss."""
+        return {"steps": self.steps, "seconds": round(self.wall_seconds, 3), "tokens": self.tokens,
+                "peak_memory_bytes": self.peak_memory_bytes, "peak_memory_source": self.peak_memory_source,
+                "data_wait_fraction": round(self.data_wait_fraction, 5), "final_loss": self.last_metrics.get("loss")}
 
 
 def seed_everything(seed: int) -> None:
@@ -78,8 +98,11 @@ class Trainer:
     """Runs `module` under a DeepSpeed engine over MLM-style batches."""
 
     def __init__(self, ctx: StageContext, module: torch.nn.Module, params: Iterable[torch.nn.Parameter],
-                 train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None):
+                 train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None,
+                 on_step: Callable[[int, float], None] | None = None):
         self.ctx = ctx
+        #: called on every rank after each optimiser step with (step, seconds of training so far)
+        self.on_step = on_step
         self.cfg = train_cfg if train_cfg is not None else ctx.cfg.train
         self.module = module
         self.params = list(params)
@@ -138,6 +161,8 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if self.on_step is not None:
+                self.on_step(step, time.perf_counter() - started)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
                 self.save(engine, step)
         if bar is not None:
@@ -145,10 +170,13 @@ class Trainer:
         logger.close()
         wall = time.perf_counter() - started
         data_wait = mean_across_ranks(data_wait, dist.device)
-        return TrainResult(step, resumed_from, wall, last, engine, tokens=tokens * dist.world_size,
-                           peak_memory_bytes=int(max_across_ranks(memory.peak_bytes(), dist.device)),
-                           peak_memory_source=memory.source, data_wait_seconds=data_wait,
-                           data_wait_fraction=data_wait / wall if wall > 0 else 0.0)
+        result = TrainResult(step, resumed_from, wall, last, engine, tokens=tokens * dist.world_size,
+                             peak_memory_bytes=int(max_across_ranks(memory.peak_bytes(), dist.device)),
+                             peak_memory_source=memory.source, data_wait_seconds=data_wait,
+                             data_wait_fraction=data_wait / wall if wall > 0 else 0.0)
+        if dist.is_main:  # what the stage's record reports, for stages whose code never sees `result`
+            write_json_atomic(ctx.stage_dir / TRAIN_SUMMARY, result.summary())
+        return result
 
     def save(self, engine: Any, step: int) -> Path:
         """An atomic checkpoint holding step and every rank's RNG state."""

@@ -15,7 +15,7 @@ import torch
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.distributed import barrier
-from mmadapt.export import full_state_dict
+from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.pipeline.stages import completed, digest, mark_complete
@@ -24,6 +24,49 @@ from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_
 from mmadapt.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
+SNAPSHOT_DIR = "snapshots"
+
+
+def trained_embeddings(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """CPU copies of the word embeddings and LM-head bias (gathered first under ZeRO-3)."""
+    with gathered(model.get_input_embeddings()):
+        weight = model.get_input_embeddings().weight.detach().to("cpu", copy=True)
+    head, bias = model.get_output_embeddings(), lm_head_bias(model)
+    if bias is None:
+        return weight, None
+    with gathered(head):
+        return weight, bias.detach().to("cpu", copy=True)
+
+
+def snapshots(snapshot_dir: Path, fingerprint: str) -> list[tuple[int, float, Path]]:
+    """(step, training seconds, file) of the embedding snapshots saved under these settings, by step.
+
+    Snapshots left by an earlier run of the stage with other settings carry another
+    fingerprint and are ignored.
+    """
+    from safetensors import safe_open
+
+    found = []
+    for path in sorted(Path(snapshot_dir).glob("step_*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("fingerprint") == fingerprint:
+            found.append((int(meta["step"]), float(meta["seconds"]), path))
+    return found
+
+
+def snapshot_saver(ctx: StageContext, model: Any, every: int, max_steps: int):
+    """A Trainer `on_step` hook saving the embeddings every `every` steps and at the last step."""
+
+    def save(step: int, seconds: float) -> None:
+        if step % every and step != max_steps:
+            return
+        weight, bias = trained_embeddings(model)  # every rank: gathering is collective
+        if ctx.dist.is_main:
+            save_embeddings(ctx.stage_dir / SNAPSHOT_DIR / f"step_{step:08d}.safetensors", weight, bias,
+                            {"step": str(step), "seconds": f"{seconds:.3f}", "fingerprint": ctx.fingerprint})
+
+    return save
 
 
 def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
@@ -70,10 +113,11 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     objective = MaskedLMObjective(model)
     ctx.log(f"adapt[{language}]: {sum(p.numel() for p in trainable)} trainable parameters over "
             f"{model.config.num_hidden_layers} layers ({model_dir})")
-    result = Trainer(ctx, objective, trainable, MaskedBlocks(blocks, spec, cfg.seed), eval_set).train()
-    trained = full_state_dict(model)
-    bias_key = next((k for k in trained if k.endswith("lm_head.bias")), None)
-    emb_key = next(k for k in trained if k.endswith("word_embeddings.weight"))
+    every = cfg.adapt.snapshot_every
+    on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
+    result = Trainer(ctx, objective, trainable, MaskedBlocks(blocks, spec, cfg.seed), eval_set,
+                     on_step=on_step).train()
+    trained_weight, trained_bias = trained_embeddings(model)
     train = cfg.train
     tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
     # analytic (mmadapt.flops): the head runs at masked positions only, so at mlm_probability of them
@@ -87,9 +131,11 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
                "model_layers": model.config.num_hidden_layers, "final_loss": result.last_metrics.get("loss")}
     outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
                "tokenizer": tokenizer_dir}
+    if every > 0:
+        outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
     record = None
     if ctx.dist.is_main:
-        save_embeddings(outputs["embeddings"], trained[emb_key], trained.get(bias_key) if bias_key else None)
+        save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
         record = mark_complete(ctx.stage_dir, fingerprint, outputs, metrics)
     barrier()
     return record or {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach, plot_curves, reach_table
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 COLUMNS = ("strategy", "task", "language", "source_score", "target_score", "control_score",
@@ -34,13 +36,23 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def write_report(output_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """Write report.json and report.md atomically; return their paths."""
+    """Write report.json and report.md atomically (plus the score-vs-compute PNG); return their paths.
+
+    With adapt snapshots (`adapt.snapshot_every`) the rows carry curves: the report then draws
+    them (`adapt_curve.png`, embedded in report.md) and adds `compute_to_reach`, each
+    strategy's adapt compute to reach 95% of `full`'s final target score, as a ratio to full's.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
+    reach = compute_to_reach(rows)
+    markdown = ("# mmadapt report\n\nScores are fractions in [0, 1] on each task's primary metric; `control` "
+                "uses the new language's untrained embeddings.\n\n" + table(rows) + "\n")
+    if plot_curves(rows, output_dir / CURVE_PNG) is not None:
+        markdown += (f"\n## Target score against adapt-stage compute\n\n![target score against adapt compute]"
+                     f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `full`'s final target score "
+                     "(ratios above 1: cheaper than `full`):\n\n" + reach_table(reach) + "\n")
     paths = []
-    for name, text in ((REPORT_JSON, json.dumps({"rows": rows}, indent=1)),
-                       (REPORT_MD, "# mmadapt report\n\nScores are fractions in [0, 1] on each task's "
-                                   "primary metric; `control` uses the new language's untrained embeddings.\n\n"
-                                   + table(rows) + "\n")):
+    for name, text in ((REPORT_JSON, json.dumps({"rows": rows, "compute_to_reach": reach}, indent=1)),
+                       (REPORT_MD, markdown)):
         tmp = output_dir / (name + ".tmp")
         tmp.write_text(text)
         os.replace(tmp, output_dir / name)

@@ -11,6 +11,7 @@ import torch
 from mmadapt.context import StageContext
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.pipeline.adapt import snapshots
 from mmadapt.pipeline.stages import completed, digest, mark_complete
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_word_embeddings
@@ -62,11 +63,32 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
         metrics[f"{kind}_score"] = scores[main]
         metrics[f"{kind}_metrics"] = scores
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
+    if outputs.get("snapshots"):
+        metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted)
     record = None
     if ctx.dist.is_main:
         record = mark_complete(ctx.stage_dir, fingerprint, {"model": target_dir}, metrics)
     barrier()
     return record or {"fingerprint": fingerprint, "outputs": {"model": str(target_dir)}, "metrics": metrics}
+
+
+def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
+                 adapted: dict[str, Any]) -> list[dict[str, float]]:
+    """Target score of each adapt snapshot, swapped into `model` (the fine-tuned target model).
+
+    One point per snapshot: adapt steps, analytic FLOPs and training seconds spent to reach
+    it, and the score; the report draws these as score against adapt compute.
+    """
+    spent = adapted["metrics"]
+    flops_per_step = spent["flops"] / spent["steps"]
+    points = []
+    for step, seconds, path in snapshots(Path(adapted["outputs"]["snapshots"]), adapted["fingerprint"]):
+        weight, _ = load_embeddings(path)
+        swap_word_embeddings(model, weight)
+        score = evaluate(ctx, task, task_section, model, tokenizer, language)[task.metric_names[0]]
+        points.append({"step": step, "adapt_flops": int(round(flops_per_step * step)), "adapt_seconds": seconds,
+                       "target_score": score})
+    return points
 
 
 def source_scores(ctx: StageContext, task_section: Any, finetuned_dir: Path) -> dict[str, float]:

@@ -139,6 +139,9 @@ class AdaptSection:
     languages: list[str] = field(default_factory=list)
     init: EmbeddingInitSection = field(default_factory=EmbeddingInitSection,
                                        metadata={"plugin": ("embedding_inits", "name")})
+    #: save the embeddings every this many steps (0: never); `transfer` evaluates each snapshot,
+    #: giving the report's target-score-against-adapt-compute curve
+    snapshot_every: int = 0
     #: overrides of the top-level `train:` for this stage
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 

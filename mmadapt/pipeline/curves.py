@@ -1,0 +1,91 @@
+"""Target score against adapt-stage compute: the paper's figure and its "compute to reach" ratio.
+
+Each report row may carry a `curve`: the target score of the adapt stage's embedding
+snapshots (`adapt.snapshot_every`), with the analytic FLOPs and seconds spent to reach each.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CURVE_PNG = "adapt_curve.png"
+#: the share of `full`'s final target score a strategy must reach (the benchmark's 95%)
+REACH_FRACTION = 0.95
+
+
+def first_reaching(curve: list[dict[str, Any]], score: float) -> dict[str, Any] | None:
+    """The earliest curve point whose target score is at least `score` (None if none is)."""
+    return next((p for p in sorted(curve, key=lambda p: p["step"]) if p["target_score"] >= score), None)
+
+
+def compute_to_reach(rows: list[dict[str, Any]], fraction: float = REACH_FRACTION,
+                     baseline: str = "full") -> list[dict[str, Any]]:
+    """Per (task, language, strategy): FLOPs and seconds to reach `fraction` of the baseline's final score.
+
+    The baseline's own cost is measured on its curve the same way, so `flops_ratio` is
+    baseline FLOPs / strategy FLOPs to reach the same score (above 1: the strategy is cheaper).
+    A strategy that never reaches the score within its curve gets None for its cost and ratios.
+    """
+    out = []
+    for base in (r for r in rows if r["strategy"] == baseline and r.get("curve")):
+        goal = fraction * base["target_score"]
+        base_point = first_reaching(base["curve"], goal)
+        for row in rows:
+            if (row["task"], row["language"]) != (base["task"], base["language"]) or not row.get("curve"):
+                continue
+            point = first_reaching(row["curve"], goal)
+            entry = {"strategy": row["strategy"], "task": row["task"], "language": row["language"],
+                     "goal_score": goal, "fraction_of_full": fraction, "adapt_flops": None, "adapt_seconds": None,
+                     "flops_ratio": None, "seconds_ratio": None}
+            if point is not None:
+                entry.update(adapt_flops=point["adapt_flops"], adapt_seconds=point["adapt_seconds"])
+                if base_point is not None:
+                    entry["flops_ratio"] = base_point["adapt_flops"] / max(point["adapt_flops"], 1)
+                    entry["seconds_ratio"] = base_point["adapt_seconds"] / max(point["adapt_seconds"], 1e-9)
+            out.append(entry)
+    return out
+
+
+def reach_table(entries: list[dict[str, Any]]) -> str:
+    """A Markdown table of `compute_to_reach`."""
+    def cell(value: Any, fmt: str) -> str:
+        return "not reached" if value is None else format(value, fmt)
+
+    lines = ["| strategy | task | language | goal score | adapt FLOPs | adapt seconds | full/strategy FLOPs | "
+             "full/strategy seconds |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {e['strategy']} | {e['task']} | {e['language']} | {e['goal_score']:.3f} | "
+              f"{cell(e['adapt_flops'], '.3g')} | {cell(e['adapt_seconds'], '.1f')} | {cell(e['flops_ratio'], '.2f')} | "
+              f"{cell(e['seconds_ratio'], '.2f')} |" for e in entries]
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """One panel per (task, language): target score against cumulative adapt FLOPs, a line per strategy."""
+    panels = sorted({(r["task"], r["language"]) for r in rows if r.get("curve")})
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    for ax, (task, language) in zip(axes[0], panels):
+        for row in (r for r in rows if (r["task"], r["language"]) == (task, language) and r.get("curve")):
+            curve = sorted(row["curve"], key=lambda p: p["step"])
+            ax.plot([p["adapt_flops"] for p in curve], [p["target_score"] for p in curve], marker="o",
+                    markersize=3, label=row["strategy"])
+        control = next(r["control_score"] for r in rows if (r["task"], r["language"]) == (task, language))
+        ax.axhline(control, color="grey", linestyle=":", linewidth=1, label="untrained embeddings")
+        ax.set_xscale("log")
+        ax.set_title(f"{task}, {language}")
+        ax.set_xlabel("adapt-stage FLOPs (analytic, cumulative)")
+        ax.set_ylabel("target score")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp-" + path.name)
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
