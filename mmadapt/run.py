@@ -1,6 +1,7 @@
 """Running a resolved recipe: its stages, for each of its strategies, then the report."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from mmadapt.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, init_distributed
 from mmadapt.errors import MmadaptError
+from mmadapt.flops import ModelShape
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.finetune import finetune_task
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg
@@ -21,7 +23,7 @@ from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
 from mmadapt.pretraining import cache_dir, check_data_sources, resolve_pretrained
 from mmadapt.recipe import save_resolved
-from mmadapt.trainer import seed_everything
+from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 
 
 @dataclass
@@ -112,7 +114,11 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                     record = transfer_language(ctx, task_section, finetuned, lang, adapted)
                     result.outputs[key(run, f"transfer/{task}/{lang}")] = {
                         k: Path(v) for k, v in record["outputs"].items()}
-                    result.rows.append(_row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted))
+                    row = _row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted)
+                    row["stage_metrics"] = {"pretrain": records[run.name]["pretrain"].get("metrics", {}),
+                                            "adapt": adapted.get("metrics", {}),
+                                            "finetune": finetuned.get("metrics", {})}
+                    result.rows.append(row)
     if result.rows and dist.is_main:
         write_report(output_dir, result.rows)
         print(table(result.rows), flush=True)
@@ -140,7 +146,21 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: dict,
             "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
             "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
             "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
-            "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"]}
+            "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
+            "curve": m.get("curve", [])}
+
+
+def _pretrain_metrics(cfg: DictConfig, plugins: Any, stage_dir: Path, big: Path) -> dict[str, Any]:
+    """The Trainer's summary of the pretrain stage plus its analytic FLOPs (when the strategy has a model)."""
+    path = stage_dir / TRAIN_SUMMARY
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    shape = ModelShape.of(json.loads((big / "config.json").read_text()))
+    plan = plugins.strategies.get(cfg.strategy.name).predict_compute(cfg.strategy, shape, int(cfg.data.block_size),
+                                                                     float(cfg.data.mlm_probability), plugins)
+    if plan is not None and "tokens" in metrics:
+        metrics["flops_per_token"] = plan.pretrain.total
+        metrics["flops"] = int(round(metrics["tokens"] * plan.pretrain.total))
+    return metrics
 
 
 def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], result: RunResult, key: str) -> dict:
@@ -167,9 +187,10 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         ctx.log(f"pretrain: strategy {run.name!r} -> {stage_dir}")
         seed_everything(cfg.seed)  # the same on every rank: models must be built identically
         outputs = plugins.strategies.get(run.name).pretrain(ctx)
-        done = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}}
+        metrics = _pretrain_metrics(cfg, plugins, stage_dir, Path(outputs["big"]))
+        done = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
         if dist.is_main:
-            mark_complete(stage_dir, fingerprint, outputs)
+            mark_complete(stage_dir, fingerprint, outputs, metrics)
             plugins.hook.mmadapt_stage_finished(stage="pretrain", output_dir=str(stage_dir),
                                                  metrics={k: str(v) for k, v in outputs.items()})
         barrier()

@@ -124,7 +124,7 @@ def test_a_third_party_layer_rule_is_validated_and_used_by_a_recipe(tiny_corpus,
     TopK.calls.clear()
     run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=2", "strategy.layer_rule.name=top_k",
                                         "strategy.layer_rule.skip_top=1"), plugins)
-    assert TopK.calls == [(4, 2, "top_k", 1)]
+    assert set(TopK.calls) == {(4, 2, "top_k", 1)}  # pretraining, and the FLOP model of its record
     manifest = json.loads((out / "pretrain" / "manifest.json").read_text())
     assert manifest["layer_rule"] == {"name": "top_k", "options": {"skip_top": 1}}
     assert [m["big_layer"] for m in manifest["mini_layers"]] == [1, 2]

@@ -13,6 +13,7 @@ from mmadapt.data.features import FeatureDataset
 from mmadapt.distributed import barrier
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
 from mmadapt.pipeline.stages import completed, digest, mark_complete
 from mmadapt.pretraining import model_family
@@ -40,8 +41,10 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
     objective = SupervisedObjective(model)
     result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, cfg.seed)).train()
     model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
-    metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3),
-               "final_loss": result.last_metrics.get("loss"), "train_features": len(features)}
+    seq_len = int(features[0]["input_ids"].shape[-1]) if features else 0
+    flops_per_token = finetune_flops_per_token(model.config, seq_len)
+    metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),
+               "flops_per_token": flops_per_token, "train_features": len(features)}
     record = None
     if ctx.dist.is_main:
         record = mark_complete(ctx.stage_dir, fingerprint, {"model": model_dir}, metrics)
