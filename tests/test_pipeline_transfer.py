@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
@@ -18,8 +19,8 @@ QUICKSTART = RECIPES / "quickstart.yaml"
 SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0", "train.log_every=5",
           "model.config.num_hidden_layers=3", "model.config.hidden_size=32", "model.config.intermediate_size=64",
           "model.config.num_attention_heads=2", "data.block_size=32", "model.config.max_position_embeddings=34",
-          "data.synth={seed: 3, corpus_sentences: 1500, nli_train: 200, nli_dev: 30, nli_test: 60}",
-          "adapt.train={max_steps: 12, lr: 0.003, save_every: 4, log_every: 1}",
+          "data.synth={seed: 3, languages: [src, vo, na], corpus_sentences: 1500, nli_train: 200, nli_dev: 30, nli_test: 60}",
+          "adapt.train={max_steps: 12, lr: 0.003, save_every: 4, log_every: 1}", "adapt.snapshot_every=5",
           "finetune.train={max_steps: 12, lr: 0.0001}", "tasks.0.max_length=32",
           "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full}]"]
 REPORT_KEYS = {"strategy", "task", "language", "source_score", "target_score", "control_score", "adapt_steps",
@@ -37,14 +38,35 @@ def test_the_report_has_one_row_per_strategy_task_and_language(small_run):
     out, _, result = small_run
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert [(r["strategy"], r["task"], r["language"]) for r in rows] == [
-        ("full", "xnli", "vo"), ("full", "xnli", "wo"), ("minipost", "xnli", "vo"), ("minipost", "xnli", "wo")]
+        ("full", "xnli", "vo"), ("full", "xnli", "na"), ("minipost", "xnli", "vo"), ("minipost", "xnli", "na")]
     for row in rows:
         assert REPORT_KEYS <= set(row)
         assert all(0.0 <= row[k] <= 1.0 for k in ("source_score", "target_score", "control_score"))
         assert row["adapt_steps"] == 12 and row["adapt_flops"] > 0
     full, mini = rows[0], rows[2]
     assert mini["adapt_flops"] < full["adapt_flops"]  # the mini-model is cheaper per step
-    assert "| minipost | xnli | wo |" in (out / "report.md").read_text()
+    for row in rows:  # every stage reports what it spent
+        for stage in ("pretrain", "adapt", "finetune"):
+            spent = row["stage_metrics"][stage]
+            assert spent["steps"] > 0 and spent["tokens"] > 0 and spent["flops"] > 0, (stage, spent)
+            assert spent["seconds"] > 0 and spent["peak_memory_bytes"] > 0, (stage, spent)
+    assert full["stage_metrics"]["pretrain"]["steps"] == 30 and mini["stage_metrics"]["finetune"]["steps"] == 12
+
+
+def test_each_row_has_a_score_curve_over_adapt_snapshots_ending_at_the_final_embeddings(small_run):
+    out, _, _ = small_run
+    report = json.loads((out / "report.json").read_text())
+    for row in report["rows"]:
+        curve = row["curve"]
+        assert [p["step"] for p in curve] == [5, 10, 12]  # every 5 steps, and the last step
+        assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / 12) for s in (5, 10, 12)]
+        assert curve[-1]["target_score"] == row["target_score"]  # the last snapshot is the final embeddings
+    assert {(e["strategy"], e["language"]) for e in report["compute_to_reach"]} == {
+        ("full", "vo"), ("full", "na"), ("minipost", "vo"), ("minipost", "na")}
+    png = out / "adapt_curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![target score against adapt compute](adapt_curve.png)" in (out / "report.md").read_text()
+    assert "| minipost | xnli | na |" in (out / "report.md").read_text()
 
 
 def test_finetuning_leaves_the_embedding_module_as_pretrained(small_run):
@@ -63,10 +85,10 @@ def test_the_target_model_is_the_finetuned_model_with_only_the_vocabulary_swappe
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     out = small_run[0]
-    target_dir = out / "minipost" / "transfer" / "xnli" / "wo" / "model"
+    target_dir = out / "minipost" / "transfer" / "xnli" / "na" / "model"
     finetuned = load_file(out / "full" / "finetune" / "xnli" / "model" / "model.safetensors")
     target = load_file(target_dir / "model.safetensors")
-    adapted = load_file(out / "minipost" / "adapt" / "wo" / "embeddings.safetensors")
+    adapted = load_file(out / "minipost" / "adapt" / "na" / "embeddings.safetensors")
     assert torch.equal(target["roberta.embeddings.word_embeddings.weight"], adapted["word_embeddings"])
     for key, value in finetuned.items():
         if key != "roberta.embeddings.word_embeddings.weight":
@@ -86,7 +108,7 @@ def test_target_test_data_share_no_surface_tokens_with_the_source_vocabulary(sma
 
     source = AutoTokenizer.from_pretrained(out / "full" / "pretrain" / "big")
     source_words = set(source.get_vocab()) - set(source.all_special_tokens)
-    settings = dict(cfg.data.synth)
+    settings = OmegaConf.to_container(cfg.data.synth, resolve=True)
     with open(synth_file("synth:XNLI-1.0/xnli.test.tsv", settings), encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if r["language"] != "src"]
     words = {w for r in rows for w in (r["sentence1"] + " " + r["sentence2"]).split()}
@@ -119,6 +141,10 @@ def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
 
     def comparable(path):
         rows = json.loads((path / "report.json").read_text())["rows"]
-        return [{k: v for k, v in r.items() if k != "adapt_seconds"} for r in rows]
+        for row in rows:
+            for point in row["curve"]:
+                point.pop("adapt_seconds")  # wall time differs; steps, FLOPs and scores must not
+        return [{k: v for k, v in r.items() if k not in ("adapt_seconds", "adapt_peak_memory_bytes",
+                                                         "adapt_data_wait_fraction", "stage_metrics")} for r in rows]
 
     assert comparable(broken) == comparable(unbroken)
