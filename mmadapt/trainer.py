@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 from mmadapt.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
+from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
 from mmadapt.distributed import max_across_ranks, mean_across_ranks
@@ -37,14 +38,6 @@ from mmadapt.memory import PeakMemory
 
 #: written into the stage directory at the end of training: `TrainResult.summary()`
 TRAIN_SUMMARY = "train_summary.json"
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """`value` as JSON at `path`, replaced atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)
 
 
 @dataclass
@@ -175,7 +168,7 @@ class Trainer:
                              peak_memory_source=memory.source, data_wait_seconds=data_wait,
                              data_wait_fraction=data_wait / wall if wall > 0 else 0.0)
         if dist.is_main:  # what the stage's record reports, for stages whose code never sees `result`
-            write_json_atomic(ctx.stage_dir / TRAIN_SUMMARY, result.summary())
+            write_text_atomic(ctx.stage_dir / TRAIN_SUMMARY, json.dumps(result.summary(), indent=1))
         return result
 
     def save(self, engine: Any, step: int) -> Path:

@@ -8,10 +8,10 @@ these names.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach, plot_curves, reach_table
 
 REPORT_JSON = "report.json"
@@ -53,8 +53,5 @@ def write_report(output_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Pa
     paths = []
     for name, text in ((REPORT_JSON, json.dumps({"rows": rows, "compute_to_reach": reach}, indent=1)),
                        (REPORT_MD, markdown)):
-        tmp = output_dir / (name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, output_dir / name)
-        paths.append(output_dir / name)
+        paths.append(write_text_atomic(output_dir / name, text))
     return paths[0], paths[1]

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from mmadapt.data.textfiles import write_text_atomic
 
 STAGE_DONE = "stage_complete.json"
 
@@ -35,8 +36,5 @@ def mark_complete(stage_dir: Path, fingerprint: str, outputs: dict[str, Any], me
     """Write the marker (call on rank 0 after every output is in place)."""
     record = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()},
               "metrics": metrics or {}}
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stage_dir / (STAGE_DONE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, stage_dir / STAGE_DONE)
+    write_text_atomic(stage_dir / STAGE_DONE, json.dumps(record, indent=1))
     return record
