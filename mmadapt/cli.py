@@ -13,6 +13,8 @@ app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add
                   help="Mini-model adaptation of masked language models to new languages.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes without training.")
 app.add_typer(recipe_app, name="recipe")
+data_app = typer.Typer(no_args_is_help=True, help="Make and inspect data: the built-in synthetic benchmark.")
+app.add_typer(data_app, name="data")
 
 _OVERRIDES_HELP = "Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1), ~key deletes a key."
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -80,6 +82,45 @@ def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML 
         raise typer.Exit(code=2)
 
 
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Argument(..., help="Directory to write the benchmark into (replaced if it exists)."),
+    seed: int = typer.Option(0, help="Seed: the same seed and sizes always give byte-identical files."),
+    languages: str = typer.Option("src,vo,na", help="Comma-separated built-in language codes, `src` included."),
+    corpus_sentences: int = typer.Option(20000, help="Statements per language corpus."),
+    nli_train: int = typer.Option(3000, help="NLI training pairs (source language)."),
+    nli_dev: int = typer.Option(300, help="NLI dev pairs per language."),
+    nli_test: int = typer.Option(600, help="NLI test pairs per language."),
+    pawsx_train: int = typer.Option(3000, help="Paraphrase training pairs (source language)."),
+    pawsx_dev: int = typer.Option(300, help="Paraphrase dev pairs per language."),
+    pawsx_test: int = typer.Option(600, help="Paraphrase test pairs per language."),
+    qa_train: int = typer.Option(3000, help="QA training questions (source language)."),
+    qa_dev: int = typer.Option(200, help="QA dev questions per language."),
+    qa_test: int = typer.Option(400, help="QA test questions per language."),
+    describe_only: bool = typer.Option(False, "--describe", help="Only describe the languages and tasks."),
+) -> None:
+    """Write the synthetic benchmark (corpora, lexicons, NLI/PAWS-X/MLQA-format task files).
+
+    Recipes use the same generator directly through `synth:LANG` sources and `data.synth`;
+    this command writes a copy to look at, or to point a recipe at as ordinary files.
+    """
+    from mmadapt.synth import describe, generate_benchmark
+
+    codes = [code.strip() for code in languages.split(",") if code.strip()]
+    try:
+        if describe_only:
+            typer.echo(describe(codes))
+            return
+        bench = generate_benchmark(out_dir, seed=seed, languages=codes, corpus_sentences=corpus_sentences,
+                                   nli_train=nli_train, nli_dev=nli_dev, nli_test=nli_test, pawsx_train=pawsx_train,
+                                   pawsx_dev=pawsx_dev, pawsx_test=pawsx_test, qa_train=qa_train, qa_dev=qa_dev,
+                                   qa_test=qa_test)
+    except ValueError as exc:
+        raise MmadaptError(f"mmadapt data synth: {exc}") from exc
+    typer.echo(f"wrote the synthetic benchmark (languages {', '.join(codes)}, seed {seed}) to {bench.root}; "
+               f"its files are listed in {bench.manifest}")
+
+
 @app.command("compute", context_settings=_EXTRA_ARGS)
 def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
             overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
@@ -139,12 +180,13 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        # Usage errors (unknown command, bad option): click's own message, no traceback. Typer
+        # raises them from the click it bundles, so they are recognised by shape, not by class.
+        show, exit_code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
+        if type(exc).__name__ == "Abort":
             sys.exit(1)
         raise
 

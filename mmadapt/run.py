@@ -18,7 +18,7 @@ from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.finetune import finetune_task
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg
 from mmadapt.pipeline.report import table, write_report
-from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
 from mmadapt.pretraining import cache_dir, check_data_sources, resolve_pretrained
@@ -176,7 +176,8 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         record = {"fingerprint": digest("init_from", big), "outputs": {"big": big}}
         result.outputs[key] = {"big": Path(big)}
         return record
-    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, cfg.strategy, cfg.data, cfg.train,
+    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, outcome_settings(cfg.strategy), cfg.data,
+                         outcome_settings(cfg.train, is_train=True),
                          cfg.deepspeed.resolved)
     ctx.fingerprint = fingerprint
     done = completed(stage_dir, fingerprint)

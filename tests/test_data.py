@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, ShardedEpochSampler, build_blocks, mask_block, pack_documents
+from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, ShardedEpochSampler, build_blocks, mask_blocks, pack_documents
 from mmadapt.data.sources import TextSource
 from mmadapt.errors import MmadaptError
 
@@ -54,7 +54,8 @@ def test_masking_follows_the_80_10_10_rule_and_never_masks_special_tokens():
     spec = MaskingSpec(mask_id=4, vocab_size=31, special_ids=[0, 1, 2, 3, 4], probability=0.15)
     ids = torch.randint(5, 31, (200_000,))
     ids[::10] = 0
-    inputs, labels = mask_block(ids, spec, torch.Generator().manual_seed(0))
+    inputs, labels = mask_blocks(ids.reshape(1000, 200).numpy(), np.arange(1000, dtype=np.uint64), spec)
+    inputs, labels = inputs.reshape(-1), labels.reshape(-1)
     chosen = labels != -100
     assert not chosen[::10].any()
     eligible = (ids != 0).sum().item()
@@ -74,6 +75,16 @@ def test_masks_are_a_function_of_seed_epoch_and_block():
     assert torch.equal(one[(0, 2)]["input_ids"], two[(0, 2)]["input_ids"])
     assert not torch.equal(one[(0, 2)]["labels"], one[(1, 2)]["labels"])
     assert not torch.equal(one[(0, 2)]["labels"], MaskedBlocks(blocks, spec, seed=2)[(0, 2)]["labels"])
+
+
+def test_a_block_is_masked_the_same_alone_and_inside_any_batch():
+    blocks = np.arange(5, 5 + 64 * 6).reshape(6, 64) % 31 + 5
+    data = MaskedBlocks(blocks, MaskingSpec(4, 31, [0, 1, 2, 3, 4]), seed=3)
+    batch = data.__getitems__([(1, 4), (0, 2), (1, 0)])
+    for row, key in enumerate([(1, 4), (0, 2), (1, 0)]):
+        for name in ("input_ids", "labels", "attention_mask"):
+            assert torch.equal(batch[name][row], data[key][name])
+    assert (batch["labels"] != -100).any()
 
 
 def test_ranks_get_disjoint_equal_shards_each_epoch():

@@ -86,6 +86,21 @@ def test_finished_stages_are_skipped_and_a_bad_language_corpus_loses_nothing(tin
     assert (out / "adapt" / "xx" / "embeddings.safetensors").is_file()
 
 
+def test_logging_and_checkpoint_settings_do_not_rerun_finished_stages(tiny_corpus, new_language_corpus, tmp_path):
+    out = tmp_path / "run"
+    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out))
+    outputs = [out / "pretrain" / "big" / "model.safetensors", out / "adapt" / "xx" / "embeddings.safetensors"]
+    stamps = [path.stat().st_mtime_ns for path in outputs]
+    _, watched = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "train.log_every=1",
+                                                      "train.progress_bar=false", "train.save_every=2",
+                                                      "train.keep_checkpoints=5", "train.eval_every=3"))
+    assert "pretrain" in watched.skipped
+    assert [path.stat().st_mtime_ns for path in outputs] == stamps
+    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02"))
+    assert outputs[0].stat().st_mtime_ns == stamps[0]  # a setting that changes the result re-runs adapt only
+    assert outputs[1].stat().st_mtime_ns != stamps[1]
+
+
 def test_a_language_listed_in_adapt_without_a_corpus_is_refused_before_any_work(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(MmadaptError, match=r"adapt.languages: 'zz' has no entry under languages"):

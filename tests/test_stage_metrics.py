@@ -16,6 +16,7 @@ from mmadapt.pipeline.stages import STAGE_DONE
 
 TINY = RECIPES / "tiny_full.yaml"
 SEQ, BATCH, STEPS = 16, 4, 3
+DELAY = 0.25  # seconds per block of the stalled pipeline
 
 
 class SlowBlocks(MaskedBlocks):
@@ -23,9 +24,9 @@ class SlowBlocks(MaskedBlocks):
 
     delay = 0.0
 
-    def __getitem__(self, key):
-        time.sleep(self.delay)
-        return super().__getitem__(key)
+    def __getitems__(self, keys):
+        time.sleep(self.delay * len(keys))
+        return super().__getitems__(keys)
 
 
 def _train(tmp_path, delay: float):
@@ -54,14 +55,14 @@ def _train(tmp_path, delay: float):
 
 def test_a_training_run_reports_tokens_memory_and_how_long_it_waited_for_data(tmp_path):
     fast = _train(tmp_path, 0.0)
-    slow = _train(tmp_path, 0.05)  # 4 blocks x 50 ms of waiting per step
+    slow = _train(tmp_path, DELAY)  # 4 blocks x 250 ms of waiting per step: far above a tiny step's cost
     for result in (fast, slow):
         assert result.steps == STEPS and result.tokens == STEPS * BATCH * SEQ
         assert result.peak_memory_source == "cpu_peak_rss"
         assert 50 * 2**20 < result.peak_memory_bytes < 64 * 2**30  # a torch process, resident
         assert 0.0 <= result.data_wait_fraction <= 1.0
         assert result.data_wait_seconds == pytest.approx(result.data_wait_fraction * result.wall_seconds)
-    assert slow.data_wait_seconds >= STEPS * BATCH * 0.05
+    assert slow.data_wait_seconds >= STEPS * BATCH * DELAY
     assert slow.data_wait_fraction > 0.5 > fast.data_wait_fraction
 
 

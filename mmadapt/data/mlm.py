@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from mmadapt.data.sources import TextSource, default_cache_dir
 from mmadapt.distributed import DistInfo, barrier, broadcast_object
@@ -114,20 +114,50 @@ class MaskingSpec:
         return cls(tokenizer.mask_token_id, len(tokenizer), list(tokenizer.all_special_ids), probability)
 
 
-def mask_block(ids: torch.Tensor, spec: MaskingSpec, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """15% of non-special tokens become targets: 80% <mask>, 10% random, 10% unchanged."""
-    special = torch.isin(ids, torch.tensor(spec.special_ids, dtype=ids.dtype))
-    chosen = (torch.rand(ids.shape, generator=generator) < spec.probability) & ~special
-    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-    roll = torch.rand(ids.shape, generator=generator)
-    random_ids = torch.randint(spec.vocab_size, ids.shape, generator=generator, dtype=ids.dtype)
-    inputs = torch.where(chosen & (roll < 0.8), torch.full_like(ids, spec.mask_id), ids)
-    inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, inputs)
-    return inputs, labels
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, elementwise on uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _uniforms(block_keys: np.ndarray, length: int, stream: int) -> np.ndarray:
+    """Uniform [0, 1) draws, one per (block, position), a pure function of the block's key.
+
+    A counter-based generator: every draw hashes (key, stream, position), so a batch is
+    masked in a few vectorised operations and a block's mask never depends on which
+    other blocks share its batch.
+    """
+    with np.errstate(over="ignore"):
+        base = _splitmix64(block_keys.astype(np.uint64) ^ np.uint64(stream * 0x5851F42D4C957F2D))
+        counters = base[:, None] + np.arange(length, dtype=np.uint64)[None, :]
+    return (_splitmix64(counters) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def mask_blocks(ids: np.ndarray, block_keys: np.ndarray, spec: MaskingSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT masking of a (batch, length) array of ids; block i's draws come from `block_keys[i]`.
+
+    15% of non-special tokens become targets: 80% <mask>, 10% a random id, 10% unchanged.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    batch, length = ids.shape
+    chosen = (_uniforms(block_keys, length, 0) < spec.probability) & ~np.isin(ids, spec.special_ids)
+    roll = _uniforms(block_keys, length, 1)
+    random_ids = (_uniforms(block_keys, length, 2) * spec.vocab_size).astype(np.int64)
+    inputs = np.where(chosen & (roll < 0.8), spec.mask_id, ids)
+    inputs = np.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, inputs)
+    labels = np.where(chosen, ids, -100)
+    return torch.from_numpy(inputs), torch.from_numpy(labels)
 
 
 class MaskedBlocks(Dataset):
-    """Blocks indexed by (epoch, block index), masked deterministically from the seed."""
+    """Blocks indexed by (epoch, index), masked deterministically from the seed.
+
+    The loader fetches whole batches through `__getitems__` (masked in one vectorised
+    pass); `dataset[(epoch, index)]` gives the same block exactly as it appears in a batch.
+    """
 
     def __init__(self, blocks: np.ndarray, spec: MaskingSpec, seed: int):
         self.blocks, self.spec, self.seed = blocks, spec, seed
@@ -136,11 +166,20 @@ class MaskedBlocks(Dataset):
         return len(self.blocks)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, index = key
-        ids = torch.from_numpy(np.array(self.blocks[index], dtype=np.int64))
-        generator = torch.Generator().manual_seed(_seed_for(self.seed, epoch, index))
-        inputs, labels = mask_block(ids, self.spec, generator)
-        return {"input_ids": inputs, "attention_mask": torch.ones_like(ids), "labels": labels}
+        return {name: value[0] for name, value in self.__getitems__([key]).items()}
+
+    def __getitems__(self, keys: Sequence[tuple[int, int]]) -> dict[str, torch.Tensor]:
+        indices = np.fromiter((index for _, index in keys), dtype=np.int64, count=len(keys))
+        block_keys = np.fromiter((_seed_for(self.seed, epoch, index) for epoch, index in keys), dtype=np.uint64,
+                                 count=len(keys))
+        ids = np.asarray(self.blocks[indices])
+        inputs, labels = mask_blocks(ids, block_keys, self.spec)
+        return {"input_ids": inputs, "attention_mask": torch.ones_like(inputs), "labels": labels}
+
+
+def collate(batch: Any) -> Any:
+    """Batches a dataset built whole (`__getitems__`) pass through; lists of samples are stacked."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
 
 
 class ShardedEpochSampler(Sampler):
@@ -183,7 +222,7 @@ def train_loader(dataset: MaskedBlocks, micro_batch_size: int, dist: DistInfo, s
     """An endless loader over this rank's shard, starting after `start` samples."""
     sampler = ShardedEpochSampler(len(dataset), dataset.seed, dist.rank, dist.world_size, start=start)
     generator = torch.Generator().manual_seed(_seed_for(dataset.seed, dist.rank, 7))  # per-rank worker seeds
-    return DataLoader(dataset, batch_size=micro_batch_size, sampler=sampler, num_workers=num_workers,
+    return DataLoader(dataset, batch_size=micro_batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
                       worker_init_fn=_worker_init if num_workers else None, generator=generator,
                       pin_memory=dist.device.type == "cuda", persistent_workers=num_workers > 0,
                       prefetch_factor=4 if num_workers else None)
@@ -193,8 +232,5 @@ def eval_batches(dataset: MaskedBlocks, micro_batch_size: int, dist: DistInfo, m
     """A fixed list of this rank's evaluation batches (same masks every time)."""
     per_rank = max(1, len(dataset) // dist.world_size)
     indices = list(range(dist.rank, len(dataset), dist.world_size))[:per_rank][: max_batches * micro_batch_size]
-    items = [dataset[(0, i)] for i in indices]
-    return [
-        {k: torch.stack([it[k] for it in items[i : i + micro_batch_size]]) for k in items[0]}
-        for i in range(0, len(items), micro_batch_size)
-    ]
+    return [dataset.__getitems__([(0, i) for i in indices[start : start + micro_batch_size]])
+            for start in range(0, len(indices), micro_batch_size)]

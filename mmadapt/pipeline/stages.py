@@ -23,6 +23,21 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: `train:` keys that only change how a run is watched or checkpointed, never what it produces:
+#: changing them must not re-run a finished stage
+OBSERVATION_KEYS = frozenset({"log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "resume",
+                              "progress_bar"})
+
+
+def outcome_settings(section: Any, *, is_train: bool = False) -> Any:
+    """`section` as plain data without observation keys, in it (`is_train`) or in any nested `train:`."""
+    plain = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else section
+    if not isinstance(plain, dict):
+        return plain
+    return {key: outcome_settings(value, is_train=key == "train") for key, value in plain.items()
+            if not (is_train and key in OBSERVATION_KEYS)}
+
+
 def completed(stage_dir: Path, fingerprint: str) -> dict | None:
     """The marker's record if the stage finished with these settings, else None."""
     path = stage_dir / STAGE_DONE
