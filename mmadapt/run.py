@@ -84,7 +84,10 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         pretrain = _pretrain(run, plugins, dist, stages, result, key(run, "pretrain"))
         records[run.name] = {"pretrain": pretrain}
         if "adapt" in stages:
-            adapt_cfg = stage_cfg(run.cfg, cfg.adapt.train)
+            own = run.cfg.strategy.get("adapt_train")
+            adapt_train = {**OmegaConf.to_container(cfg.adapt.train, resolve=True),
+                           **(OmegaConf.to_container(own, resolve=True) if own else {})}
+            adapt_cfg = stage_cfg(run.cfg, adapt_train)
             for lang in languages:
                 stage_dir = run.run_dir / "adapt" / lang
                 ctx = StageContext(adapt_cfg, plugins, dist, run.run_dir, stage_dir)
@@ -106,7 +109,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                 result.outputs[key(run, f"finetune/{task}")] = {k: Path(v) for k, v in finetuned["outputs"].items()}
             if "transfer" in stages:
                 ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task)
-                source = source_scores(ctx, task_section, Path(finetuned["outputs"]["model"]))
+                source = source_scores(ctx, task_section, finetuned)
                 plugin = plugins.tasks.get(task)
                 for lang in languages:
                     ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task / lang)
@@ -176,7 +179,8 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         record = {"fingerprint": digest("init_from", big), "outputs": {"big": big}}
         result.outputs[key] = {"big": Path(big)}
         return record
-    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, outcome_settings(cfg.strategy), cfg.data,
+    strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
+    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, strategy, cfg.data,
                          outcome_settings(cfg.train, is_train=True),
                          cfg.deepspeed.resolved)
     ctx.fingerprint = fingerprint

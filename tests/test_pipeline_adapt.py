@@ -1,6 +1,8 @@
 """The tokenizer and adapt stages: what is trained, what stays frozen, what is reused."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -99,6 +101,11 @@ def test_logging_and_checkpoint_settings_do_not_rerun_finished_stages(tiny_corpu
     run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02"))
     assert outputs[0].stat().st_mtime_ns == stamps[0]  # a setting that changes the result re-runs adapt only
     assert outputs[1].stat().st_mtime_ns != stamps[1]
+    stamps = [path.stat().st_mtime_ns for path in outputs]
+    _, result = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02",
+                                                     "strategy.adapt_train={max_steps: 8}"))
+    assert "pretrain" in result.skipped and outputs[0].stat().st_mtime_ns == stamps[0]
+    assert json.loads((out / "adapt" / "xx" / "train_summary.json").read_text())["steps"] == 8
 
 
 def test_a_language_listed_in_adapt_without_a_corpus_is_refused_before_any_work(tiny_corpus, tmp_path):

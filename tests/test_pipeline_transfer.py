@@ -22,7 +22,9 @@ SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0"
           "data.synth={seed: 3, languages: [src, vo, na], corpus_sentences: 1500, nli_train: 200, nli_dev: 30, nli_test: 60}",
           "adapt.train={max_steps: 12, lr: 0.003, save_every: 4, log_every: 1}", "adapt.snapshot_every=5",
           "finetune.train={max_steps: 12, lr: 0.0001}", "tasks.0.max_length=32",
-          "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full}]"]
+          "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full, adapt_train: {max_steps: 14}}]"]
+#: adapt steps per strategy (minipost's own `adapt_train` budget)
+ADAPT_STEPS = {"full": 12, "minipost": 14}
 REPORT_KEYS = {"strategy", "task", "language", "source_score", "target_score", "control_score", "adapt_steps",
                "adapt_seconds", "adapt_flops"}
 
@@ -42,9 +44,10 @@ def test_the_report_has_one_row_per_strategy_task_and_language(small_run):
     for row in rows:
         assert REPORT_KEYS <= set(row)
         assert all(0.0 <= row[k] <= 1.0 for k in ("source_score", "target_score", "control_score"))
-        assert row["adapt_steps"] == 12 and row["adapt_flops"] > 0
+        assert row["adapt_steps"] == ADAPT_STEPS[row["strategy"]] and row["adapt_flops"] > 0
     full, mini = rows[0], rows[2]
-    assert mini["adapt_flops"] < full["adapt_flops"]  # the mini-model is cheaper per step
+    # the mini-model is cheaper per step, even taking more steps here
+    assert mini["adapt_flops"] / 14 < full["adapt_flops"] / 12 and mini["adapt_flops"] < full["adapt_flops"]
     for row in rows:  # every stage reports what it spent
         for stage in ("pretrain", "adapt", "finetune"):
             spent = row["stage_metrics"][stage]
@@ -58,8 +61,9 @@ def test_each_row_has_a_score_curve_over_adapt_snapshots_ending_at_the_final_emb
     report = json.loads((out / "report.json").read_text())
     for row in report["rows"]:
         curve = row["curve"]
-        assert [p["step"] for p in curve] == [5, 10, 12]  # every 5 steps, and the last step
-        assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / 12) for s in (5, 10, 12)]
+        steps = ADAPT_STEPS[row["strategy"]]
+        assert [p["step"] for p in curve] == [5, 10, steps]  # every 5 steps, and the last step
+        assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / steps) for s in (5, 10, steps)]
         assert curve[-1]["target_score"] == row["target_score"]  # the last snapshot is the final embeddings
     assert {(e["strategy"], e["language"]) for e in report["compute_to_reach"]} == {
         ("full", "vo"), ("full", "na"), ("minipost", "vo"), ("minipost", "na")}
@@ -114,6 +118,23 @@ def test_target_test_data_share_no_surface_tokens_with_the_source_vocabulary(sma
     words = {w for r in rows for w in (r["sentence1"] + " " + r["sentence2"]).split()}
     assert rows and words
     assert not {w for w in words if w in source_words or f"▁{w}" in source_words}
+
+
+def test_a_refinetuned_model_gets_its_own_source_score_not_the_cached_one(tmp_path):
+    out = tmp_path / "run"
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    cache = out / "full" / "finetune" / "xnli" / "source_test_scores.json"
+    cached = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**cached, "scores": {"accuracy": 0.0}}))  # a marked score under the current key
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert {r["source_score"] for r in rows} == {0.0}  # same settings: the cache is used
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "finetune.train={max_steps: 12, lr: 0.0002}"])
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    fresh = json.loads(cache.read_text())
+    assert fresh["key"] != cached["key"]
+    assert [r["source_score"] for r in rows] == [fresh["scores"]["accuracy"]] * len(rows)
+    assert fresh["scores"]["accuracy"] > 0.0
 
 
 def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from mmadapt.context import StageContext
+from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.pipeline.adapt import snapshots
@@ -91,19 +92,29 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     return points
 
 
-def source_scores(ctx: StageContext, task_section: Any, finetuned_dir: Path) -> dict[str, float]:
-    """The fine-tuned model on the source language, cached beside the fine-tuned model."""
-    path = Path(finetuned_dir).parent / f"source_{ctx.cfg.transfer.split}_scores.json"
+def source_scores(ctx: StageContext, task_section: Any, finetuned: dict[str, Any]) -> dict[str, float]:
+    """The fine-tuned model on the source language, cached beside the fine-tuned model.
+
+    The cache holds the digest of the fine-tuning record and evaluation settings it was
+    computed for, so a re-run fine-tune (other settings) is scored afresh, never reported
+    with its predecessor's score.
+    """
+    finetuned_dir = Path(finetuned["outputs"]["model"])
+    split, language = ctx.cfg.transfer.split, ctx.cfg.transfer.source_language
+    key = digest("source_scores", finetuned["fingerprint"], task_section, split, language)
+    path = finetuned_dir.parent / f"source_{split}_scores.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["scores"]
     task = ctx.plugins.tasks.get(task_section.name)
     family = model_family(ctx)
     model = task.build_model(family, str(finetuned_dir))
     tokenizer = family.load_tokenizer(str(finetuned_dir))
-    scores = evaluate(ctx, task, task_section, model, tokenizer, ctx.cfg.transfer.source_language,
-                      Path(finetuned_dir).parent / f"predictions_source.{_suffix(task)}")
+    scores = evaluate(ctx, task, task_section, model, tokenizer, language,
+                      finetuned_dir.parent / f"predictions_source.{_suffix(task)}")
     if ctx.dist.is_main:
-        path.write_text(json.dumps(scores))
+        write_text_atomic(path, json.dumps({"key": key, "scores": scores}))
     barrier()
     return scores
 

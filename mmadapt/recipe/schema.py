@@ -93,6 +93,9 @@ class StrategySection:
     #: in a `strategies:` list: overrides of the top-level `train:` for this strategy's pretrain
     #: stage (e.g. a short continued pretraining for a strategy that uses `init_from`)
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
+    #: in a `strategies:` list: overrides of `adapt.train` for this strategy's adapt stage (a
+    #: mini-model may take more, cheaper steps than `full`: equal accuracy for less compute)
+    adapt_train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 
 
 @dataclass
