@@ -131,7 +131,7 @@ def _uniforms(block_keys: np.ndarray, length: int, stream: int) -> np.ndarray:
     other blocks share its batch.
     """
     with np.errstate(over="ignore"):
-        base = _splitmix64(block_keys.astype(np.uint64) ^ np.uint64(stream * 0x5851F42D4C957F2D))
+        base = _splitmix64(block_keys.astype(np.uint64) ^ np.uint64(stream * 0x5851F42D4C957F2D % 2**64))
         counters = base[:, None] + np.arange(length, dtype=np.uint64)[None, :]
     return (_splitmix64(counters) >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
@@ -139,10 +139,11 @@ def _uniforms(block_keys: np.ndarray, length: int, stream: int) -> np.ndarray:
 def mask_blocks(ids: np.ndarray, block_keys: np.ndarray, spec: MaskingSpec) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT masking of a (batch, length) array of ids; block i's draws come from `block_keys[i]`.
 
-    15% of non-special tokens become targets: 80% <mask>, 10% a random id, 10% unchanged.
+    `spec.probability` of the non-special tokens become targets: 80% <mask>, 10% a random id,
+    10% unchanged.
     """
     ids = np.asarray(ids, dtype=np.int64)
-    batch, length = ids.shape
+    length = ids.shape[1]
     chosen = (_uniforms(block_keys, length, 0) < spec.probability) & ~np.isin(ids, spec.special_ids)
     roll = _uniforms(block_keys, length, 1)
     random_ids = (_uniforms(block_keys, length, 2) * spec.vocab_size).astype(np.int64)
