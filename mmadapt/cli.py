@@ -87,16 +87,22 @@ def data_synth(
     out_dir: Path = typer.Argument(..., help="Directory to write the benchmark into (replaced if it exists)."),
     seed: int = typer.Option(0, help="Seed: the same seed and sizes always give byte-identical files."),
     languages: str = typer.Option("src,vo,na", help="Comma-separated built-in language codes, `src` included."),
-    corpus_sentences: int = typer.Option(20000, help="Statements per language corpus."),
-    nli_train: int = typer.Option(3000, help="NLI training pairs (source language)."),
-    nli_dev: int = typer.Option(300, help="NLI dev pairs per language."),
-    nli_test: int = typer.Option(600, help="NLI test pairs per language."),
-    pawsx_train: int = typer.Option(3000, help="Paraphrase training pairs (source language)."),
-    pawsx_dev: int = typer.Option(300, help="Paraphrase dev pairs per language."),
-    pawsx_test: int = typer.Option(600, help="Paraphrase test pairs per language."),
-    qa_train: int = typer.Option(3000, help="QA training questions (source language)."),
-    qa_dev: int = typer.Option(200, help="QA dev questions per language."),
-    qa_test: int = typer.Option(400, help="QA test questions per language."),
+    corpus_sentences: Optional[int] = typer.Option(
+        None, help="Statements per language corpus (default: the generator's)."),
+    nli_train: Optional[int] = typer.Option(
+        None, help="NLI training pairs (source language) (default: the generator's)."),
+    nli_dev: Optional[int] = typer.Option(None, help="NLI dev pairs per language (default: the generator's)."),
+    nli_test: Optional[int] = typer.Option(None, help="NLI test pairs per language (default: the generator's)."),
+    pawsx_train: Optional[int] = typer.Option(
+        None, help="Paraphrase training pairs (source language) (default: the generator's)."),
+    pawsx_dev: Optional[int] = typer.Option(
+        None, help="Paraphrase dev pairs per language (default: the generator's)."),
+    pawsx_test: Optional[int] = typer.Option(
+        None, help="Paraphrase test pairs per language (default: the generator's)."),
+    qa_train: Optional[int] = typer.Option(
+        None, help="QA training questions (source language) (default: the generator's)."),
+    qa_dev: Optional[int] = typer.Option(None, help="QA dev questions per language (default: the generator's)."),
+    qa_test: Optional[int] = typer.Option(None, help="QA test questions per language (default: the generator's)."),
     describe_only: bool = typer.Option(False, "--describe", help="Only describe the languages and tasks."),
 ) -> None:
     """Write the synthetic benchmark (corpora, lexicons, NLI/PAWS-X/MLQA-format task files).
@@ -111,10 +117,11 @@ def data_synth(
         if describe_only:
             typer.echo(describe(codes))
             return
-        bench = generate_benchmark(out_dir, seed=seed, languages=codes, corpus_sentences=corpus_sentences,
-                                   nli_train=nli_train, nli_dev=nli_dev, nli_test=nli_test, pawsx_train=pawsx_train,
-                                   pawsx_dev=pawsx_dev, pawsx_test=pawsx_test, qa_train=qa_train, qa_dev=qa_dev,
-                                   qa_test=qa_test)
+        sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev,
+                 "nli_test": nli_test, "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
+                 "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
+        bench = generate_benchmark(out_dir, seed=seed, languages=codes,
+                                   **{name: value for name, value in sizes.items() if value is not None})
     except ValueError as exc:
         raise MmadaptError(f"mmadapt data synth: {exc}") from exc
     typer.echo(f"wrote the synthetic benchmark (languages {', '.join(codes)}, seed {seed}) to {bench.root}; "

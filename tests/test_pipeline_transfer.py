@@ -64,7 +64,11 @@ def test_each_row_has_a_score_curve_over_adapt_snapshots_ending_at_the_final_emb
         steps = ADAPT_STEPS[row["strategy"]]
         assert [p["step"] for p in curve] == [5, 10, steps]  # every 5 steps, and the last step
         assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / steps) for s in (5, 10, steps)]
-        assert curve[-1]["target_score"] == row["target_score"]  # the last snapshot is the final embeddings
+        assert curve[-1]["target_score"] == row["target_score"]  # the last snapshot is the final embeddings:
+        adapt_dir = out / row["strategy"] / "adapt" / row["language"]  # scored once, and truly the same file content
+        last = load_file(adapt_dir / "snapshots" / f"step_{steps:08d}.safetensors")
+        final = load_file(adapt_dir / "embeddings.safetensors")
+        assert all(torch.equal(last[k], final[k]) for k in final) and set(last) == set(final)
     assert {(e["strategy"], e["language"]) for e in report["compute_to_reach"]} == {
         ("full", "vo"), ("full", "na"), ("minipost", "vo"), ("minipost", "na")}
     png = out / "adapt_curve.png"

@@ -79,7 +79,8 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings."""
     cfg = ctx.cfg
     fingerprint = digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
-                         cfg.languages[language], cfg.data.block_size, cfg.data.mlm_probability, cfg.precision, cfg.deepspeed.resolved, cfg.seed)
+                         cfg.languages[language], cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
+                         cfg.deepspeed.resolved, cfg.seed)
     done = completed(ctx.stage_dir, fingerprint)
     if done:
         ctx.log(f"adapt[{language}]: already complete in {ctx.stage_dir}; skipping")

@@ -65,7 +65,8 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
         metrics[f"{kind}_metrics"] = scores
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
     if outputs.get("snapshots"):
-        metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted)
+        metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
+                                        metrics["target_score"])
     record = None
     if ctx.dist.is_main:
         record = mark_complete(ctx.stage_dir, fingerprint, {"model": target_dir}, metrics)
@@ -74,19 +75,23 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
 
 
 def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
-                 adapted: dict[str, Any]) -> list[dict[str, float]]:
+                 adapted: dict[str, Any], final_score: float) -> list[dict[str, float]]:
     """Target score of each adapt snapshot, swapped into `model` (the fine-tuned target model).
 
     One point per snapshot: adapt steps, analytic FLOPs and training seconds spent to reach
-    it, and the score; the report draws these as score against adapt compute.
+    it, and the score; the report draws these as score against adapt compute. The snapshot
+    of the last step holds the final embeddings, already scored as `final_score`.
     """
     spent = adapted["metrics"]
     flops_per_step = spent["flops"] / spent["steps"]
     points = []
     for step, seconds, path in snapshots(Path(adapted["outputs"]["snapshots"]), adapted["fingerprint"]):
-        weight, _ = load_embeddings(path)
-        swap_word_embeddings(model, weight)
-        score = evaluate(ctx, task, task_section, model, tokenizer, language)[task.metric_names[0]]
+        if step == spent["steps"]:
+            score = final_score
+        else:
+            weight, _ = load_embeddings(path)
+            swap_word_embeddings(model, weight)
+            score = evaluate(ctx, task, task_section, model, tokenizer, language)[task.metric_names[0]]
         points.append({"step": step, "adapt_flops": int(round(flops_per_step * step)), "adapt_seconds": seconds,
                        "target_score": score})
     return points
