@@ -44,26 +44,34 @@ def main() -> None:
         sys.exit(f"{report_path} has no compute_to_reach entries: run with adapt.snapshot_every > 0")
     rows = {(r["strategy"], r["task"], r["language"]): r for r in report["rows"]}
     print(f"\nreport: {report_path}")
-    print(f"{'strategy':<10} {'task':<6} {'lang':<5} {'final':>6} {'goal':>6} {'adapt FLOPs':>12} {'seconds':>8} "
-          f"{'FLOPs ratio':>11} {'time ratio':>10}")
-    ratios = []
+    print(f"{'strategy':<10} {'task':<6} {'lang':<5} {'source':>6} {'final':>6} {'goal':>6} {'adapt FLOPs':>12} "
+          f"{'seconds':>8} {'FLOPs ratio':>11} {'time ratio':>10}")
+    ratios: dict[str, list] = {}
     for e in entries:
-        final = rows[(e["strategy"], e["task"], e["language"])]["target_score"]
+        row = rows[(e["strategy"], e["task"], e["language"])]
         flops = "-" if e["adapt_flops"] is None else f"{e['adapt_flops']:.3g}"
         seconds = "-" if e["adapt_seconds"] is None else f"{e['adapt_seconds']:.1f}"
         flops_ratio = "not reached" if e["flops_ratio"] is None else f"{e['flops_ratio']:.2f}x"
         time_ratio = "-" if e["seconds_ratio"] is None else f"{e['seconds_ratio']:.2f}x"
-        print(f"{e['strategy']:<10} {e['task']:<6} {e['language']:<5} {final:>6.3f} {e['goal_score']:>6.3f} "
-              f"{flops:>12} {seconds:>8} {flops_ratio:>11} {time_ratio:>10}")
+        print(f"{e['strategy']:<10} {e['task']:<6} {e['language']:<5} {row['source_score']:>6.3f} "
+              f"{row['target_score']:>6.3f} {e['goal_score']:>6.3f} {flops:>12} {seconds:>8} {flops_ratio:>11} "
+              f"{time_ratio:>10}")
         if e["strategy"] != "full":
-            ratios.append(e["flops_ratio"])
-    reached = [r for r in ratios if r is not None]
-    print(f"\nmini strategies reaching 95% of full: {len(reached)} of {len(ratios)}")
+            ratios.setdefault(e["strategy"], []).append(e["flops_ratio"])
+    # A strategy that fine-tunes its own big model (MiniJoint) has its own source score: when its big
+    # model is the better one, part of its ratio comes from that model, not from cheaper adapt steps.
+    print()
+    for strategy, values in ratios.items():
+        reached = [r for r in values if r is not None]
+        summary = (f"mean {sum(reached) / len(reached):.2f}x, lowest {min(reached):.2f}x" if reached else "-")
+        print(f"{strategy}: reaches 95% of full on {len(reached)} of {len(values)}; full/{strategy} adapt FLOPs {summary}")
+    every = [r for values in ratios.values() for r in values]
+    reached = [r for r in every if r is not None]
     if reached:
         mean = sum(reached) / len(reached)
-        verdict = "meets" if mean >= PAPER_RATIO and len(reached) == len(ratios) else "does not meet"
-        print(f"mean full/mini adapt-FLOPs ratio over those reaching it: {mean:.2f}x "
-              f"({verdict} the target of {PAPER_RATIO}x for every mini strategy and language)")
+        each = min(reached) >= PAPER_RATIO and len(reached) == len(every)
+        print(f"mean over every mini strategy and language: {mean:.2f}x ({'meets' if mean >= PAPER_RATIO else 'misses'} "
+              f"the {PAPER_RATIO}x target); every one at {PAPER_RATIO}x or more: {'yes' if each else 'no'}")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def data_synth(
         None, help="QA training questions (source language) (default: the generator's)."),
     qa_dev: Optional[int] = typer.Option(None, help="QA dev questions per language (default: the generator's)."),
     qa_test: Optional[int] = typer.Option(None, help="QA test questions per language (default: the generator's)."),
+    pawsx_frames: Optional[str] = typer.Option(
+        None, help="Comma-separated paraphrase frames: and, relative (default: the generator's, and)."),
     describe_only: bool = typer.Option(False, "--describe", help="Only describe the languages and tasks."),
 ) -> None:
     """Write the synthetic benchmark (corpora, lexicons, NLI/PAWS-X/MLQA-format task files).
@@ -117,11 +119,12 @@ def data_synth(
         if describe_only:
             typer.echo(describe(codes))
             return
-        sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev,
+        settings = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev,
                  "nli_test": nli_test, "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
-                 "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
+                 "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test,
+                 "pawsx_frames": [f.strip() for f in pawsx_frames.split(",") if f.strip()] if pawsx_frames else None}
         bench = generate_benchmark(out_dir, seed=seed, languages=codes,
-                                   **{name: value for name, value in sizes.items() if value is not None})
+                                   **{name: value for name, value in settings.items() if value is not None})
     except ValueError as exc:
         raise MmadaptError(f"mmadapt data synth: {exc}") from exc
     typer.echo(f"wrote the synthetic benchmark (languages {', '.join(codes)}, seed {seed}) to {bench.root}; "

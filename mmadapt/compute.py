@@ -104,7 +104,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
                                               tokens_per_step(run.cfg.train, seq, world), plan.pretrain_what,
                                               "pretrain" in stages))
-        adapt_train = stage_cfg(run.cfg, cfg.adapt.train).train
+        adapt_train = stage_cfg(run.cfg, cfg.adapt.train, run.cfg.strategy.get("adapt_train")).train
         vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
         per_token = adapt_flops_per_token(big, plan.adapt_layers,
                                           seq, vocab_size=vocab, masked_fraction=masked)
@@ -118,7 +118,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             prediction.adapt_ratio = full / per_token
         for task in cfg.tasks:
             length = int(task.get("max_length", seq) or seq)
-            train = stage_cfg(run.cfg, cfg.finetune.train).train
+            train = stage_cfg(run.cfg, cfg.finetune.train, task.get("finetune_train")).train
             what = f"task {task.name}, big model, embeddings frozen, length {length}"
             if run.reuse:
                 what += f"; reused from {run.reuse}, not run again"

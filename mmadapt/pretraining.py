@@ -29,6 +29,26 @@ def text_sources(ctx: StageContext, specs: Any) -> list[TextSource]:
     return [TextSource(str(s), data.text_field, synth, cache_dir(ctx.cfg)) for s in specs]
 
 
+def source_fingerprints(ctx: StageContext, specs: Any) -> list[str]:
+    """The content digests of recipe data specs: what stage fingerprints hold instead of their names,
+    so a file edited in place re-runs the stages that read it."""
+    return [source.fingerprint() for source in text_sources(ctx, specs)]
+
+
+def data_fingerprint(ctx: StageContext) -> dict[str, Any]:
+    """`data:` as the pretrain stage's fingerprint holds it: the settings, each source by its content.
+
+    `synth` and `cache_dir` are left out: they only say where the corpora come from, which their
+    contents already pin (so changing, say, the synthetic benchmark's task sizes keeps pretraining).
+    """
+    data = OmegaConf.to_container(ctx.cfg.data, resolve=True)
+    for where in ("synth", "cache_dir"):
+        data.pop(where, None)
+    data["train"] = source_fingerprints(ctx, ctx.cfg.data.train)
+    data["eval"] = source_fingerprints(ctx, ctx.cfg.data.eval)
+    return data
+
+
 def model_family(ctx: StageContext) -> Any:
     """The recipe's model-family plugin."""
     return ctx.plugins.model_families.get(ctx.cfg.model.family)

@@ -21,7 +21,7 @@ from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
-from mmadapt.pretraining import cache_dir, check_data_sources, resolve_pretrained
+from mmadapt.pretraining import cache_dir, check_data_sources, data_fingerprint, resolve_pretrained
 from mmadapt.recipe import save_resolved
 from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 
@@ -84,10 +84,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         pretrain = _pretrain(run, plugins, dist, stages, result, key(run, "pretrain"))
         records[run.name] = {"pretrain": pretrain}
         if "adapt" in stages:
-            own = run.cfg.strategy.get("adapt_train")
-            adapt_train = {**OmegaConf.to_container(cfg.adapt.train, resolve=True),
-                           **(OmegaConf.to_container(own, resolve=True) if own else {})}
-            adapt_cfg = stage_cfg(run.cfg, adapt_train)
+            adapt_cfg = stage_cfg(run.cfg, cfg.adapt.train, run.cfg.strategy.get("adapt_train"))
             for lang in languages:
                 stage_dir = run.run_dir / "adapt" / lang
                 ctx = StageContext(adapt_cfg, plugins, dist, run.run_dir, stage_dir)
@@ -101,7 +98,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                 if run.reuse:
                     finetuned = records[run.reuse][f"finetune/{task}"]
                 else:
-                    ft_cfg = stage_cfg(run.cfg, cfg.finetune.train)
+                    ft_cfg = stage_cfg(run.cfg, cfg.finetune.train, task_section.get("finetune_train"))
                     ctx = StageContext(ft_cfg, plugins, dist, run.run_dir, run.run_dir / "finetune" / task)
                     finetuned = finetune_task(ctx, task_section, Path(pretrain["outputs"]["big"]),
                                               pretrain["fingerprint"])
@@ -180,7 +177,7 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         result.outputs[key] = {"big": Path(big)}
         return record
     strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
-    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, strategy, cfg.data,
+    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, strategy, data_fingerprint(ctx),
                          outcome_settings(cfg.train, is_train=True),
                          cfg.deepspeed.resolved)
     ctx.fingerprint = fingerprint

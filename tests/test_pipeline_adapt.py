@@ -108,6 +108,47 @@ def test_logging_and_checkpoint_settings_do_not_rerun_finished_stages(tiny_corpu
     assert json.loads((out / "adapt" / "xx" / "train_summary.json").read_text())["steps"] == 8
 
 
+def test_a_corpus_edited_in_place_reruns_the_stages_that_read_it_and_only_those(tiny_corpus, new_language_corpus,
+                                                                                 tmp_path):
+    corpus, new_corpus = tmp_path / "src.txt", tmp_path / "new.txt"
+    corpus.write_bytes(tiny_corpus.read_bytes())
+    new_corpus.write_bytes(new_language_corpus.read_bytes())
+    out = tmp_path / "run"
+    run_in_process(TINY, adapt_overrides(corpus, new_corpus, out))
+    outputs = {"pretrain": out / "pretrain" / "big" / "model.safetensors",
+               "tokenizer": out / "tokenizers" / "xx" / "stage_complete.json",
+               "adapt": out / "adapt" / "xx" / "embeddings.safetensors"}
+
+    def rerun(edited):
+        stamps = {name: path.stat().st_mtime_ns for name, path in outputs.items()}
+        edited.write_text("\n".join(edited.read_text(encoding="utf-8").splitlines()[:-500]) + "\n", encoding="utf-8")
+        run_in_process(TINY, adapt_overrides(corpus, new_corpus, out))
+        return {name for name, path in outputs.items() if path.stat().st_mtime_ns != stamps[name]}
+
+    assert rerun(new_corpus) == {"tokenizer", "adapt"}
+    assert rerun(corpus) == {"pretrain", "adapt"}  # the language's tokenizer does not read the source corpus
+
+
+def test_synthetic_task_sizes_leave_the_pretraining_data_fingerprint_as_it_is(tmp_path):
+    from mmadapt.context import StageContext
+    from mmadapt.distributed import init_distributed
+    from mmadapt.plugins import get_plugins
+    from mmadapt.pretraining import data_fingerprint
+    from mmadapt.recipe import load_recipe
+
+    small = {"corpus_sentences": 200, "nli_train": 10, "nli_dev": 5, "nli_test": 5, "pawsx_train": 10, "pawsx_dev": 5,
+             "pawsx_test": 5, "qa_train": 5, "qa_dev": 5, "qa_test": 5}
+
+    def fingerprint(**sizes):
+        synth = ", ".join(f"{k}: {v}" for k, v in {**small, **sizes}.items())
+        cfg = load_recipe(RECIPES / "quickstart.yaml", [f"output_dir={tmp_path}", f"data.cache_dir={tmp_path}",
+                                                        f"data.synth={{seed: 0, languages: [src, vo], {synth}}}"])
+        return data_fingerprint(StageContext(cfg, get_plugins(), init_distributed(), tmp_path, tmp_path))
+
+    assert fingerprint() == fingerprint(pawsx_train=20, qa_test=9)
+    assert fingerprint() != fingerprint(corpus_sentences=201)
+
+
 def test_a_language_listed_in_adapt_without_a_corpus_is_refused_before_any_work(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(MmadaptError, match=r"adapt.languages: 'zz' has no entry under languages"):

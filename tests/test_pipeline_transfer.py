@@ -141,6 +141,19 @@ def test_a_refinetuned_model_gets_its_own_source_score_not_the_cached_one(tmp_pa
     assert fresh["scores"]["accuracy"] > 0.0
 
 
+def test_a_task_finetune_budget_applies_to_that_task_and_reruns_only_its_finetune(tmp_path):
+    out = tmp_path / "run"
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    kept = [out / "full" / "pretrain" / "big" / "model.safetensors",
+            out / "full" / "adapt" / "vo" / "embeddings.safetensors"]
+    stamps = [path.stat().st_mtime_ns for path in kept]
+    summary = out / "full" / "finetune" / "xnli" / "train_summary.json"
+    assert json.loads(summary.read_text())["steps"] == 12
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "tasks.0.finetune_train={max_steps: 7}"])
+    assert json.loads(summary.read_text())["steps"] == 7
+    assert [path.stat().st_mtime_ns for path in kept] == stamps
+
+
 def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
     env = clean_env()
     command = lambda out: mmadapt_command() + ["train", str(QUICKSTART), f"output_dir={out}", *SHRINK]  # noqa: E731

@@ -31,6 +31,16 @@ def test_misspelt_key_wrong_type_and_unknown_strategy_are_reported_together(tmp_
     assert "expected int, got str 'lots'" in message
 
 
+def test_per_strategy_and_per_task_train_overrides_are_checked_like_train(tmp_path):
+    recipe = write(tmp_path, "strategies: [{name: full, adapt_train: {max_stpes: 3}}]\n"
+                             "tasks: [{name: xnli, finetune_train: {lr: fast}}]\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert "strategies[0].adapt_train.max_stpes" in message and "did you mean 'max_steps'" in message
+    assert "tasks[0].finetune_train.lr" in message
+
+
 def test_unknown_model_family_and_choice_value_get_suggestions(tmp_path):
     recipe = write(tmp_path, "model: {family: xlmrr}\nprecision: bf61\ntrain: {schedule: cosin}\n")
     with pytest.raises(RecipeError) as info:

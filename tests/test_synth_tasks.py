@@ -105,6 +105,30 @@ def test_paraphrase_labels_follow_meaning_and_frames_are_balanced_per_label():
             assert p.sentence2.clauses == p.sentence1.clauses[::-1]
 
 
+def test_every_paraphrase_pair_fits_a_32_token_input_in_every_language(bench):
+    for by_lang in _pawsx_files(bench).values():
+        for path in by_lang.values():
+            for row in _read_pawsx(path):
+                # <s> sentence1 </s></s> sentence2 </s>, one token per word with the quickstart's word tokenizers
+                assert len(row["sentence1"].split()) + len(row["sentence2"].split()) + 4 <= 32, (path, row["id"])
+
+
+def test_paraphrase_frames_are_chosen_by_the_generator_setting(tmp_path):
+    meanings = build_meanings(0)
+    src = Language(BUILTIN_LANGUAGES["src"], build_lexicon("src", SCRIPTS["latin"], meanings, 0))
+    only_and = ParaphraseGenerator(Grammar(meanings), render_words(src), ["and"]).pairs(random.Random(0), 40)
+    assert {p.frame for p in only_and} == {"and"}
+    with pytest.raises(ValueError, match="paraphrase frames must be a non-empty selection of and, relative; "
+                                         "got \\['because'\\]"):
+        generate_benchmark(tmp_path / "b", languages=["src"], pawsx_frames=["because"])
+    assert not (tmp_path / "b").exists()
+    bench = generate_benchmark(tmp_path / "default", languages=["src"], **SIZES)
+    manifest = json.loads(bench.manifest.read_text())
+    assert manifest["settings"]["pawsx_frames"] == ["and"]
+    conjunction = src.lexicon.form("AND")
+    assert all(conjunction in row["sentence1"].split() for row in _read_pawsx(bench.pawsx_train))
+
+
 def test_a_bag_of_words_model_cannot_predict_paraphrase_labels():
     # Naive Bayes over the first sentence's words (the second holds the same ones): the first
     # sentence is sampled before the label, so its words carry no signal.

@@ -92,3 +92,21 @@ def test_a_checkpoint_of_another_family_is_refused(mlm_dir):
     with pytest.raises(MmadaptError, match="holds a XLMRobertaConfig model, but the recipe's model family expects "
                                            "RobertaConfig"):
         XnliTask().build_model(RobertaFamily(), str(mlm_dir))
+
+
+def test_a_checkpoint_missing_body_weights_is_refused_and_the_expected_head_swap_is_quiet(mlm_dir, tmp_path, capfd):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    XnliTask().build_model(XLMRobertaFamily(), str(mlm_dir))  # MLM head dropped, classifier new: no report
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(mlm_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    dropped = next(k for k in weights if ".encoder.layer.0.attention.self.query.weight" in k)
+    save_file({k: v for k, v in weights.items() if k != dropped}, broken / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(MmadaptError, match=r"lacks 1 weights of the model body \(roberta\.encoder\.layer\.0\."
+                                           r"attention\.self\.query\.weight\)"):
+        XnliTask().build_model(XLMRobertaFamily(), str(broken))

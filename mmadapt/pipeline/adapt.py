@@ -19,7 +19,7 @@ from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
-from mmadapt.pretraining import cache_dir, model_family, text_sources
+from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
 
@@ -79,7 +79,10 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings."""
     cfg = ctx.cfg
     fingerprint = digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
-                         cfg.languages[language], cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
+                         # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
+                         source_fingerprints(ctx, cfg.languages[language].corpus),
+                         source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
+                         cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
                          cfg.deepspeed.resolved, cfg.seed)
     done = completed(ctx.stage_dir, fingerprint)
     if done:

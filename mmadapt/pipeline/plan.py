@@ -58,12 +58,13 @@ def plan_runs(cfg: DictConfig) -> list[StrategyRun]:
     return runs
 
 
-def stage_cfg(cfg: DictConfig, train_overrides: Any) -> DictConfig:
-    """`cfg` with a stage's `train` overrides applied and the DeepSpeed JSON refilled to match."""
+def stage_cfg(cfg: DictConfig, *train_overrides: Any) -> DictConfig:
+    """`cfg` with a stage's `train` overrides applied in order (later ones win; None or {} for none)
+    and the DeepSpeed JSON refilled to match."""
     plain = OmegaConf.to_container(cfg, resolve=True)
-    overrides = OmegaConf.to_container(train_overrides, resolve=True) if isinstance(train_overrides, DictConfig) \
-        else dict(train_overrides or {})
-    plain["train"].update(overrides)
+    for overrides in train_overrides:
+        plain["train"].update(OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig)
+                              else dict(overrides or {}))
     merged = OmegaConf.create(plain)
     ds, problems = fill_auto(plain["deepspeed"]["resolved"], merged, int(os.environ.get("WORLD_SIZE", "1")),
                              overwrite=True)

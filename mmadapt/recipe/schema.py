@@ -132,6 +132,9 @@ class TaskSection:
     """One entry of `tasks:` (a plugin: xnli, pawsx, mlqa, ...) and its options."""
 
     name: str = "xnli"
+    #: overrides of `finetune.train` for this task's fine-tuning (benchmarks differ in the epochs and
+    #: learning rate they need, e.g. PAWS-X more epochs than XNLI)
+    finetune_train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 
 
 @dataclass

@@ -14,6 +14,10 @@ so in every language), and only structure tells a paraphrase (1) from a non-para
   verbs exchanged, the head noun exchanged with an object, or an adjective moved; each
   also with the predicates exchanged.
 
+Sentences hold at most `MAX_SENTENCE_WORDS` words, so a pair with the model's four special
+tokens fits a 32-token input whole: a truncated pair can lose the very words that decide
+its label.
+
 Labels are decided by meaning, not by the edit's name: a pair is a paraphrase when both
 sentences state the same set of facts (`facts`), and every candidate is checked. The first
 sentence is sampled before the label is drawn, keeping only sentences that admit edits of
@@ -24,7 +28,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from mmadapt.synth.grammar import Clause, Grammar, NounPhrase, RelativeClause, Sentence
 from mmadapt.synth.languages import Language
@@ -33,6 +37,9 @@ from mmadapt.synth.lexicon import AND
 PARAPHRASE, NOT_PARAPHRASE = 1, 0
 LABELS = (NOT_PARAPHRASE, PARAPHRASE)
 FRAMES = ("and", "relative")
+#: longest first sentence (in the source language; every language renders a meaning with the same
+#: number of words); a pair plus <s> A </s></s> B </s> then fits 32 tokens
+MAX_SENTENCE_WORDS = 14
 
 
 @dataclass(frozen=True)
@@ -67,15 +74,19 @@ def _core(np: NounPhrase | None) -> tuple | None:
 class ParaphraseGenerator:
     """Makes label-balanced PAWS-style pairs from a `Grammar`; `words` renders a sentence's word forms."""
 
-    def __init__(self, grammar: Grammar, words: Callable[[Sentence], list[str]]):
+    def __init__(self, grammar: Grammar, words: Callable[[Sentence], list[str]], frames: Sequence[str] = FRAMES):
+        unknown = [f for f in frames if f not in FRAMES]
+        if unknown or not frames:
+            raise ValueError(f"paraphrase frames must be a non-empty selection of {', '.join(FRAMES)}; got {list(frames)}")
         self.g = grammar
         self.m = grammar.m
         self.words = words
+        self.frames = tuple(frames)
         self.animate = frozenset(grammar.m.animate_nouns)
 
     def pairs(self, rng: random.Random, n: int) -> list[ParaphrasePair]:
         """`n` pairs, labels and frames as balanced as `n` allows, in random order."""
-        plan = [(LABELS[i % 2], FRAMES[(i // 2) % 2]) for i in range(n)]
+        plan = [(LABELS[i % 2], self.frames[(i // 2) % len(self.frames)]) for i in range(n)]
         rng.shuffle(plan)
         return [self.pair(rng, label, frame) for label, frame in plan]
 
@@ -83,6 +94,8 @@ class ParaphraseGenerator:
         """One pair of `frame` with gold label `label`."""
         while True:
             first = self._and_frame(rng) if frame == "and" else self._relative_frame(rng)
+            if len(self.words(first)) > MAX_SENTENCE_WORDS:
+                continue
             by_label = self.candidates(first)
             if all(by_label[lab] for lab in LABELS):
                 return ParaphrasePair(first, rng.choice(by_label[label]), label, frame)

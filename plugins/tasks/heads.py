@@ -14,12 +14,23 @@ def load_task_model(auto_class: str, family: Any, pretrained_dir: str, **config:
     such as `num_labels`. Local files only.
     """
     import transformers
+    from transformers.utils import logging as hf_logging
 
     loader = getattr(transformers, auto_class)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the swapped heads, expected here; checked below
     try:
-        model = loader.from_pretrained(str(pretrained_dir), local_files_only=True, **config)
+        model, info = loader.from_pretrained(str(pretrained_dir), local_files_only=True, output_loading_info=True,
+                                             **config)
     except (OSError, ValueError) as exc:
         raise MmadaptError(f"cannot build a {auto_class} from {pretrained_dir}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    body = f"{model.base_model_prefix}."
+    missing = sorted(key for key in info["missing_keys"] if key.startswith(body))
+    if missing:
+        raise MmadaptError(f"{pretrained_dir} lacks {len(missing)} weights of the model body ({', '.join(missing[:3])}"
+                           f"{', ...' if len(missing) > 3 else ''}): it is not a checkpoint of this architecture")
     expected = getattr(family, "config_class_name", None)
     if expected and type(model.config).__name__ != expected:
         raise MmadaptError(f"{pretrained_dir} holds a {type(model.config).__name__} model, but the recipe's model "
