@@ -119,14 +119,17 @@ def test_a_corpus_edited_in_place_reruns_the_stages_that_read_it_and_only_those(
                "tokenizer": out / "tokenizers" / "xx" / "stage_complete.json",
                "adapt": out / "adapt" / "xx" / "embeddings.safetensors"}
 
-    def rerun(edited):
+    def rerun(edited=None, *extra):
         stamps = {name: path.stat().st_mtime_ns for name, path in outputs.items()}
-        edited.write_text("\n".join(edited.read_text(encoding="utf-8").splitlines()[:-500]) + "\n", encoding="utf-8")
-        run_in_process(TINY, adapt_overrides(corpus, new_corpus, out))
+        if edited is not None:
+            lines = edited.read_text(encoding="utf-8").splitlines()[:-500]
+            edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        run_in_process(TINY, adapt_overrides(corpus, new_corpus, out, *extra))
         return {name for name, path in outputs.items() if path.stat().st_mtime_ns != stamps[name]}
 
     assert rerun(new_corpus) == {"tokenizer", "adapt"}
     assert rerun(corpus) == {"pretrain", "adapt"}  # the language's tokenizer does not read the source corpus
+    assert rerun(None, "tokenizer.vocab_size=50") == {"tokenizer", "adapt"}
 
 
 def test_synthetic_task_sizes_leave_the_pretraining_data_fingerprint_as_it_is(tmp_path):
