@@ -138,3 +138,19 @@ def test_a_hub_dataset_missing_from_the_local_cache_says_how_to_provide_it(tmp_p
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(MmadaptError, match="not in the local Hugging Face cache.*save_to_disk"):
         list(TextSource("hf:some_user/no_such_corpus").documents())
+
+
+def test_a_file_digest_is_read_once_until_the_file_changes(tmp_path, monkeypatch):
+    import builtins
+
+    from mmadapt.data.sources import file_digest
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("one line\n", encoding="utf-8")
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1])
+    first = file_digest(path)
+    assert file_digest(path) == first and opened.count(str(path)) == 1
+    path.write_text("two lines\nnow\n", encoding="utf-8")
+    assert file_digest(path) != first and opened.count(str(path)) == 2

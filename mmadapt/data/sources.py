@@ -25,13 +25,22 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MMADAPT_CACHE", Path.home() / ".cache" / "mmadapt"))
 
 
+#: digests already computed in this process, by (path, size, mtime): each stage fingerprint and
+#: data cache key of a run names the same corpora, and a corpus can be gigabytes
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of a file's bytes (read once per process while the file's size and mtime stay the same)."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
