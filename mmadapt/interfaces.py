@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from mmadapt.data.sources import fill_language
 
 if TYPE_CHECKING:  # heavy imports stay out of `mmadapt plugins` and validation
     import torch
@@ -137,6 +139,14 @@ class Task(Named):
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         """The `split` ("dev" or "test") examples of `language`."""
         raise NotImplementedError
+
+    def data_files(self, options: Any, split: str, language: str) -> list[str]:
+        """The local files (or `save_to_disk` directories) that `train_examples` ("train") or
+        `eval_examples` read for `split` and `language`: stage fingerprints hold their content, so
+        a file edited in place re-runs the stages that read it. Default: the `<split>_file` option
+        with `{language}` filled in; none when the data comes from the `datasets` cache."""
+        spec = options.get(f"{split}_file") if isinstance(options, Mapping) else getattr(options, f"{split}_file", None)
+        return [fill_language(str(spec), language)] if spec else []
 
     def build_model(self, family: ModelFamily, pretrained_dir: str) -> "PreTrainedModel":
         """The task model (e.g. *ForSequenceClassification) on the body of a `save_pretrained` MLM."""

@@ -154,6 +154,35 @@ def test_a_task_finetune_budget_applies_to_that_task_and_reruns_only_its_finetun
     assert [path.stat().st_mtime_ns for path in kept] == stamps
 
 
+def test_a_task_file_edited_in_place_reruns_the_stages_that_read_it_and_only_those(small_run, tmp_path):
+    from mmadapt.data.sources import synth_file
+
+    _, cfg, _ = small_run
+    settings = OmegaConf.to_container(cfg.data.synth, resolve=True)
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.tsv"
+    train.write_bytes(synth_file("synth:multinli_1.0/multinli_1.0_train.jsonl", settings).read_bytes())
+    test.write_bytes(synth_file("synth:XNLI-1.0/xnli.test.tsv", settings).read_bytes())
+    out = tmp_path / "run"
+    overrides = [f"output_dir={out}", *SHRINK, "strategies=[{name: full}]", f"tasks.0.train_file={train}",
+                 f"tasks.0.test_file={test}"]
+    run_in_process(QUICKSTART, overrides)
+    run = out / "full"
+    outputs = {"adapt": run / "adapt" / "vo" / "embeddings.safetensors",
+               "finetune": run / "finetune" / "xnli" / "model" / "model.safetensors",
+               "source score": run / "finetune" / "xnli" / "source_test_scores.json",
+               "transfer": run / "transfer" / "xnli" / "vo" / "stage_complete.json"}
+
+    def rerun_after_dropping_last_line_of(edited):
+        stamps = {name: path.stat().st_mtime_ns for name, path in outputs.items()}
+        edited.write_text("".join(edited.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8")
+        run_in_process(QUICKSTART, overrides)
+        return {name for name, path in outputs.items() if path.stat().st_mtime_ns != stamps[name]}
+
+    # XNLI's test file holds every language: the source score and each language's transfer read it
+    assert rerun_after_dropping_last_line_of(test) == {"source score", "transfer"}
+    assert rerun_after_dropping_last_line_of(train) == {"finetune", "source score", "transfer"}
+
+
 def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
     env = clean_env()
     command = lambda out: mmadapt_command() + ["train", str(QUICKSTART), f"output_dir={out}", *SHRINK]  # noqa: E731

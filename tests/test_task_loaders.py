@@ -70,6 +70,21 @@ def test_mlqa_reads_squad_training_and_mlqa_files_per_language():
         task.eval_examples(options, "fr", "test")  # no such file in the fixtures
 
 
+def test_each_task_names_the_files_it_reads_for_a_split_and_language():
+    pawsx = PawsxTask()
+    options = task_options(pawsx, train_file="x/en/train.tsv", test_file="x/{language}/test_2k.tsv")
+    assert pawsx.data_files(options, "train", "en") == ["x/en/train.tsv"]
+    assert pawsx.data_files(options, "test", "de") == ["x/de/test_2k.tsv"]
+    assert pawsx.data_files(options, "dev", "de") == []  # from the `datasets` cache
+    mlqa = MlqaTask()
+    options = task_options(mlqa, train_file=str(SQUAD_DIR / "train-v1.1.json"), mlqa_dir=str(MLQA_DIR))
+    assert mlqa.data_files(options, "test", "de") == [str(MLQA_DIR / "test" / "test-context-de-question-de.json")]
+    assert mlqa.data_files(options, "train", "en") == [str(SQUAD_DIR / "train-v1.1.json")]
+    assert [ex["id"] for ex in mlqa.eval_examples(options, "de", "test")][:1] == ["mlqa-de-1"]
+    overridden = task_options(mlqa, mlqa_dir=str(MLQA_DIR), test_file="t/{language}.json")
+    assert mlqa.data_files(overridden, "test", "de") == ["t/de.json"]
+
+
 def test_squad_dev_keeps_every_gold_answer():
     task = SquadTask()
     dev = task.eval_examples(task_options(task, dev_file=str(SQUAD_DIR / "dev-v1.1.json")), "en", "dev")

@@ -43,6 +43,23 @@ def file_digest(path: Path) -> str:
     return _DIGESTS[key]
 
 
+def path_digest(path: Path) -> str:
+    """A file's `file_digest`, or for a directory (a `save_to_disk` dataset) one digest over every
+    file in it, by relative path and content."""
+    path = Path(path)
+    if not path.is_dir():
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def fill_language(template: str, language: str) -> str:
+    """`template` with `{language}` replaced (paths of per-language files)."""
+    return template.replace("{language}", language)
+
+
 def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
     """The synthetic benchmark for `settings` (generated once, then reused from the cache)."""
     from mmadapt.synth import GENERATOR_VERSION, generate_benchmark

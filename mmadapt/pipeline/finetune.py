@@ -15,7 +15,7 @@ from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
-from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
+from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings, task_data_digests
 from mmadapt.pretraining import model_family
 from mmadapt.trainer import Trainer, seed_everything
 
@@ -23,14 +23,15 @@ from mmadapt.trainer import Trainer, seed_everything
 def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> dict[str, Any]:
     """Fine-tune on one task into ctx.stage_dir/model; skipped if complete for these settings."""
     cfg = ctx.cfg
-    fingerprint = digest("finetune", upstream, task_section, outcome_settings(cfg.finetune),
+    task = ctx.plugins.tasks.get(task_section.name)
+    train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
+    fingerprint = digest("finetune", upstream, task_section, train_data, outcome_settings(cfg.finetune),
                          outcome_settings(cfg.train, is_train=True), cfg.precision,
                          cfg.deepspeed.resolved, cfg.seed)
     done = completed(ctx.stage_dir, fingerprint)
     if done:
         ctx.log(f"finetune[{task_section.name}]: already complete in {ctx.stage_dir}; skipping")
         return done
-    task = ctx.plugins.tasks.get(task_section.name)
     ctx.fingerprint = fingerprint
     family = model_family(ctx)
     seed_everything(cfg.seed)

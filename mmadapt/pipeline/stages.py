@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mmadapt.data.sources import path_digest
 from mmadapt.data.textfiles import write_text_atomic
 
 STAGE_DONE = "stage_complete.json"
@@ -21,6 +22,14 @@ def digest(*parts: Any) -> str:
     """sha256 of JSON-serialised parts (DictConfigs are resolved to plain containers)."""
     plain = [OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts]
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def task_data_digests(task: Any, task_section: Any, split: str, language: str) -> list[str]:
+    """Content digests of the files `task` reads for `split` ("train", "dev", "test") and `language`
+    (its `data_files`), for the fingerprints of the stages that read them. A path not on disk is
+    left out: the task's loader reports it."""
+    paths = [Path(p).expanduser() for p in task.data_files(task_section, split, language)]
+    return [path_digest(p) for p in paths if p.exists()]
 
 
 #: `train:` keys that only change how a run is watched or checkpointed, never what it produces:

@@ -23,7 +23,7 @@ from mmadapt_plugins.tasks.extractive_qa import ExtractiveQATask, dataset_qa_exa
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.qa_metrics import MLQA_ARTICLES, SQUAD_RULES, AnswerRules, mlqa_rules
 from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, require_path,
+    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, require_path,
     take,
 )
 
@@ -102,13 +102,18 @@ class MlqaTask(ExtractiveQATask):
     def train_examples(self, options: Any) -> list[dict]:
         return take(_squad_train(options, "hf_train_dataset"), option(options, "max_train_examples"))
 
+    def data_files(self, options: Any, split: str, language: str) -> list[str]:
+        files = super().data_files(options, split, language)
+        if not files and split != "train" and option(options, "mlqa_dir") is not None:
+            name = f"{split}-context-{language}-question-{language}.json"
+            files = [str(Path(option(options, "mlqa_dir")) / split / name)]
+        return files
+
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
         self.rules(language)  # an unsupported language fails before any data is read
-        path = option(options, f"{split}_file")
-        if path is None and option(options, "mlqa_dir") is not None:
-            path = str(Path(option(options, "mlqa_dir")) / split / f"{split}-context-{{language}}-question-{{language}}.json")
-        path = fill_language(path, language) if path is not None else None
+        files = self.data_files(options, split, language)
+        path = files[0] if files else None
         if path is not None and not is_dataset_dir(path):
             examples = read_squad_json(require_path(path, f"MLQA {split} file", _MLQA_HINT))
         else:

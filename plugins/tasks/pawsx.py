@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmadapt.data.sources import fill_language
 from mmadapt.hookspecs import hookimpl
 
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
+    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
     require_path, take,
 )
 

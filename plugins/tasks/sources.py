@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from mmadapt.data.sources import hf_offline
+from mmadapt.data.sources import fill_language, hf_offline
 from mmadapt.data.textfiles import text_lines
 from mmadapt.errors import DataError, MmadaptError
 
@@ -27,11 +27,6 @@ def check_split(split: str) -> None:
     """`split` must be one of the evaluation splits."""
     if split not in SPLITS:
         raise MmadaptError(f"unknown split {split!r}; evaluation splits are {', '.join(SPLITS)}")
-
-
-def fill_language(template: str, language: str) -> str:
-    """`template` with `{language}` replaced (paths of per-language files)."""
-    return template.replace("{language}", language)
 
 
 def require_path(path: str | Path, what: str, hint: str = "") -> Path:

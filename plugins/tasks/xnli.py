@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmadapt.hookspecs import hookimpl
-
+from mmadapt.data.sources import fill_language
 from mmadapt.data.textfiles import read_jsonl
 from mmadapt.errors import DataError
+from mmadapt.hookspecs import hookimpl
+
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, fill_language, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
+    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
     require_keys, require_path, take,
 )
 
