@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmadapt.data.sources import fill_language
 from mmadapt.hookspecs import hookimpl
 
 from mmadapt_plugins.tasks.options import option
@@ -54,8 +53,8 @@ class PawsxTask(PairClassificationTask):
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
-        path = option(options, f"{split}_file")
-        path = fill_language(path, language) if path is not None else None
+        files = self.data_files(options, split, language)  # the same files stage fingerprints hold
+        path = files[0] if files else None
         if path is None or is_dataset_dir(path):
             examples = self._from_hf(options, language, split, spec=path)
         else:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmadapt.data.sources import fill_language
 from mmadapt.data.textfiles import read_jsonl
 from mmadapt.errors import DataError
 from mmadapt.hookspecs import hookimpl
@@ -64,11 +63,11 @@ class XnliTask(PairClassificationTask):
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
-        path = option(options, f"{split}_file")
-        if path is None:
+        files = self.data_files(options, split, language)  # the same files stage fingerprints hold
+        if not files:
             examples = self._from_hf(options, language, split)
         else:
-            path = fill_language(path, language)
+            path = files[0]
             if is_dataset_dir(path):
                 examples = self._from_hf(options, language, split, spec=path)
             else:
