@@ -82,11 +82,36 @@ def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML 
         raise typer.Exit(code=2)
 
 
+def _synth_languages(languages: Optional[str], custom: List[str], describe_only: bool) -> list:
+    """`data synth`'s languages: the built-in codes listed (default src,vo,na; all to describe), then the
+    `--custom-language` JSON settings."""
+    import json
+
+    from mmadapt.synth import BUILTIN_LANGUAGES
+
+    default = ",".join(BUILTIN_LANGUAGES) if describe_only else "src,vo,na"
+    codes: list = [code.strip() for code in (languages or default).split(",") if code.strip()]
+    for spec in custom:
+        try:
+            codes.append(json.loads(spec))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--custom-language takes a JSON object; {spec!r}: {exc}") from None
+    return codes
+
+
 @data_app.command("synth")
 def data_synth(
     out_dir: Path = typer.Argument(..., help="Directory to write the benchmark into (replaced if it exists)."),
     seed: int = typer.Option(0, help="Seed: the same seed and sizes always give byte-identical files."),
-    languages: str = typer.Option("src,vo,na", help="Comma-separated built-in language codes, `src` included."),
+    languages: Optional[str] = typer.Option(
+        None, help="Comma-separated built-in language codes, `src` included (default: src,vo,na; with "
+                   "--describe: every built-in language, listed with what sets it apart)."),
+    custom_language: Optional[List[str]] = typer.Option(
+        None, "--custom-language", help='A new language from settings, as JSON (repeatable), e.g. '
+                                        '\'{"code": "x1", "script": "hebrew", "order": {"clause": "SOV"}, '
+                                        '"morphology": "prefix", "synonyms": 0.3}\'.'),
+    grammar_variant: int = typer.Option(
+        0, help="Source grammar: 0 is the standard one; k > 0 draws other inventory sizes and weights from the seed."),
     corpus_sentences: Optional[int] = typer.Option(
         None, help="Statements per language corpus (default: the generator's)."),
     nli_train: Optional[int] = typer.Option(
@@ -114,8 +139,8 @@ def data_synth(
     """
     from mmadapt.synth import describe, generate_benchmark
 
-    codes = [code.strip() for code in languages.split(",") if code.strip()]
     try:
+        codes = _synth_languages(languages, custom_language or [], describe_only)
         if describe_only:
             typer.echo(describe(codes))
             return
@@ -123,12 +148,13 @@ def data_synth(
                  "nli_test": nli_test, "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
                  "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test,
                  "pawsx_frames": [f.strip() for f in pawsx_frames.split(",") if f.strip()] if pawsx_frames else None}
-        bench = generate_benchmark(out_dir, seed=seed, languages=codes,
+        bench = generate_benchmark(out_dir, seed=seed, languages=codes, grammar_variant=grammar_variant,
                                    **{name: value for name, value in settings.items() if value is not None})
     except ValueError as exc:
         raise MmadaptError(f"mmadapt data synth: {exc}") from exc
-    typer.echo(f"wrote the synthetic benchmark (languages {', '.join(codes)}, seed {seed}) to {bench.root}; "
-               f"its files are listed in {bench.manifest}")
+    names = ", ".join(code if isinstance(code, str) else str(code.get("code")) for code in codes)
+    typer.echo(f"wrote the synthetic benchmark (languages {names}, seed {seed}, grammar variant {grammar_variant}) "
+               f"to {bench.root}; its files are listed in {bench.manifest}")
 
 
 @app.command("compute", context_settings=_EXTRA_ARGS)

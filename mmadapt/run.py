@@ -15,6 +15,7 @@ from mmadapt.distributed import barrier, init_distributed
 from mmadapt.errors import MmadaptError
 from mmadapt.flops import ModelShape
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
+from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.finetune import finetune_task
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg
 from mmadapt.pipeline.report import table, write_report
@@ -91,6 +92,8 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                 record = adapt_language(ctx, lang, adapt_model_dir(pretrain["outputs"]), tokenizers[lang],
                                         pretrain["fingerprint"])
                 records[run.name][f"adapt/{lang}"] = record
+                records[run.name][f"alignment/{lang}"] = (
+                    language_alignment(ctx, lang, record, adapt_model_dir(pretrain["outputs"])) if dist.is_main else {})
                 result.outputs[key(run, f"adapt/{lang}")] = {k: Path(v) for k, v in record["outputs"].items()}
         for task_section in tasks:
             task = task_section.name
@@ -114,7 +117,8 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                     record = transfer_language(ctx, task_section, finetuned, lang, adapted)
                     result.outputs[key(run, f"transfer/{task}/{lang}")] = {
                         k: Path(v) for k, v in record["outputs"].items()}
-                    row = _row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted)
+                    row = _row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted,
+                               records[run.name].get(f"alignment/{lang}", {}))
                     row["stage_metrics"] = {"pretrain": records[run.name]["pretrain"].get("metrics", {}),
                                             "adapt": adapted.get("metrics", {}),
                                             "finetune": finetuned.get("metrics", {})}
@@ -139,15 +143,20 @@ def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
     return sections
 
 
-def _row(strategy: str, task: str, language: str, source: float, transfer: dict, adapted: dict) -> dict[str, Any]:
+def _row(strategy: str, task: str, language: str, source: float, transfer: dict, adapted: dict,
+         alignment: dict) -> dict[str, Any]:
     m, a = transfer["metrics"], adapted["metrics"]
+    by_step = alignment.get("alignment_by_step", {})
+    curve = [{**point, "alignment_at_1": by_step[point["step"]]} if point["step"] in by_step else point
+             for point in m.get("curve", [])]
     return {"strategy": strategy, "task": task, "language": language, "source_score": source,
             "target_score": m["target_score"], "control_score": m["control_score"],
             "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
             "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
             "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
-            "curve": m.get("curve", [])}
+            "alignment_at_1": alignment.get("alignment_at_1"), "alignment_pairs": alignment.get("alignment_pairs"),
+            "curve": curve}
 
 
 def _pretrain_metrics(cfg: DictConfig, plugins: Any, stage_dir: Path, big: Path) -> dict[str, Any]:

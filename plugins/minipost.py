@@ -10,15 +10,22 @@ Features and the recipe keys that turn them on:
   layers right above the last selected one), and an MLM head initialised from the big model's
   head (its decoder stays tied to the frozen word embeddings)
 
-Only the new parameters train, with MLM on `data.train`. Writes `big/` (the model it started
+Only the new parameters train, with MLM on `data.train`; with `strategy.distill` > 0 they also learn
+to reproduce the big model's last hidden states (loss = MLM + distill x mean squared error, the big
+model running forward only as the teacher), so that the mini-model stands in for the big model's
+upper layers rather than for any model that fits the source MLM. Writes `big/` (the model it started
 from, unchanged), `mini/` (a plain `*ForMaskedLM` with k + new_layers layers) and `manifest.json`
 (see `mmadapt.minimodel`; the new layers have `big_layer: null`).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch.nn.functional as F
 
 from mmadapt.engine import trainable_parameters
 from mmadapt.errors import MmadaptError
@@ -28,7 +35,7 @@ from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import Strategy
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
                                select_layers, write_manifest)
-from mmadapt.objectives import MaskedLMObjective
+from mmadapt.objectives import MaskedLMObjective, masked_lm_loss, mlm_head_name
 from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
 from mmadapt.trainer import Trainer
 
@@ -59,6 +66,34 @@ def build_minipost_model(family: Any, big: Any, layers: list[int], new_layers: i
     return mini
 
 
+class DistilledMLMObjective(torch.nn.Module):
+    """The mini-model's MLM loss + `weight` x MSE between its last hidden states and the big model's.
+
+    The big model is a frozen teacher kept out of the module tree (DeepSpeed never sees or
+    partitions it): a private copy, moved to the mini-model's device and dtype on first use.
+    """
+
+    def __init__(self, mini: Any, big: Any, weight: float):
+        super().__init__()
+        self.model = mini
+        self.weight = weight
+        self._head_name = mlm_head_name(mini)
+        teacher = copy.deepcopy(big).eval()
+        teacher.requires_grad_(False)
+        self._teacher = [teacher]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        hidden = self.model.base_model(**inputs)[0]
+        mlm = masked_lm_loss(getattr(self.model, self._head_name), hidden, batch["labels"])
+        teacher = self._teacher[0].to(device=hidden.device, dtype=hidden.dtype)
+        with torch.no_grad():
+            target = teacher.base_model(**inputs)[0]
+        real = batch["attention_mask"].bool()
+        match = F.mse_loss(hidden[real].float(), target[real].float())
+        return {"loss": mlm + self.weight * match, "mlm_loss": mlm.detach(), "distill_loss": match.detach()}
+
+
 class MiniPostStrategy(Strategy):
     """Freeze a pretrained model's embeddings + selected layers, train new layers and a head on top."""
 
@@ -73,6 +108,8 @@ class MiniPostStrategy(Strategy):
         new_layer_init: str = field(default="random", metadata={"choices": NEW_LAYER_INITS})
         #: which big-model layers the mini-model takes (a layer-rule plugin and its options)
         layer_rule: LayerRuleSection = layer_rule_field()
+        #: weight of matching the big model's last hidden states while the new layers train (0: MLM only)
+        distill: float = 0.0
 
     description = "freeze embeddings + k layers of a pretrained model, train new_layers new layers + MLM head on top"
 
@@ -83,6 +120,8 @@ class MiniPostStrategy(Strategy):
                                "save_pretrained directory or to an earlier run's output_dir (e.g. runs/tiny_full)")
         if opts.new_layers < 0:
             raise MmadaptError(f"strategy.new_layers must be 0 or more, got {opts.new_layers}")
+        if opts.distill < 0:
+            raise MmadaptError(f"strategy.distill must be 0 or more, got {opts.distill}")
         family = model_family(ctx)
         tokenizer = load_tokenizer(ctx)
         big = build_model(ctx, tokenizer)
@@ -91,11 +130,11 @@ class MiniPostStrategy(Strategy):
         big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
         manifest = build_manifest("minipost", opts.k, opts.layer_rule, big, mini,
                                   layers + [None] * opts.new_layers, ctx.cfg.data.block_size)
-        del big  # the layers above the selection and the old head are not needed any more
+        objective = DistilledMLMObjective(mini, big, opts.distill) if opts.distill > 0 else MaskedLMObjective(mini)
+        del big  # the layers above the selection and the old head are not needed any more (a teacher holds a copy)
         ctx.log(f"minipost: frozen big-model layers {[i + 1 for i in layers]} (1-based) + {opts.new_layers} "
                 f"new layers ({opts.new_layer_init}); {manifest['parameters']['mini_trainable']:,} trainable parameters")
         train_set, eval_set = mlm_datasets(ctx, tokenizer)
-        objective = MaskedLMObjective(mini)
         result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
         ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
         mini_dir = save_pretrained_atomic(mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
@@ -108,8 +147,12 @@ class MiniPostStrategy(Strategy):
         pretrain = training_flops_per_token(big.with_(num_layers=n), seq_len,
                                             trainable_layers=[False] * k + [True] * options.new_layers,
                                             heads=[MLMHead(trainable=True)], masked_fraction=masked_fraction)
+        what = ""
+        if options.distill > 0:  # the teacher's forward pass, without its head
+            pretrain = pretrain + training_flops_per_token(big, seq_len, heads=[])
+            what = "; the big model's forward as the teacher"
         return StrategyCompute(pretrain, f"{k} frozen big-model layers + {options.new_layers} new layers and a "
-                               "head that train", n, f"the mini-model ({k} big + {options.new_layers} new layers)")
+                               f"head that train{what}", n, f"the mini-model ({k} big + {options.new_layers} new layers)")
 
 
 @hookimpl

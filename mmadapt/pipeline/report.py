@@ -2,7 +2,9 @@
 
 `report.json` holds `{"rows": [...]}`, one row per (strategy, task, language), with at least
 strategy, task, language, source_score, target_score, control_score, adapt_steps,
-adapt_seconds and adapt_flops; scores are fractions in [0, 1]. Other tools read it: keep
+adapt_seconds and adapt_flops; scores are fractions in [0, 1]. With a bilingual dictionary for the language
+(`languages.<code>.dictionary`) rows also carry `alignment_at_1` (see `mmadapt.pipeline.alignment`), and each
+curve point its snapshot's. Other tools read it: keep
 these names.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach,
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-COLUMNS = ("strategy", "task", "language", "source_score", "target_score", "control_score",
+COLUMNS = ("strategy", "task", "language", "source_score", "target_score", "control_score", "alignment_at_1",
            "adapt_steps", "adapt_seconds", "adapt_flops")
 
 
@@ -45,7 +47,8 @@ def write_report(output_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Pa
     output_dir.mkdir(parents=True, exist_ok=True)
     reach = compute_to_reach(rows)
     markdown = ("# mmadapt report\n\nScores are fractions in [0, 1] on each task's primary metric; `control` "
-                "uses the new language's untrained embeddings.\n\n" + table(rows) + "\n")
+                "uses the new language's untrained embeddings; `alignment_at_1` is the share of dictionary words whose "
+                "new embedding's nearest source embedding is their translation's ('-': no dictionary).\n\n" + table(rows) + "\n")
     if plot_curves(rows, output_dir / CURVE_PNG) is not None:
         markdown += (f"\n## Target score against adapt-stage compute\n\n![target score against adapt compute]"
                      f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `full`'s final target score "

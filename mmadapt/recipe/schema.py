@@ -118,6 +118,9 @@ class LanguageSection:
 
     corpus: list[str] = field(default_factory=list)
     eval_corpus: list[str] = field(default_factory=list)
+    #: a bilingual dictionary (MUSE layout: one `source_word target_word` pair per line) for the
+    #: report's `alignment_at_1` diagnostic only; `synth:dictionaries/src-<code>.txt` for synthetic languages
+    dictionary: Optional[str] = None
 
 
 @dataclass

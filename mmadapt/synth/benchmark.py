@@ -14,9 +14,12 @@ Layout (paths relative to the output directory, all listed in ``manifest.json``)
     squad/train-v1.1.json                 extractive QA training data, source language only
     mlqa/dev/dev-context-<lang>-question-<lang>.json    QA dev set per language (translations)
     mlqa/test/test-context-<lang>-question-<lang>.json  QA test set per language (translations)
+    dictionaries/src-<lang>.txt           bilingual dictionary per new language (MUSE layout), diagnostics
 
 Every task's evaluation examples are the same meanings rendered in each language, so
-ids and labels (and answers, up to translation) are parallel across languages.
+ids and labels (and answers, up to translation) are parallel across languages. Languages
+are built-in codes, `LanguageSpec`s or settings mappings (`custom.py`); `grammar_variant`
+picks another source grammar (`variants.py`).
 """
 from __future__ import annotations
 
@@ -24,25 +27,30 @@ import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from mmadapt.errors import did_you_mean
 from mmadapt.synth import writers
+from mmadapt.synth.custom import spec_from_settings
 from mmadapt.synth.grammar import Grammar
 from mmadapt.synth.languages import BUILTIN_LANGUAGES, SOURCE, Language, LanguageSpec
-from mmadapt.synth.lexicon import SCRIPTS, build_lexicon, build_meanings
+from mmadapt.synth.lexicon import SCRIPTS, build_meanings, dictionary_pairs
 from mmadapt.synth.nli import LABELS, NliGenerator
 from mmadapt.synth.paraphrase import LABELS as PARAPHRASE_LABELS
 from mmadapt.synth.paraphrase import ParaphraseGenerator, render_words
 from mmadapt.synth.qa import SEPARATOR as QA_SEPARATOR
 from mmadapt.synth.qa import QaGenerator
+from mmadapt.synth.variants import GrammarVariant, grammar_variant as draw_grammar_variant
 
 # Bump whenever the same seed and settings would produce different files.
 # 2: question words, questions in the corpora, PAWS-X and SQuAD/MLQA tasks.
 # 3: Zipfian word frequencies and selectional preferences (`usage.py`), so words are identifiable.
 # 4: paraphrase sentences of at most 14 words, so a pair fits a 32-token input untruncated; paraphrase
 #    pairs in the "and" frame only by default (`pawsx_frames`).
-GENERATOR_VERSION = "4"
+# 5: bilingual dictionaries (dictionaries/src-<lang>.txt) and each language's typology and the grammar in
+#    the manifest; typology settings and grammar variants. With the default settings every other file is
+#    byte-identical to version 4's, but a version-4 directory lacks the new files (caches are keyed on this).
+GENERATOR_VERSION = "5"
 # Share of extra corpus lines that are questions (on top of `corpus_sentences` statements),
 # so each language's question words occur in its MLM text.
 CORPUS_QUESTION_SHARE = 0.05
@@ -51,7 +59,7 @@ DEFAULT_LANGUAGES = ("src", "vo", "wo")
 # fine-tuning steps on 15000 of them) but not the relative-clause frame (55%), and with both frames
 # mixed it stays at chance: so "and" only, unless `pawsx_frames` asks for the harder frame too.
 DEFAULT_PAWSX_FRAMES = ("and",)
-LanguageLike = Union[str, LanguageSpec]
+LanguageLike = Union[str, LanguageSpec, Mapping[str, Any]]
 TASK_DESCRIPTIONS = {
     "nli": "the hypothesis is the premise with one edit (drop/add a modifier or clause, noun to class "
            "word or back, negation, antonym); a negated premise reverses the drop/add directions.",
@@ -82,6 +90,7 @@ class SynthBenchmark:
     qa_train: Path
     qa_dev: dict[str, Path]
     qa_test: dict[str, Path]
+    dictionaries: dict[str, Path]  # new language -> its src-<lang> dictionary
 
 
 def generate_benchmark(
@@ -100,55 +109,48 @@ def generate_benchmark(
     qa_dev: int = 200,
     qa_test: int = 400,
     pawsx_frames: Sequence[str] = DEFAULT_PAWSX_FRAMES,
+    grammar_variant: int | None = 0,
 ) -> SynthBenchmark:
     """Generate the synthetic benchmark into `out_dir` and return its paths.
 
-    `languages` are codes of `BUILTIN_LANGUAGES` (``src``, ``vo``, ``wo``, ``na``, ``vso``) or
-    `LanguageSpec`s; the source language ``src`` must be among them. Sizes count
-    statements per corpus (plus `CORPUS_QUESTION_SHARE` as many questions), NLI and
-    paraphrase pairs, and QA questions; `pawsx_frames` picks the paraphrase frames ("and",
-    "relative": see `mmadapt.synth.paraphrase`). The directory is built beside `out_dir` and
-    renamed into place (replacing an older one), and the same seed and settings always
-    give byte-identical files.
+    `languages` are codes of `BUILTIN_LANGUAGES` (see `describe()`), `LanguageSpec`s or
+    settings mappings (`mmadapt.synth.custom`); the source language ``src`` must be among
+    them. Sizes count statements per corpus (plus `CORPUS_QUESTION_SHARE` as many
+    questions), NLI and paraphrase pairs, and QA questions; `pawsx_frames` picks the
+    paraphrase frames ("and", "relative": see `mmadapt.synth.paraphrase`);
+    `grammar_variant` k > 0 draws another source grammar from the seed (0 or None: the
+    source grammar; see `mmadapt.synth.variants`). The directory is built beside `out_dir`
+    and renamed into place (replacing an older one), and the same seed and settings
+    always give byte-identical files.
     """
     specs = resolve_languages(languages)
     sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev, "nli_test": nli_test,
              "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
              "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
-    bad = [f"{name}={value}" for name, value in sizes.items() if not isinstance(value, int) or value < 1]
-    if bad:
-        raise ValueError(f"benchmark sizes must be positive integers: {', '.join(bad)}")
+    _check_sizes(sizes)
     out_dir = Path(out_dir)
-    meanings = build_meanings(seed)
-    langs = [Language(spec, build_lexicon(spec.code, SCRIPTS[spec.script], meanings, seed)) for spec in specs]
+    variant = draw_grammar_variant(seed, grammar_variant)
+    meanings = build_meanings(seed, variant.inventory, variant.variant)
+    langs = [Language.build(spec, meanings, seed) for spec in specs]
+    grammar = Grammar(meanings, variant.weights)
     source = next(lang for lang in langs if lang.code == SOURCE)
-    grammar = Grammar(meanings)
     paws = ParaphraseGenerator(grammar, render_words(source), pawsx_frames)  # checks the frames before any work
     files = _layout([lang.code for lang in langs])
+    settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": variant.variant}
     staged = writers.staging_dir(out_dir)
     try:
         _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
-        nli = NliGenerator(grammar)
-        nli_splits = {split: nli.examples(random.Random(f"{seed}:nli:{split}"), sizes[f"nli_{split}"])
-                      for split in ("train", "dev", "test")}
-        writers.write_multinli_jsonl(staged / files["nli"]["train"], nli_splits["train"], source)
-        writers.write_xnli_tsv(staged / files["nli"]["dev"], nli_splits["dev"], langs)
-        writers.write_xnli_tsv(staged / files["nli"]["test"], nli_splits["test"], langs)
-        qa = QaGenerator(grammar)
-        for split in ("train", "dev", "test"):
-            pairs = paws.pairs(random.Random(f"{seed}:paraphrase:{split}"), sizes[f"pawsx_{split}"])
-            paragraphs = qa.paragraphs(random.Random(f"{seed}:qa:{split}"), sizes[f"qa_{split}"])
-            # Training data in the source language only, evaluation data in every language.
-            for lang in [source] if split == "train" else langs:
-                where = files["paraphrase"][split] if split == "train" else files["paraphrase"][split][lang.code]
-                writers.write_pawsx_tsv(staged / where, pairs, lang)
-                where = files["qa"][split] if split == "train" else files["qa"][split][lang.code]
-                writers.write_squad_json(staged / where, paragraphs, lang, split)
-        writers.write_json(staged / "manifest.json",
-                           _manifest(seed, {**sizes, "pawsx_frames": list(pawsx_frames)}, langs, files))
+        _write_tasks(staged, files, langs, grammar, paws, seed, sizes)
+        _write_dictionaries(staged, files, langs)
+        writers.write_json(staged / "manifest.json", _manifest(seed, settings, langs, files, variant))
         writers.publish_dir(staged, out_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+    return _benchmark_paths(out_dir, files)
+
+
+def _benchmark_paths(out_dir: Path, files: dict) -> SynthBenchmark:
+    """The `SynthBenchmark` of a directory with the `_layout` `files`."""
 
     def paths(rel: dict[str, str]) -> dict[str, Path]:
         return {code: out_dir / p for code, p in rel.items()}
@@ -167,7 +169,44 @@ def generate_benchmark(
         qa_train=out_dir / files["qa"]["train"],
         qa_dev=paths(files["qa"]["dev"]),
         qa_test=paths(files["qa"]["test"]),
+        dictionaries=paths(files["dictionary"]),
     )
+
+
+def _check_sizes(sizes: dict) -> None:
+    bad = [f"{name}={value}" for name, value in sizes.items() if not isinstance(value, int) or value < 1]
+    if bad:
+        raise ValueError(f"benchmark sizes must be positive integers: {', '.join(bad)}")
+
+
+def _write_dictionaries(root: Path, files: dict, langs: list[Language]) -> None:
+    """Each new language's MUSE-layout dictionary: `source_word target_word` per line, sorted."""
+    source = next(lang for lang in langs if lang.code == SOURCE)
+    for lang in langs:
+        if lang.code != SOURCE:
+            pairs = dictionary_pairs(source.lexicon, lang.lexicon)
+            writers.write_lines(root / files["dictionary"][lang.code], (f"{s} {t}" for s, t in pairs))
+
+
+def _write_tasks(root: Path, files: dict, langs: list[Language], grammar: Grammar, paws: ParaphraseGenerator,
+                 seed: int, sizes: dict) -> None:
+    """The NLI, paraphrase and QA files: training data in the source language, evaluation data in every one."""
+    source = next(lang for lang in langs if lang.code == SOURCE)
+    nli = NliGenerator(grammar)
+    nli_splits = {split: nli.examples(random.Random(f"{seed}:nli:{split}"), sizes[f"nli_{split}"])
+                  for split in ("train", "dev", "test")}
+    writers.write_multinli_jsonl(root / files["nli"]["train"], nli_splits["train"], source)
+    writers.write_xnli_tsv(root / files["nli"]["dev"], nli_splits["dev"], langs)
+    writers.write_xnli_tsv(root / files["nli"]["test"], nli_splits["test"], langs)
+    qa = QaGenerator(grammar)
+    for split in ("train", "dev", "test"):
+        pairs = paws.pairs(random.Random(f"{seed}:paraphrase:{split}"), sizes[f"pawsx_{split}"])
+        paragraphs = qa.paragraphs(random.Random(f"{seed}:qa:{split}"), sizes[f"qa_{split}"])
+        for lang in [source] if split == "train" else langs:
+            where = files["paraphrase"][split] if split == "train" else files["paraphrase"][split][lang.code]
+            writers.write_pawsx_tsv(root / where, pairs, lang)
+            where = files["qa"][split] if split == "train" else files["qa"][split][lang.code]
+            writers.write_squad_json(root / where, paragraphs, lang, split)
 
 
 def _layout(codes: list[str]) -> dict:
@@ -190,6 +229,7 @@ def _layout(codes: list[str]) -> dict:
             **{split: {code: f"mlqa/{split}/{split}-context-{code}-question-{code}.json" for code in codes}
                for split in ("dev", "test")},
         },
+        "dictionary": {code: f"dictionaries/{SOURCE}-{code}.txt" for code in codes if code != SOURCE},
     }
 
 
@@ -216,11 +256,16 @@ def _write_corpora(root: Path, files: dict, langs: list[Language], grammar: Gram
 
 
 def resolve_languages(languages: Sequence[LanguageLike]) -> list[LanguageSpec]:
-    """The specs for `languages`, checked: known codes, source included, no repeats, one script each."""
+    """The specs for `languages`, checked: known codes or valid settings, source included, no repeats,
+    one script each."""
     specs = []
     for lang in languages:
         if isinstance(lang, LanguageSpec):
             specs.append(lang)
+        elif isinstance(lang, Mapping):
+            specs.append(spec_from_settings(lang))
+        elif not isinstance(lang, str):
+            raise ValueError(f"a synthetic language is a built-in code or a mapping of settings; got {lang!r}")
         elif lang in BUILTIN_LANGUAGES:
             specs.append(BUILTIN_LANGUAGES[lang])
         else:
@@ -241,13 +286,12 @@ def resolve_languages(languages: Sequence[LanguageLike]) -> list[LanguageSpec]:
     return specs
 
 
-def language_words(seed: int = 0, languages: Sequence[LanguageLike] = DEFAULT_LANGUAGES) -> dict[str, list[str]]:
-    """Every word form of each language (sorted), as `generate_benchmark` with `seed` writes them."""
-    meanings = build_meanings(seed)
-    return {
-        spec.code: build_lexicon(spec.code, SCRIPTS[spec.script], meanings, seed).words()
-        for spec in resolve_languages(languages)
-    }
+def language_words(seed: int = 0, languages: Sequence[LanguageLike] = DEFAULT_LANGUAGES,
+                   grammar_variant: int | None = 0) -> dict[str, list[str]]:
+    """Every word form of each language (sorted), as `generate_benchmark` with these settings writes them."""
+    variant = draw_grammar_variant(seed, grammar_variant)
+    meanings = build_meanings(seed, variant.inventory, variant.variant)
+    return {spec.code: Language.build(spec, meanings, seed).lexicon.words() for spec in resolve_languages(languages)}
 
 
 def describe(languages: Sequence[LanguageLike] = tuple(BUILTIN_LANGUAGES)) -> str:
@@ -257,14 +301,23 @@ def describe(languages: Sequence[LanguageLike] = tuple(BUILTIN_LANGUAGES)) -> st
         "A seeded probabilistic grammar (nouns with number, agreeing verbs, adjectives, adverbs,",
         "prepositional phrases, relative clauses, negation, 'and'/'because' clauses) gives the",
         "source language; new languages render the same meanings with their own invented words",
-        "(another script each, so no word or letter is shared with the source) and word order.",
+        "(another script each, so no word or letter is shared with the source), word order and",
+        "morphology (suffixes or prefixes glued to the stem; synonyms in some).",
         "Word frequencies are Zipfian and words prefer their partners (verbs their subjects and",
         "objects, nouns their adjectives, ...), so each word's contexts identify it.",
         "",
         "Languages:",
     ]
-    lines += [f"  {spec.code:<4} {spec.description}" for spec in resolve_languages(languages)]
+    specs = resolve_languages(languages)
+    width = max(len(spec.code) for spec in specs)
+    lines += [f"  {spec.code:<{width}} {spec.description}" for spec in specs]
     lines += [
+        "",
+        "More languages from settings: languages: [src, {code: x1, script: hebrew, order: {clause: SOV,",
+        "  determiner_after_noun: true}, morphology: prefix, synonyms: 0.3}]",
+        "(a script not used by another language: " + ", ".join(SCRIPTS) + ").",
+        "Other source grammars: grammar_variant: k (k > 0) draws the inventory sizes and construction",
+        "weights from the seed; 0, the default, is the grammar above.",
         "",
         f"NLI task ({' / '.join(LABELS)}, balanced): {TASK_DESCRIPTIONS['nli']}",
         "",
@@ -278,23 +331,27 @@ def describe(languages: Sequence[LanguageLike] = tuple(BUILTIN_LANGUAGES)) -> st
         "Files: manifest.json, corpus/<lang>.txt, lexicon/<lang>.txt,",
         "multinli_1.0/multinli_1.0_train.jsonl, XNLI-1.0/xnli.{dev,test}.tsv,",
         "paws-x/train.tsv, paws-x/<lang>/{dev,test}_2k.tsv, squad/train-v1.1.json,",
-        "mlqa/{dev,test}/{dev,test}-context-<lang>-question-<lang>.json",
+        "mlqa/{dev,test}/{dev,test}-context-<lang>-question-<lang>.json,",
+        "dictionaries/src-<lang>.txt (every source word form and its translations, one pair a line)",
     ]
     return "\n".join(lines)
 
 
-def _manifest(seed: int, sizes: dict, langs: list[Language], files: dict) -> dict:
+def _manifest(seed: int, settings: dict, langs: list[Language], files: dict, grammar: GrammarVariant) -> dict:
     return {
         "generator": "mmadapt.synth",
         "version": GENERATOR_VERSION,
         "seed": seed,
-        "settings": {**sizes, "languages": [lang.code for lang in langs]},
+        "settings": {**settings, "languages": [lang.code for lang in langs]},
         "source_language": SOURCE,
+        "grammar": grammar.as_dict(),
         "languages": {
             lang.code: {
                 "description": lang.spec.description,
                 "script": lang.spec.script,
                 "word_order": asdict(lang.spec.order),
+                "morphology": lang.spec.morphology,
+                "synonyms": lang.spec.synonyms,
                 "vocabulary_size": len(lang.lexicon.words()),
             }
             for lang in langs

@@ -2,16 +2,22 @@
 
 `src` is the source language. Every other language renders the same meanings with its
 own words (another script, so no word or character is shared with `src`) and, where its
-`WordOrder` says so, in another order. Rendering goes through labelled constituents so
-the MultiNLI parse columns can be written for free.
+`WordOrder` says so, in another order; its `LanguageSpec` also says whether inflections
+are suffixes or prefixes and what share of its content words have a synonym. Rendering
+goes through labelled constituents so the MultiNLI parse columns can be written for free.
 """
 from __future__ import annotations
 
+import collections
+import random
 from dataclasses import dataclass, field
 from typing import Union
 
 from mmadapt.synth import lexicon as lx
 from mmadapt.synth.grammar import Clause, NounPhrase, RelativeClause, Sentence
+
+
+CLAUSE_ORDERS = ("SVO", "SOV", "VSO")
 
 
 @dataclass(frozen=True)
@@ -24,16 +30,39 @@ class WordOrder:
     negation_after_verb: bool = False
     relative_before_noun: bool = False
     cause_first: bool = False  # "[cause] because [effect]" instead of "[effect] because [cause]"
+    # "dog the" / "big dog the": the determiner follows the noun and its adjective (relative clauses stay
+    # where `relative_before_noun` puts them, outside that group)
+    determiner_after_noun: bool = False
+
+    def __post_init__(self):
+        if self.clause not in CLAUSE_ORDERS:
+            raise ValueError(f"word order clause must be one of {', '.join(CLAUSE_ORDERS)}; got {self.clause!r}")
 
 
 @dataclass(frozen=True)
 class LanguageSpec:
-    """A named language: its code, a one-line description, script and word order."""
+    """A named language: its code, a one-line description, script, word order and morphology.
+
+    `morphology` is "suffix" (inflections glued after the stem, as in the source) or "prefix";
+    `synonyms` is the share of content lemmas (nouns, verbs, adjectives, adverbs) with a second,
+    synonymous stem, either used at random wherever the lemma occurs.
+    """
 
     code: str
     description: str
     script: str
     order: WordOrder = field(default_factory=WordOrder)
+    morphology: str = "suffix"
+    synonyms: float = 0.0
+
+    def __post_init__(self):
+        if self.morphology not in lx.MORPHOLOGIES:
+            raise ValueError(f"language {self.code!r}: morphology must be one of {', '.join(lx.MORPHOLOGIES)}; "
+                             f"got {self.morphology!r}")
+        if isinstance(self.synonyms, bool) or not isinstance(self.synonyms, (int, float)) \
+                or not 0 <= self.synonyms <= 1:
+            raise ValueError(f"language {self.code!r}: synonyms must be a share between 0 and 1; "
+                             f"got {self.synonyms!r}")
 
 
 SOURCE = "src"
@@ -73,6 +102,50 @@ BUILTIN_LANGUAGES: dict[str, LanguageSpec] = {
             "georgian",
             WordOrder("VSO", adjective_after_noun=True),
         ),
+        # One typological change each (plus the new words), so their effects can be told apart.
+        LanguageSpec(
+            "sov",
+            "new vocabulary and verb-final order only: Hebrew-script words; SOV (object and modifiers "
+            "before the verb, also in relative clauses), otherwise the source order",
+            "hebrew",
+            WordOrder("SOV"),
+        ),
+        LanguageSpec(
+            "v1",
+            "new vocabulary and verb-initial order only: Tifinagh-script words; VSO, otherwise the source order",
+            "tifinagh",
+            WordOrder("VSO"),
+        ),
+        LanguageSpec(
+            "nd",
+            "new vocabulary and determiners after the noun: Runic-script words; 'big dog the', otherwise "
+            "the source order",
+            "runic",
+            WordOrder(determiner_after_noun=True),
+        ),
+        LanguageSpec(
+            "pre",
+            "new vocabulary and prefixing morphology: Ethiopic-script words; plural, agreement and past "
+            "affixes glued before the stem, the source order",
+            "ethiopic",
+            morphology="prefix",
+        ),
+        LanguageSpec(
+            "prewo",
+            "prefixing morphology and the word order of 'wo': Devanagari-script words; affixes before the "
+            "stem; SOV, adjective after noun, postpositions, negation after the verb, relative clause "
+            "before the noun, 'because' clause first",
+            "devanagari",
+            WordOrder("SOV", True, True, True, True, True),
+            morphology="prefix",
+        ),
+        LanguageSpec(
+            "syn",
+            "new vocabulary with synonyms: Ol Chiki-script words; 30% of the content words (nouns, verbs, "
+            "adjectives, adverbs) have two synonymous stems used at random, the source order",
+            "ol_chiki",
+            synonyms=0.3,
+        ),
     )
 }
 
@@ -96,6 +169,15 @@ class Language:
         self.spec = spec
         self.lexicon = lexicon
         self.order = spec.order
+        # first form -> every form, for the words that have synonyms
+        self._variants = {lexicon.forms[key]: lexicon.variants(*key) for key in lexicon.synonyms}
+
+    @classmethod
+    def build(cls, spec: LanguageSpec, meanings: lx.Meanings, seed: int) -> "Language":
+        """The language `spec` describes, with the words `seed` gives it for `meanings`."""
+        lexicon = lx.build_lexicon(spec.code, lx.SCRIPTS[spec.script], meanings, seed,
+                                   morphology=spec.morphology, synonyms=spec.synonyms)
+        return cls(spec, lexicon)
 
     @property
     def code(self) -> str:
@@ -104,11 +186,26 @@ class Language:
     def render(self, sentence: Sentence) -> Rendered:
         """The sentence as space-separated words and parse strings."""
         tree = ("ROOT", [self.sentence_node(sentence)])
+        if self._variants:
+            tree = _with_leaves(tree, iter(self.surface(leaves(tree))))
         return Rendered(" ".join(leaves(tree)), binary_parse(tree), ptb_parse(tree))
 
     def text(self, sentence: Sentence) -> str:
         """The sentence as space-separated words."""
-        return " ".join(leaves(self.sentence_node(sentence)))
+        return " ".join(self.surface(leaves(self.sentence_node(sentence))))
+
+    def surface(self, words: list[str]) -> list[str]:
+        """A text's words (first forms, as the nodes hold them) with a synonym picked at random for each.
+
+        The picks are seeded by the text's words as a multiset, so a text always reads the same and two
+        texts with the same words (a paraphrase pair) use the same synonyms; without synonyms: `words`.
+        """
+        if not self._variants:
+            return words
+        counts = collections.Counter(w for w in words if w in self._variants)
+        rng = random.Random(f"synonyms:{self.code}:{' '.join(sorted(words))}")
+        picks = {w: [rng.choice(self._variants[w]) for _ in range(n)] for w, n in sorted(counts.items())}
+        return [picks[w].pop() if w in picks else w for w in words]
 
     def sentence_node(self, sentence: Sentence) -> Node:
         clauses = [self.clause_node(c) for c in sentence.clauses]
@@ -158,13 +255,14 @@ class Language:
         if np.adj is not None:
             adj = ("JJ", self.word(np.adj))
             head = [noun, adj] if self.order.adjective_after_noun else [adj, noun]
-        children: list[Node] = [("DT", self.word(det))]
-        if np.rel is None:
-            return ("NP", children + head)
-        rel = self.relative_node(np.rel, plural=np.plural, past=past)
+        rel = [] if np.rel is None else [self.relative_node(np.rel, plural=np.plural, past=past)]
+        det_node: Node = ("DT", self.word(det))
+        if self.order.determiner_after_noun:
+            group = head + [det_node]
+            return ("NP", rel + group if self.order.relative_before_noun else group + rel)
         if self.order.relative_before_noun:
-            return ("NP", children + [rel] + head)
-        return ("NP", children + head + [rel])
+            return ("NP", [det_node] + rel + head)
+        return ("NP", [det_node] + head + rel)
 
     def relative_node(self, rel: RelativeClause, *, plural: bool, past: bool) -> Node:
         # The head noun is the relative clause's subject, so the verb agrees with it.
@@ -195,6 +293,14 @@ def leaves(node: Node) -> list[str]:
     if isinstance(content, str):
         return [content]
     return [w for child in content for w in leaves(child)]
+
+
+def _with_leaves(node: Node, words) -> Node:
+    """`node` with its words replaced, in order, by the next ones of the iterator `words`."""
+    label, content = node
+    if isinstance(content, str):
+        return (label, next(words))
+    return (label, [_with_leaves(child, words) for child in content])
 
 
 def binary_parse(node: Node) -> str:

@@ -1,8 +1,9 @@
 """Paraphrase pairs in the manner of PAWS ("paraphrase adversaries from word scrambling").
 
 The two sentences of a pair always hold the same words (the same multiset of word forms,
-so in every language), and only structure tells a paraphrase (1) from a non-paraphrase
-(0). Sentences come in two frames, each with both labels:
+so in every language; a language with synonyms picks them from that multiset, so the same
+ones in both), and only structure tells a paraphrase (1) from a non-paraphrase (0).
+Sentences come in two frames, each with both labels:
 
 - "and": two simple clauses joined by "and". Paraphrase: the conjuncts swapped. Not a
   paraphrase: the two clauses' subjects, objects, verbs, adverbs, prepositional phrases

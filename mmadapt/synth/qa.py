@@ -12,7 +12,8 @@ Two rules keep every question answerable by exactly one span, in every language:
 - no verb occurs twice in a context (main or relative clause), so the verb a question
   restates names one clause;
 - the answer's noun, in its number, occurs once in the context, so its words, which hold
-  that noun form, occur once (forms are unique and languages map them one to one).
+  that noun form, occur once (forms are unique, and a language's forms, synonyms included,
+  belong to one (lemma, inflection) each).
 
 The corpora carry the same kind of questions (`ask`), so the question words are words of
 each language that a tokenizer and embeddings can learn from text, like any other.
@@ -142,7 +143,10 @@ class QaGenerator:
 
 def render_paragraph(language: Language, paragraph: QaParagraph) -> RenderedQa:
     """The paragraph in `language`; each answer_start indexes its answer in the context exactly."""
-    sentences = [language.text(Sentence((c,))).split() for c in paragraph.clauses]
+    # Answers are found among the clauses' first forms (`answer_words`), then read off the text as written,
+    # which may hold synonyms: both are the same length, word for word.
+    firsts = [leaves(language.sentence_node(Sentence((c,)))) for c in paragraph.clauses]
+    sentences = [language.surface(words) for words in firsts]
     starts = [0]
     for words in sentences:
         starts.append(starts[-1] + len(" ".join(words)) + len(SEPARATOR))
@@ -151,17 +155,17 @@ def render_paragraph(language: Language, paragraph: QaParagraph) -> RenderedQa:
     for q in paragraph.questions:
         clause = paragraph.clauses[q.clause]
         answer = answer_words(language, clause, q.target)
-        words = sentences[q.clause]
-        hits = [j for j in range(len(words) - len(answer) + 1) if words[j:j + len(answer)] == answer]
+        first, words = firsts[q.clause], sentences[q.clause]
+        hits = [j for j in range(len(first) - len(answer) + 1) if first[j:j + len(answer)] == answer]
         if len(hits) != 1:  # guarded by the noun-uniqueness rule; a failure here is a generator bug
-            raise AssertionError(f"answer {answer} found {len(hits)} times in {words}")
+            raise AssertionError(f"answer {answer} found {len(hits)} times in {first}")
         start = starts[q.clause] + len(" ".join(words[:hits[0]])) + (1 if hits[0] else 0)
-        qas.append((language.text(Sentence((q.question,))), " ".join(answer), start))
+        qas.append((language.text(Sentence((q.question,))), " ".join(words[hits[0]:hits[0] + len(answer)]), start))
     return RenderedQa(context, tuple(qas))
 
 
 def answer_words(language: Language, clause: Clause, target: str) -> list[str]:
-    """The words of the answer noun phrase, rendered as inside the clause."""
+    """The words of the answer noun phrase, rendered as inside the clause (first forms: synonyms unpicked)."""
     np = target_np(clause, target)
     # Subjects and objects carry the clause's tense into their relative clause; PP objects have none.
     node = language.np_node(np) if target == "pp" else language.np_node(np, past=clause.past)

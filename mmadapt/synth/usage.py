@@ -98,7 +98,8 @@ def build_usage(meanings: Meanings, seed: int, *, exponent: float = ZIPF_EXPONEN
     ``exponent=0, preferred_share=0`` gives uniform, exchangeable words (generator version 2's
     statistics, up to the draw order), which the tests use as the unidentifiable baseline.
     """
-    rng = random.Random(f"{seed}:usage")
+    # A grammar variant (`variants.py`) draws its statistics from a stream of its own.
+    rng = random.Random(f"{seed}:usage" if not meanings.variant else f"{seed}:usage:{meanings.variant}")
 
     def zipf_w(items: Sequence[str]) -> dict[str, float]:
         return zipf_weights(items, rng, exponent)
