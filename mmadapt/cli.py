@@ -37,12 +37,14 @@ def _without_launcher_args(argv: List[str]) -> List[str]:
 def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
           overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
     """Run a recipe: validate it, then train and write everything into its output_dir."""
+    from mmadapt.pipeline.checks import check_pipeline
     from mmadapt.plugins import get_plugins
     from mmadapt.recipe import load_recipe
     from mmadapt.run import run_recipe
 
     plugins = get_plugins()
     cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
+    check_pipeline(cfg, str(recipe))  # as `recipe validate` does, naming the file; run_recipe checks again
     result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 
@@ -67,14 +69,22 @@ def recipe_show(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Rec
 
 @recipe_app.command("validate")
 def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML files.")) -> None:
-    """Check recipes without training; report every problem of every recipe."""
+    """Check recipes without training, as `train` does before any work; report every problem of every recipe.
+
+    A local data file that does not exist is only a warning here: the recipe may be meant for
+    another machine (`train` refuses it).
+    """
+    from mmadapt.pipeline.checks import check_pipeline, missing_data_files
     from mmadapt.recipe import load_recipe
 
     failed = 0
     for path in recipes:
         try:
-            load_recipe(path)
+            cfg = load_recipe(path)
+            check_pipeline(cfg, str(path), data_files=False)
             typer.echo(f"ok: {path}")
+            for where, message in missing_data_files(cfg):
+                typer.echo(f"warning: {path}: {where}: {message} here (train needs it)", err=True)
         except MmadaptError as exc:
             failed += 1
             typer.echo(f"invalid: {exc}", err=True)

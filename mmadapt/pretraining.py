@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -136,16 +135,3 @@ def mlm_datasets(ctx: StageContext, tokenizer: Any) -> tuple[MaskedBlocks, Maske
         eval_set = MaskedBlocks(blocks, spec, ctx.cfg.seed + 1)
     return train_set, eval_set
 
-
-def check_data_sources(cfg: Any) -> None:
-    """Fail before any heavy work if a local data file named in the recipe is missing."""
-    missing = []
-    for section in ("train", "eval"):
-        for i, spec in enumerate(cfg.data[section]):
-            spec = str(spec)
-            if spec.startswith(("hf:", "synth:")):
-                continue
-            if not os.path.exists(spec):
-                missing.append(f"data.{section}[{i}]: {spec}")
-    if missing:
-        raise MmadaptError("data files not found:\n  " + "\n  ".join(missing))

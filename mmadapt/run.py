@@ -12,17 +12,17 @@ from omegaconf import DictConfig, OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, init_distributed
-from mmadapt.errors import MmadaptError
 from mmadapt.flops import ModelShape
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
+from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg
+from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg, task_languages
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
-from mmadapt.pretraining import cache_dir, check_data_sources, data_fingerprint, resolve_pretrained
+from mmadapt.pretraining import cache_dir, data_fingerprint, resolve_pretrained
 from mmadapt.recipe import save_resolved
 from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 
@@ -37,26 +37,9 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def check_pipeline(cfg: DictConfig, plugins: Any) -> None:
-    """Cross-section checks that the schema cannot express, before any heavy work."""
-    stages = list(cfg.stages)
-    languages = list(cfg.adapt.languages) or list(cfg.languages)
-    problems = [f"adapt.languages: {lang!r} has no entry under languages:" for lang in cfg.adapt.languages
-                if lang not in cfg.languages]
-    if "adapt" in stages and not languages:
-        problems.append("stages lists adapt but no languages are defined (languages: {code: {corpus: [...]}})")
-    problems += [f"languages.{lang}.corpus is empty: give the new language's text" for lang in languages
-                 if lang in cfg.languages and not cfg.languages[lang].corpus]
-    if any(s in stages for s in ("finetune", "transfer")) and not cfg.tasks:
-        problems.append("stages lists finetune/transfer but tasks: is empty")
-    if problems:
-        raise MmadaptError("the recipe's pipeline is inconsistent:\n  " + "\n  ".join(problems))
-    check_data_sources(cfg)
-
-
 def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     """Run every stage in `cfg.stages` for every strategy; finished stages are skipped."""
-    check_pipeline(cfg, plugins)
+    check_pipeline(cfg)
     runs = plan_runs(cfg)
     for run in runs:
         plugins.strategies.get(run.name)
@@ -111,7 +94,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                 ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task)
                 source = source_scores(ctx, task_section, finetuned)
                 plugin = plugins.tasks.get(task)
-                for lang in languages:
+                for lang in task_languages(task_section, languages):
                     ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task / lang)
                     adapted = records[run.name][f"adapt/{lang}"]
                     record = transfer_language(ctx, task_section, finetuned, lang, adapted)
@@ -177,10 +160,7 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
     cfg = stage_cfg(run.cfg, run.cfg.strategy.train) if run.cfg.strategy.get("train") else run.cfg
     stage_dir = run.run_dir / "pretrain"
     ctx = StageContext(cfg, plugins, dist, run.run_dir, stage_dir)
-    if "pretrain" not in stages:
-        if run.name != "full" or not cfg.model.pretrained:
-            raise MmadaptError(f"strategy {run.name!r} needs the pretrain stage (only `full` can start from "
-                               "model.pretrained without it); add pretrain to stages")
+    if "pretrain" not in stages:  # check_pipeline made sure this strategy may start from model.pretrained
         big = resolve_pretrained(cfg.model.pretrained)
         record = {"fingerprint": digest("init_from", big), "outputs": {"big": big}}
         result.outputs[key] = {"big": Path(big)}

@@ -5,8 +5,7 @@ from typing import Any
 
 import torch
 
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import EmbeddingInit
+from mmadapt.api import EmbeddingInit, hookimpl
 
 
 class RandomInit(EmbeddingInit):

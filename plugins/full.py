@@ -3,14 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmadapt.engine import trainable_parameters
-from mmadapt.export import save_pretrained_atomic
-from mmadapt.flops import MLMHead, StrategyCompute, training_flops_per_token
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import Strategy
-from mmadapt.objectives import MaskedLMObjective
-from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets
-from mmadapt.trainer import Trainer
+from mmadapt.api import (MLMHead, MaskedLMObjective, Strategy, StrategyCompute, Trainer, build_model, hookimpl,
+                         load_tokenizer, mlm_datasets, save_pretrained_atomic, trainable_parameters,
+                         training_flops_per_token)
 
 
 class FullStrategy(Strategy):

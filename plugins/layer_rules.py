@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmadapt.errors import MmadaptError
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import LayerRule
+from mmadapt.api import LayerRule, MmadaptError, hookimpl
 
 
 class FirstK(LayerRule):

@@ -19,16 +19,10 @@ from typing import Any
 
 import torch
 
-from mmadapt.engine import trainable_parameters
-from mmadapt.export import save_pretrained_atomic
-from mmadapt.flops import MLMHead, StrategyCompute, training_flops_per_token
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import Strategy
-from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
-                               select_layers, write_manifest)
-from mmadapt.objectives import masked_lm_loss, masked_positions, mlm_head_name
-from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
-from mmadapt.trainer import Trainer
+from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, Strategy, StrategyCompute, Trainer,
+                         build_manifest, build_model, hookimpl, layer_rule_field, load_tokenizer, masked_lm_loss,
+                         masked_positions, mlm_datasets, mlm_head_name, model_family, save_pretrained_atomic,
+                         select_layers, trainable_parameters, training_flops_per_token, write_manifest)
 
 
 class MiniJointObjective(torch.nn.Module):

@@ -5,9 +5,7 @@ import copy as _copy  # `copy` is also a parameter name below
 import os
 from typing import Any
 
-from mmadapt.errors import MmadaptError
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import ModelFamily
+from mmadapt.api import MmadaptError, ModelFamily, hookimpl
 
 
 class RobertaLikeFamily(ModelFamily):

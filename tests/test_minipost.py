@@ -126,3 +126,47 @@ def test_model_pretrained_may_name_a_run_or_its_pretrain_stage(big_run, tmp_path
     (tmp_path / "recipe.yaml").write_text("output_dir: x\n")
     with pytest.raises(MmadaptError, match="without a finished pretraining stage"):
         resolve_pretrained(str(tmp_path))
+
+
+def test_distillation_scores_zero_for_a_mini_model_that_is_the_big_model_and_pulls_new_layers_towards_it():
+    from mmadapt_plugins.minipost import DistilledMLMObjective
+
+    from minimodel_helpers import mlm_batch
+
+    family = xlmr()
+    big = tiny_xlmr().eval()
+    same = build_minipost_model(family, big, [0, 1], 2, "copy_next").eval()  # the big model's own 4 layers
+    losses = DistilledMLMObjective(same, big, weight=1.0)(mlm_batch())
+    assert losses["distill_loss"].item() == pytest.approx(0.0, abs=1e-10)
+    assert losses["loss"].item() == pytest.approx(losses["mlm_loss"].item(), rel=1e-6)
+
+    with torch.no_grad():  # upper layers that really transform their input, unlike a fresh init's
+        for p in (*big.roberta.encoder.layer[2].parameters(), *big.roberta.encoder.layer[3].parameters()):
+            p.normal_(0, 0.3)
+    fresh = build_minipost_model(family, big, [0, 1], 1, "random").eval()
+    objective = DistilledMLMObjective(fresh, big, weight=10.0)
+    optimiser = torch.optim.Adam([p for p in fresh.parameters() if p.requires_grad], lr=3e-3)
+    before = objective(mlm_batch(seed=1))["distill_loss"].item()
+    for step in range(30):
+        optimiser.zero_grad()
+        objective(mlm_batch(seed=step))["loss"].backward()
+        optimiser.step()
+    assert objective(mlm_batch(seed=1))["distill_loss"].item() < 0.5 * before
+
+
+def test_distillation_adds_the_teachers_forward_to_predicted_pretraining_compute():
+    from omegaconf import OmegaConf
+
+    from mmadapt.flops import ModelShape
+    from mmadapt_plugins.minipost import MiniPostStrategy
+
+    plugins, strategy = get_plugins(), MiniPostStrategy()
+    big = ModelShape(hidden_size=64, intermediate_size=256, num_layers=6, vocab_size=400)
+    def options(**values):
+        return OmegaConf.structured(MiniPostStrategy.Options(**values))
+
+    plain = strategy.predict_compute(options(k=2, new_layers=1), big, 32, 0.15, plugins)
+    taught = strategy.predict_compute(options(k=2, new_layers=1, distill=1.0), big, 32, 0.15, plugins)
+    teacher_forward = 6 * (2 * (4 * 64 * 64 + 2 * 64 * 256) + 4 * 32 * 64)
+    assert taught.pretrain.total - plain.pretrain.total == pytest.approx(teacher_forward)
+    assert taught.pretrain.backward == plain.pretrain.backward

@@ -20,13 +20,8 @@ THIRD_PARTY = '''
 import json
 from dataclasses import dataclass
 
-from mmadapt.engine import trainable_parameters
-from mmadapt.export import save_pretrained_atomic
-from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import Strategy
-from mmadapt.objectives import MaskedLMObjective
-from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets
-from mmadapt.trainer import Trainer
+from mmadapt.api import (MaskedLMObjective, Strategy, Trainer, build_model, hookimpl, load_tokenizer, mlm_datasets,
+                         save_pretrained_atomic, trainable_parameters)
 
 
 @dataclass

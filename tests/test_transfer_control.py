@@ -15,7 +15,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import RECIPES, run_in_process
-from mmadapt.data.sources import resolve_synth_paths
+from mmadapt.data.sources import resolve_synth_paths, synth_file
+from mmadapt.pipeline.alignment import alignment_at_1, read_dictionary, token_pairs
 from mmadapt.plugins import get_plugins
 from mmadapt.pretraining import cache_dir
 from mmadapt.surgery import swap_word_embeddings
@@ -27,7 +28,8 @@ SYNTH = {"seed": 5, "languages": ["src", "vo"], "corpus_sentences": 3000, "nli_t
 CHANCE = 1 / 3
 OVERRIDES = ["train.progress_bar=false", "train.max_steps=20", "train.save_every=0", "train.log_every=10",
              "model.config.num_hidden_layers=2", "model.config.hidden_size=64", "model.config.intermediate_size=128",
-             "model.config.num_attention_heads=2", f"data.synth={json.dumps(SYNTH)}", "languages={vo: {corpus: [synth:vo]}}",
+             "model.config.num_attention_heads=2", f"data.synth={json.dumps(SYNTH)}",
+             "languages={vo: {corpus: [synth:vo], dictionary: 'synth:dictionaries/src-vo.txt'}}",
              "tasks.0.languages=[src, vo]", "adapt.train={max_steps: 5}",
              "finetune.train={max_steps: 400, lr: 0.001, warmup_steps: 20, micro_batch_size: 32}",
              "strategies=[{name: full}]"]
@@ -81,3 +83,24 @@ def test_untrained_embeddings_score_near_chance_and_an_oracle_swap_scores_the_so
     # Exact but for words one of the two vocabularies lacks (<unk> on one side only).
     assert oracle == pytest.approx(row["source_score"], abs=0.02)
     assert oracle - row["control_score"] >= 0.1
+
+
+def test_the_report_gives_alignment_at_1_and_the_oracle_embeddings_score_exactly_one(finetuned_run):
+    out, cfg, _ = finetuned_run
+    row = json.loads((out / "report.json").read_text())["rows"][0]
+    assert 0.0 <= row["alignment_at_1"] <= 1.0 and row["alignment_pairs"] >= 200, row
+    assert all("alignment_at_1" in point for point in row["curve"])
+
+    family = get_plugins().model_families.get("xlmr")
+    finetuned = out / "full" / "finetune" / "xnli" / "model"
+    model = get_plugins().tasks.get("xnli").build_model(family, str(finetuned))
+    source_tokenizer = family.load_tokenizer(str(finetuned))
+    target_tokenizer = family.load_tokenizer(str(out / "tokenizers" / "vo" / "tokenizer"))
+    pairs = token_pairs(read_dictionary(synth_file("synth:dictionaries/src-vo.txt", SYNTH, cache_dir(cfg))),
+                        source_tokenizer, target_tokenizer)
+    source = model.get_input_embeddings().weight.detach()
+    oracle = oracle_embeddings(model, source_tokenizer, target_tokenizer, SYNTH["seed"])
+    assert len(pairs) == row["alignment_pairs"]
+    assert alignment_at_1(oracle, source, pairs) == 1.0
+    untrained = torch.randn(len(target_tokenizer), source.shape[1], generator=torch.Generator().manual_seed(0))
+    assert alignment_at_1(untrained, source, pairs) < 0.05

@@ -15,7 +15,8 @@ from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
-from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings, task_data_digests
+from mmadapt.pipeline.stages import (completed, digest, mark_complete, outcome_settings, task_data_digests,
+                                     task_settings)
 from mmadapt.pretraining import model_family
 from mmadapt.trainer import Trainer, seed_everything
 
@@ -25,7 +26,7 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
     cfg = ctx.cfg
     task = ctx.plugins.tasks.get(task_section.name)
     train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
-    fingerprint = digest("finetune", upstream, task_section, train_data, outcome_settings(cfg.finetune),
+    fingerprint = digest("finetune", upstream, task_settings(task_section), train_data, outcome_settings(cfg.finetune),
                          outcome_settings(cfg.train, is_train=True), cfg.precision,
                          cfg.deepspeed.resolved, cfg.seed)
     done = completed(ctx.stage_dir, fingerprint)

@@ -72,3 +72,18 @@ def stage_cfg(cfg: DictConfig, *train_overrides: Any) -> DictConfig:
         raise MmadaptError("; ".join(message for _, message in problems))
     merged.deepspeed.resolved = ds
     return merged
+
+
+def starts_from_pretrained(run: StrategyRun) -> bool:
+    """Whether `run` may skip the pretrain stage and take `model.pretrained` as its big model.
+
+    Only `full` may: its pretraining would only continue that model, while every other strategy
+    writes something pretraining alone makes (a mini-model, a second head)."""
+    return run.name == "full" and bool(run.cfg.model.pretrained)
+
+
+def task_languages(task_section: Any, languages: list[str]) -> list[str]:
+    """The adapted `languages` transfer evaluates a task on: those its `languages` option lists
+    (in `languages`' order), or all of them when the task lists none."""
+    listed = list(task_section.get("languages") or [])
+    return [lang for lang in languages if lang in listed] if listed else list(languages)

@@ -32,6 +32,17 @@ def task_data_digests(task: Any, task_section: Any, split: str, language: str) -
     return [path_digest(p) for p in paths if p.exists()]
 
 
+#: task keys that choose which languages are evaluated, never what a stage produces for one
+TASK_SELECTION_KEYS = frozenset({"languages"})
+
+
+def task_settings(task_section: Any) -> Any:
+    """A task section as stage fingerprints hold it: without the keys that only select languages,
+    so listing another evaluation language never re-runs a fine-tune or a finished transfer."""
+    plain = OmegaConf.to_container(task_section, resolve=True) if isinstance(task_section, DictConfig) else task_section
+    return {key: value for key, value in dict(plain).items() if key not in TASK_SELECTION_KEYS}
+
+
 #: `train:` keys that only change how a run is watched or checkpointed, never what it produces:
 #: changing them must not re-run a finished stage
 OBSERVATION_KEYS = frozenset({"log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "resume",

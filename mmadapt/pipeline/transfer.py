@@ -13,7 +13,7 @@ from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.pipeline.adapt import snapshots
-from mmadapt.pipeline.stages import completed, digest, mark_complete, task_data_digests
+from mmadapt.pipeline.stages import completed, digest, mark_complete, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_word_embeddings
 
@@ -44,7 +44,7 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
     finetuned_dir = Path(finetuned["outputs"]["model"])
     task = ctx.plugins.tasks.get(task_section.name)
     test_data = task_data_digests(task, task_section, cfg.transfer.split, language)
-    fingerprint = digest("transfer", finetuned["fingerprint"], adapted["fingerprint"], task_section, test_data,
+    fingerprint = digest("transfer", finetuned["fingerprint"], adapted["fingerprint"], task_settings(task_section), test_data,
                          cfg.transfer)
     done = completed(ctx.stage_dir, fingerprint)
     if done:
@@ -109,7 +109,7 @@ def source_scores(ctx: StageContext, task_section: Any, finetuned: dict[str, Any
     finetuned_dir = Path(finetuned["outputs"]["model"])
     split, language = ctx.cfg.transfer.split, ctx.cfg.transfer.source_language
     task = ctx.plugins.tasks.get(task_section.name)
-    key = digest("source_scores", finetuned["fingerprint"], task_section, split, language,
+    key = digest("source_scores", finetuned["fingerprint"], task_settings(task_section), split, language,
                  task_data_digests(task, task_section, split, language))
     path = finetuned_dir.parent / f"source_{split}_scores.json"
     if path.is_file():

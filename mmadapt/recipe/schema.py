@@ -135,6 +135,9 @@ class TaskSection:
     """One entry of `tasks:` (a plugin: xnli, pawsx, mlqa, ...) and its options."""
 
     name: str = "xnli"
+    #: the languages `transfer` evaluates this task on, among the adapted ones (empty: every adapted
+    #: language); a task plugin may default it to its benchmark's languages
+    languages: list[str] = field(default_factory=list)
     #: overrides of `finetune.train` for this task's fine-tuning (benchmarks differ in the epochs and
     #: learning rate they need, e.g. PAWS-X more epochs than XNLI)
     finetune_train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
@@ -183,7 +186,8 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
-    #: the pipeline stages to run, in order
+    #: the pipeline stages to run, in pipeline order (`adapt` trains the tokenizers it needs and `transfer`
+    #: fine-tunes the task models it needs, so `tokenizer` and `finetune` may be left out)
     stages: list[str] = field(default_factory=lambda: ["pretrain"], metadata={"item_choices": STAGES})
     #: run the pipeline once per strategy (overrides `strategy`); an entry may say `reuse: full`
     strategies: list[StrategySection] = field(default_factory=list, metadata={"plugin": ("strategies", "name")})

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from mmadapt.errors import DataError, MmadaptError
-from mmadapt.interfaces import Task
+from mmadapt.api import DataError, MmadaptError, Task
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
 from mmadapt_plugins.tasks.options import option

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Sequence
 
-from mmadapt.errors import MmadaptError
+from mmadapt.api import MmadaptError
 
 
 def load_task_model(auto_class: str, family: Any, pretrained_dir: str, **config: Any) -> Any:

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from mmadapt.errors import MmadaptError
-from mmadapt.hookspecs import hookimpl
+from mmadapt.api import MmadaptError, hookimpl
 
 from mmadapt_plugins.tasks.extractive_qa import ExtractiveQATask, dataset_qa_examples, read_squad_json
 from mmadapt_plugins.tasks.options import option

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from mmadapt.errors import MmadaptError
+from mmadapt.api import MmadaptError
 
 
 def option(options: Any, key: str) -> Any:

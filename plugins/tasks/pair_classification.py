@@ -11,9 +11,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
-from mmadapt.data.textfiles import read_jsonl
-from mmadapt.errors import DataError, MmadaptError
-from mmadapt.interfaces import Task
+from mmadapt.api import DataError, MmadaptError, Task, read_jsonl
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
 from mmadapt_plugins.tasks.options import option

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Mapping, Optional, Sequence
 
-from mmadapt.errors import MmadaptError
+from mmadapt.api import MmadaptError
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from mmadapt.data.sources import fill_language, hf_offline
-from mmadapt.data.textfiles import text_lines
-from mmadapt.errors import DataError, MmadaptError
+from mmadapt.api import DataError, MmadaptError, fill_language, hf_offline, text_lines
 
 #: how our split names are called in Hugging Face datasets
 HF_SPLITS = {"train": "train", "dev": "validation", "test": "test"}

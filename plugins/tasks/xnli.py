@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmadapt.data.textfiles import read_jsonl
-from mmadapt.errors import DataError
-from mmadapt.hookspecs import hookimpl
+from mmadapt.api import DataError, hookimpl, read_jsonl
 
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions

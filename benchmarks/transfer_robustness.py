@@ -1,0 +1,129 @@
+"""Does mini-model transfer hold on languages and grammars nobody tuned to? Variants x seeds.
+
+    python benchmarks/transfer_robustness.py                                  # 6 variants x 3 seeds (long)
+    python benchmarks/transfer_robustness.py --variants vo,sov,nd --seeds 0,1 # a smaller grid
+    python benchmarks/transfer_robustness.py --summarise-only                 # re-read finished runs
+    python benchmarks/transfer_robustness.py model.config.num_hidden_layers=8 # recipe overrides pass on
+
+One `mmadapt train` of the recipe (default: the quickstart) per seed, adapting every variant
+language in that run (pretraining and fine-tuning are shared by the languages). Seed `i` sets
+the run's `seed`, the synthetic benchmark's `data.synth.seed` and its `grammar_variant` (0: the
+standard source grammar), so each seed is another source grammar and another lexicon too.
+Every variant gets its bilingual dictionary, so rows carry `alignment_at_1`.
+
+Prints, per strategy and variant over the seeds: the mean and minimum target/source ratio, the
+mean and worst gap to the baseline (`full`), the mean `alignment_at_1`, and the adapt compute
+each mini strategy needs to reach 95% of the baseline's final score, as the baseline's compute
+over the strategy's (above 1: cheaper; `not reached` counts as 0 in the mean). Then the
+acceptance lines of the robust-transfer issue, each with PASS or FAIL.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VARIANTS = ("vo", "na", "sov", "nd", "pre", "syn")
+VOCABULARY_ONLY = ("vo", "syn")  # word order unchanged: the 0.8 x source floor applies
+CHANCE = 1 / 3  # XNLI-format accuracy
+BASELINE = "full"
+
+
+def run_seed(recipe: Path, output_dir: Path, seed: int, variants: list[str], overrides: list[str]) -> Path:
+    """One pipeline run adapting every variant; returns its report.json."""
+    languages = ", ".join(f"{v}: {{corpus: [synth:{v}], dictionary: synth:dictionaries/src-{v}.txt}}"
+                          for v in variants)
+    synth = f"{{seed: {seed}, grammar_variant: {seed}, languages: [src, {', '.join(variants)}], nli_test: 1000}}"
+    command = [sys.executable, "-m", "mmadapt", "train", str(recipe), f"output_dir={output_dir}", f"seed={seed}",
+               "train.progress_bar=false", f"data.synth={synth}", f"languages={{{languages}}}", *overrides]
+    print("$ " + " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=REPO)
+    return output_dir / "report.json"
+
+
+def collect(reports: dict[int, Path]) -> dict[tuple[str, str], list[dict]]:
+    """(strategy, variant) -> one record per seed: ratio, gap to the baseline, alignment, compute ratio."""
+    table: dict[tuple[str, str], list[dict]] = {}
+    for seed, path in sorted(reports.items()):
+        report = json.loads(path.read_text())
+        rows = {(r["strategy"], r["language"]): r for r in report["rows"]}
+        reach = {(e["strategy"], e["language"]): e["flops_ratio"] for e in report.get("compute_to_reach", [])}
+        for (strategy, language), row in rows.items():
+            base = rows.get((BASELINE, language))
+            table.setdefault((strategy, language), []).append({
+                "seed": seed, "source": row["source_score"], "target": row["target_score"],
+                "ratio": row["target_score"] / max(row["source_score"], 1e-9),
+                "gap": None if base is None else row["target_score"] - base["target_score"],
+                "alignment": row.get("alignment_at_1"), "compute": reach.get((strategy, language))})
+    return table
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """The per-strategy, per-variant table; returns the acceptance lines that failed."""
+    print(f"\n{'strategy':<10} {'variant':<7} {'seeds':>5} {'ratio mean':>10} {'ratio min':>9} {'gap mean':>8} "
+          f"{'gap min':>8} {'align@1':>7} {'compute mean':>12} {'compute min':>11}")
+    failures, compute_means = [], {}
+    for (strategy, variant), records in sorted(table.items(), key=lambda kv: (kv[0][0] != BASELINE, kv[0])):
+        ratios, gaps = [r["ratio"] for r in records], [r["gap"] for r in records if r["gap"] is not None]
+        computes = [r["compute"] or 0.0 for r in records]
+        print(f"{strategy:<10} {variant:<7} {len(records):>5} {_fmt(_mean(ratios)):>10} {_fmt(min(ratios)):>9} "
+              f"{_fmt(_mean(gaps), '+.3f'):>8} {_fmt(min(gaps, default=None), '+.3f'):>8} "
+              f"{_fmt(_mean([r['alignment'] for r in records])):>7} "
+              f"{_fmt(_mean(computes) if strategy != BASELINE else None, '.2f'):>12} "
+              f"{_fmt(min(computes) if strategy != BASELINE else None, '.2f'):>11}")
+        if strategy == BASELINE:
+            floor = 0.8 if variant in VOCABULARY_ONLY else 0.65
+            for r in records:
+                if r["ratio"] < floor or (variant not in VOCABULARY_ONLY and r["target"] < 1.6 * CHANCE):
+                    failures.append(f"{BASELINE} {variant} seed {r['seed']}: target {r['target']:.3f} = "
+                                    f"{r['ratio']:.2f} x source (floor {floor}, and 1.6 x chance off vo)")
+            continue
+        compute_means.setdefault(strategy, []).extend(computes)
+        if gaps and _mean(gaps) < -0.05:
+            failures.append(f"{strategy} {variant}: mean gap to {BASELINE} {_mean(gaps):+.3f} (< -0.05)")
+        failures += [f"{strategy} {variant} seed {r['seed']}: gap {r['gap']:+.3f} (< -0.10)"
+                     for r in records if r["gap"] is not None and r["gap"] < -0.10]
+    for strategy, values in sorted(compute_means.items()):
+        mean = statistics.fmean(values)
+        print(f"{strategy}: mean adapt-compute ratio to reach 95% of {BASELINE} = {mean:.2f}x (target >= 2.3x)")
+        if mean < 2.3:
+            failures.append(f"{strategy}: mean compute ratio {mean:.2f}x (< 2.3x)")
+    return failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "quickstart.yaml")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="synthetic language codes")
+    parser.add_argument("--seeds", default="0,1,2", help="seed i: seed, data.synth.seed and grammar_variant")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench_robustness")
+    parser.add_argument("--summarise-only", action="store_true", help="read the reports of finished runs")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides (key=value) for every run")
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    reports = {}
+    for seed in (int(s) for s in args.seeds.split(",")):
+        out = args.output_dir / f"seed_{seed}"
+        reports[seed] = out / "report.json" if args.summarise_only else run_seed(args.recipe, out, seed, variants,
+                                                                                  args.overrides)
+    failures = summarise(collect({s: p for s, p in reports.items() if p.is_file()}))
+    print("\nacceptance: " + ("PASS (every line holds)" if not failures else "FAIL"))
+    for line in failures:
+        print("  " + line)
+
+
+if __name__ == "__main__":
+    main()

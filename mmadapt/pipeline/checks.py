@@ -1,0 +1,94 @@
+"""Checks across recipe sections that the schema cannot express, made before any work.
+
+`mmadapt recipe validate` and `mmadapt train` both run `check_pipeline`, so a recipe that
+validates is one `train` starts, and `train` refuses a bad one before any model is built or
+data read. Problems are reported like the schema's: every one at once, each with its dotted path.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mmadapt.errors import RecipeError
+from mmadapt.pipeline.plan import plan_runs, starts_from_pretrained, task_languages
+from mmadapt.recipe.schema import STAGES
+
+Problems = list[tuple[str, str]]
+
+
+def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True) -> None:
+    """Raise a RecipeError listing every cross-section problem of the resolved recipe `cfg`.
+
+    `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
+    about those: a recipe is often checked on a machine other than the one holding its data).
+    """
+    problems = stage_problems(cfg) + language_problems(cfg) + task_problems(cfg)
+    if data_files:
+        problems += missing_data_files(cfg)
+    if problems:
+        raise RecipeError(problems, source)
+
+
+def stage_problems(cfg: Any) -> Problems:
+    """`stages` in pipeline order, each once, with the stages each one needs.
+
+    A stage may leave out what it does itself: `adapt` trains the tokenizers it needs (as
+    `tokenizer` does), `transfer` fine-tunes the task models it needs (as `finetune` does).
+    """
+    stages = list(cfg.stages)
+    problems: Problems = []
+    repeated = [s for s in STAGES if stages.count(s) > 1]
+    ordered = [s for s in STAGES if s in stages]
+    if repeated:
+        problems.append(("stages", f"{', '.join(repeated)} listed more than once; write [{', '.join(ordered)}]"))
+    elif stages != ordered:
+        problems.append(("stages", f"stages run in pipeline order ({' -> '.join(STAGES)}); "
+                                   f"write [{', '.join(ordered)}]"))
+    if "transfer" in stages and "adapt" not in stages:
+        problems.append(("stages", "stage transfer needs adapt (it evaluates the adapted languages): "
+                                   "add adapt to stages"))
+    try:
+        runs = plan_runs(cfg)
+    except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
+        return problems + exc.problems
+    needing = [run.name for run in runs if not starts_from_pretrained(run)]
+    if "pretrain" not in stages and needing:
+        who = f"strategy {needing[0]!r} needs" if len(needing) == 1 else f"strategies {', '.join(needing)} need"
+        problems.append(("stages", f"{who} stage pretrain (only `full` with model.pretrained starts without it): "
+                                   "add pretrain to stages"))
+    return problems
+
+
+def language_problems(cfg: Any) -> Problems:
+    """The languages `adapt` trains exist and have text."""
+    adapted = list(cfg.adapt.languages) or list(cfg.languages)
+    problems: Problems = [("adapt.languages", f"{lang!r} has no entry under languages:")
+                          for lang in cfg.adapt.languages if lang not in cfg.languages]
+    if "adapt" in cfg.stages and not adapted:
+        problems.append(("languages", "stages lists adapt but no languages are defined "
+                                      "(languages: {code: {corpus: [...]}})"))
+    problems += [(f"languages.{lang}.corpus", "is empty: give the new language's text") for lang in adapted
+                 if lang in cfg.languages and not cfg.languages[lang].corpus]
+    return problems
+
+
+def task_problems(cfg: Any) -> Problems:
+    """Fine-tuning and transfer have tasks, and transfer evaluates each task on some adapted language."""
+    stages = list(cfg.stages)
+    if not {"finetune", "transfer"} & set(stages):
+        return []
+    if not cfg.tasks:
+        return [("tasks", "is empty but stages lists finetune/transfer: add a task (e.g. [{name: xnli, ...}])")]
+    adapted = [lang for lang in list(cfg.adapt.languages) or list(cfg.languages) if lang in cfg.languages]
+    if "transfer" not in stages or not adapted:
+        return []
+    return [(f"tasks[{i}].languages", f"lists none of the adapted languages ({', '.join(adapted)}), so transfer "
+                                      f"would evaluate task {task.name!r} on nothing: add them to the list")
+            for i, task in enumerate(cfg.tasks) if not task_languages(task, adapted)]
+
+
+def missing_data_files(cfg: Any) -> Problems:
+    """`data.train` / `data.eval` entries naming a local file or directory that does not exist."""
+    return [(f"data.{section}[{i}]", f"{spec}: no such file or directory")
+            for section in ("train", "eval") for i, spec in enumerate(map(str, cfg.data[section]))
+            if not spec.startswith(("hf:", "synth:")) and not os.path.exists(spec)]

@@ -1,0 +1,101 @@
+"""`recipe validate` and `train` refuse the same inconsistent recipes, before any work, naming the problem."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import REPO, RECIPES, clean_env, mmadapt_command, run_in_process
+from mmadapt.errors import RecipeError
+from mmadapt.pipeline.checks import check_pipeline
+from mmadapt.pipeline.plan import task_languages
+from mmadapt.recipe import load_recipe
+
+#: changes to recipes/quickstart.yaml -> the problem line each one must be refused with
+REFUSED = {
+    "no_adapt": ({"stages": ["pretrain", "finetune", "transfer"]},
+                 "stages: stage transfer needs adapt (it evaluates the adapted languages): add adapt to stages"),
+    "out_of_order": ({"stages": ["pretrain", "adapt", "tokenizer", "finetune", "transfer"]},
+                     "stages: stages run in pipeline order (pretrain -> tokenizer -> adapt -> finetune -> transfer); "
+                     "write [pretrain, tokenizer, adapt, finetune, transfer]"),
+    "repeated": ({"stages": ["pretrain", "tokenizer", "adapt", "adapt"]},
+                 "stages: adapt listed more than once; write [pretrain, tokenizer, adapt]"),
+    "no_pretrain": ({"stages": ["tokenizer", "adapt", "finetune", "transfer"]},
+                    "stages: strategies full, minijoint, minipost need stage pretrain (only `full` with "
+                    "model.pretrained starts without it): add pretrain to stages"),
+    "no_tasks": ({"tasks": []}, "tasks: is empty but stages lists finetune/transfer"),
+    "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
+    "task_lists_no_adapted_language": (
+        {"tasks.0.languages": ["src", "de"]},
+        "tasks[0].languages: lists none of the adapted languages (vo, na), so transfer would evaluate task 'xnli' "
+        "on nothing"),
+}
+
+
+def recipe_file(tmp_path, name: str, changes: dict, base=RECIPES / "quickstart.yaml"):
+    """`base` with dotted-key `changes`, written to tmp_path/name.yaml (its output_dir inside tmp_path)."""
+    cfg = OmegaConf.load(base)
+    changes = {"output_dir": str(tmp_path / "runs" / name), "deepspeed.config": str(REPO / "ds_configs/zero2.json"),
+               **changes}
+    for key, value in changes.items():
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+    path = tmp_path / f"{name}.yaml"
+    OmegaConf.save(cfg, path)
+    return path
+
+
+def cli(*args):
+    return subprocess.run(mmadapt_command() + [str(a) for a in args], capture_output=True, text=True,
+                          env=clean_env(), cwd=REPO, timeout=120)
+
+
+def test_recipe_validate_refuses_every_inconsistent_recipe_with_the_dotted_path_of_its_problem(tmp_path):
+    paths = {name: recipe_file(tmp_path, name, changes) for name, (changes, _) in REFUSED.items()}
+    out = cli("recipe", "validate", *paths.values())
+    assert out.returncode == 2 and "ok:" not in out.stdout and "Traceback" not in out.stderr
+    for name, (_, problem) in REFUSED.items():
+        assert f"invalid: 1 problem(s) in {paths[name]}:\n  {problem}" in out.stderr, name
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_train_refuses_the_same_recipes_before_any_work(name, tmp_path):
+    changes, problem = REFUSED[name]
+    with pytest.raises(RecipeError) as refused:
+        run_in_process(recipe_file(tmp_path, name, changes), [])
+    assert problem in str(refused.value) and len(refused.value.problems) == 1
+    assert not (tmp_path / "runs").exists()  # nothing written: not even the resolved recipe
+
+
+def test_train_from_the_command_line_names_the_missing_stage_in_one_message_without_a_traceback(tmp_path):
+    changes, problem = REFUSED["no_adapt"]
+    out = cli("train", recipe_file(tmp_path, "no_adapt", changes))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"error: 1 problem(s) in {tmp_path / 'no_adapt.yaml'}:\n  {problem}\n" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_file_is_a_warning_for_validate_and_a_refusal_for_train(tmp_path):
+    missing = tmp_path / "nowhere.txt"
+    path = recipe_file(tmp_path, "missing_data", {"data.train": [str(missing)]}, base=RECIPES / "tiny_full.yaml")
+    out = cli("recipe", "validate", path)
+    assert out.returncode == 0 and f"ok: {path}" in out.stdout
+    assert f"data.train[0]: {missing}: no such file or directory" in out.stderr
+    with pytest.raises(RecipeError, match=rf"data.train\[0\]: {missing}: no such file or directory"):
+        run_in_process(path, [])
+
+
+def test_stages_a_later_stage_runs_for_itself_may_be_left_out(tmp_path):
+    # adapt trains the tokenizers it needs, transfer fine-tunes the task models it needs
+    check_pipeline(load_recipe(recipe_file(tmp_path, "implied", {"stages": ["pretrain", "adapt", "transfer"]})))
+    # `full` takes model.pretrained as its big model without a pretrain stage
+    check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["strategies=[{name: full}]", "model.pretrained=some/dir",
+                                                              "stages=[tokenizer,adapt,finetune,transfer]"]))
+
+
+def test_transfer_evaluates_a_task_on_the_adapted_languages_it_lists_in_adaptation_order():
+    adapted = ["vo", "na", "xx"]
+    assert task_languages(OmegaConf.create({"name": "xnli", "languages": ["src", "xx", "vo"]}), adapted) == ["vo", "xx"]
+    assert task_languages(OmegaConf.create({"name": "xnli", "languages": []}), adapted) == adapted
+    assert task_languages({"name": "reviews"}, adapted) == adapted  # a task without the option: every language
+    assert task_languages({"languages": ["src", "de"]}, adapted) == []
