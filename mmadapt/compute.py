@@ -80,7 +80,7 @@ def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
 
 def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     """Every strategy's stages (pretrain, adapt, finetune) for a resolved recipe."""
-    from mmadapt.pipeline.plan import plan_runs, stage_cfg
+    from mmadapt.pipeline.plan import plan_runs, stage_cfg, starts_from_pretrained
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     stages = list(cfg.stages)
@@ -101,9 +101,12 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             prediction.note = f"strategy {run.name!r} has no FLOP model (Strategy.predict_compute)"
             predictions.append(prediction)
             continue
+        as_is = bool(run.reuse) and starts_from_pretrained(run, plugins)  # the reused big model, not trained again
+        pretrain_what = f"{plan.pretrain_what}; uses {run.reuse}'s big model as it is, not run" if as_is \
+            else plan.pretrain_what
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
-                                              tokens_per_step(run.cfg.train, seq, world), plan.pretrain_what,
-                                              "pretrain" in stages))
+                                              tokens_per_step(run.cfg.train, seq, world), pretrain_what,
+                                              "pretrain" in stages and not as_is))
         adapt_train = stage_cfg(run.cfg, cfg.adapt.train, run.cfg.strategy.get("adapt_train")).train
         vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
         per_token = adapt_flops_per_token(big, plan.adapt_layers,

@@ -92,6 +92,11 @@ class ModelFamily(Named):
 class Strategy(Named):
     """A way to produce the model(s) new-language embeddings are trained over."""
 
+    #: True when the pretrain stage only (continues to) train the big model it is given: such a
+    #: strategy may then take a given big model as it is, with `reuse: <strategy>` or with
+    #: `model.pretrained` and no pretrain stage (`full` does; a strategy that makes a mini-model does not)
+    uses_pretrained_as_is: bool = False
+
     def pretrain(self, ctx: "StageContext") -> dict[str, Path]:
         """Run the pretraining stage into `ctx.stage_dir`; return the directories written."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ class FullStrategy(Strategy):
     """Pretrain (or continue pretraining) every parameter with MLM; writes `big/`."""
 
     description = "MLM over the whole model; the baseline the mini-model strategies are measured against"
+    uses_pretrained_as_is = True
 
     def pretrain(self, ctx) -> dict[str, Path]:
         tokenizer = load_tokenizer(ctx)

@@ -55,7 +55,8 @@ def test_no_model_is_built_or_loaded(monkeypatch):
 
 def test_each_strategy_of_a_pipeline_recipe_gets_its_stages_and_the_new_languages_vocabulary():
     text = _compute(RECIPES / "quickstart.yaml", "data.block_size=32", "tokenizer.vocab_size=300", "data.mlm_probability=0.15",
-                    "model.config.intermediate_size=512", "adapt.train.micro_batch_size=64")
+                    "model.config.intermediate_size=512", "adapt.train.micro_batch_size=64",
+                    "model.config.num_hidden_layers=4")
     shape = ModelShape(hidden_size=128, intermediate_size=512, num_layers=4, vocab_size=300)
     full = adapt_flops_per_token(shape, 4, 32, masked_fraction=0.15)
     assert _ratio(text, "minijoint") == pytest.approx(full / adapt_flops_per_token(shape, 2, 32, masked_fraction=0.15),
@@ -65,7 +66,10 @@ def test_each_strategy_of_a_pipeline_recipe_gets_its_stages_and_the_new_language
     assert "predicted adapt ratio full/full" not in text
     assert "2048 tokens/step" in _line(text, "full", "adapt")  # 64 sequences x 32
     assert "not run again" in _line(text, "minipost", "finetune/xnli")
-    assert "not run by this recipe" not in _line(text, "full", "finetune/xnli")
+    assert "not run by this recipe" not in _line(text, "minijoint", "finetune/xnli")
+    # full reuses minijoint's big model as it is: neither pretrained nor fine-tuned again
+    assert "as it is, not run" in _line(text, "full", "pretrain") and "not run by this recipe" in _line(text, "full", "pretrain")
+    assert "not run again" in _line(text, "full", "finetune/xnli")
 
 
 def test_a_pretrained_model_is_read_from_its_config_json(tmp_path):

@@ -22,8 +22,8 @@ REFUSED = {
     "repeated": ({"stages": ["pretrain", "tokenizer", "adapt", "adapt"]},
                  "stages: adapt listed more than once; write [pretrain, tokenizer, adapt]"),
     "no_pretrain": ({"stages": ["tokenizer", "adapt", "finetune", "transfer"]},
-                    "stages: strategies full, minijoint, minipost need stage pretrain (only `full` with "
-                    "model.pretrained starts without it): add pretrain to stages"),
+                    "stages: strategies minijoint, minipost need stage pretrain (only a strategy that uses a given "
+                    "model as it is starts from model.pretrained without it): add pretrain to stages"),
     "no_tasks": ({"tasks": []}, "tasks: is empty but stages lists finetune/transfer"),
     "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
     "task_lists_no_adapted_language": (

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from mmadapt.errors import RecipeError
+from mmadapt.plugins import get_plugins
 from mmadapt.pipeline.plan import plan_runs, starts_from_pretrained, task_languages
 from mmadapt.recipe.schema import STAGES
 
@@ -51,11 +52,11 @@ def stage_problems(cfg: Any) -> Problems:
         runs = plan_runs(cfg)
     except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
         return problems + exc.problems
-    needing = [run.name for run in runs if not starts_from_pretrained(run)]
+    needing = [run.name for run in runs if not starts_from_pretrained(run, get_plugins())]
     if "pretrain" not in stages and needing:
         who = f"strategy {needing[0]!r} needs" if len(needing) == 1 else f"strategies {', '.join(needing)} need"
-        problems.append(("stages", f"{who} stage pretrain (only `full` with model.pretrained starts without it): "
-                                   "add pretrain to stages"))
+        problems.append(("stages", f"{who} stage pretrain (only a strategy that uses a given model as it is "
+                                   "starts from model.pretrained without it): add pretrain to stages"))
     return problems
 
 

@@ -74,12 +74,13 @@ def stage_cfg(cfg: DictConfig, *train_overrides: Any) -> DictConfig:
     return merged
 
 
-def starts_from_pretrained(run: StrategyRun) -> bool:
-    """Whether `run` may skip the pretrain stage and take `model.pretrained` as its big model.
+def starts_from_pretrained(run: StrategyRun, plugins: Any) -> bool:
+    """Whether `run` takes its big model as given (`model.pretrained`, or the big model of the strategy
+    it reuses) instead of pretraining: when its strategy says it `uses_pretrained_as_is` and one is given.
 
-    Only `full` may: its pretraining would only continue that model, while every other strategy
-    writes something pretraining alone makes (a mini-model, a second head)."""
-    return run.name == "full" and bool(run.cfg.model.pretrained)
+    Every other strategy writes something only its pretraining makes (a mini-model, a second head)."""
+    strategy = plugins.strategies.get(run.name)
+    return bool(getattr(strategy, "uses_pretrained_as_is", False)) and bool(run.cfg.model.pretrained)
 
 
 def task_languages(task_section: Any, languages: list[str]) -> list[str]:
