@@ -136,6 +136,8 @@ class Task(Named):
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy",)
     #: what the benchmark's own evaluation script prints a fraction as (1.0, or 100.0 for SQuAD/MLQA)
     official_scale: ClassVar[float] = 1.0
+    #: the suffix of the predictions file `write_predictions` writes (the official layout's)
+    predictions_suffix: ClassVar[str] = "jsonl"
 
     def train_examples(self, options: Any) -> list[dict]:
         """The source-language training set (e.g. MultiNLI, PAWS-X train.tsv, SQuAD v1.1)."""

@@ -111,7 +111,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                                             "finetune": finetuned.get("metrics", {})}
                     result.rows.append(row)
     if result.rows and dist.is_main:
-        write_report(output_dir, result.rows)
+        write_report(output_dir, result.rows, cfg.report.baseline)
         print(table(result.rows), flush=True)
     barrier()
     return result

@@ -99,3 +99,9 @@ def test_transfer_evaluates_a_task_on_the_adapted_languages_it_lists_in_adaptati
     assert task_languages(OmegaConf.create({"name": "xnli", "languages": []}), adapted) == adapted
     assert task_languages({"name": "reviews"}, adapted) == adapted  # a task without the option: every language
     assert task_languages({"languages": ["src", "de"]}, adapted) == []
+
+
+def test_a_report_baseline_that_is_not_one_of_the_strategies_is_refused(tmp_path):
+    with pytest.raises(RecipeError, match=r"report.baseline: 'mini' is not one of the run's strategies "
+                                          r"\(minijoint, full, minipost\)"):
+        check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["report.baseline=mini"]))

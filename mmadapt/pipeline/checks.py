@@ -23,7 +23,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True) ->
     `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
     about those: a recipe is often checked on a machine other than the one holding its data).
     """
-    problems = stage_problems(cfg) + language_problems(cfg) + task_problems(cfg)
+    problems = stage_problems(cfg) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
     if data_files:
         problems += missing_data_files(cfg)
     if problems:
@@ -86,6 +86,15 @@ def task_problems(cfg: Any) -> Problems:
     return [(f"tasks[{i}].languages", f"lists none of the adapted languages ({', '.join(adapted)}), so transfer "
                                       f"would evaluate task {task.name!r} on nothing: add them to the list")
             for i, task in enumerate(cfg.tasks) if not task_languages(task, adapted)]
+
+
+def report_problems(cfg: Any) -> Problems:
+    """A run that compares strategies names one of them as the report's baseline."""
+    names = [entry.name for entry in cfg.strategies]
+    if len(names) < 2 or cfg.report.baseline in names:
+        return []
+    return [("report.baseline", f"{cfg.report.baseline!r} is not one of the run's strategies ({', '.join(names)}); "
+                                "compute_to_reach measures the others against it: name one of them")]
 
 
 def missing_data_files(cfg: Any) -> Problems:

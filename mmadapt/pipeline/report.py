@@ -37,22 +37,24 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(output_dir: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
+def write_report(output_dir: Path, rows: list[dict[str, Any]], baseline: str) -> tuple[Path, Path]:
     """Write report.json and report.md atomically (plus the score-vs-compute PNG); return their paths.
 
     With adapt snapshots (`adapt.snapshot_every`) the rows carry curves: the report then draws
     them (`adapt_curve.png`, embedded in report.md) and adds `compute_to_reach`, each
-    strategy's adapt compute to reach 95% of `full`'s final target score, as a ratio to full's.
+    strategy's adapt compute to reach 95% of the `baseline` strategy's final target score (the
+    recipe's `report.baseline`), as a ratio to the baseline's.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    reach = compute_to_reach(rows)
+    reach = compute_to_reach(rows, baseline=baseline)
     markdown = ("# mmadapt report\n\nScores are fractions in [0, 1] on each task's primary metric; `control` "
-                "uses the new language's untrained embeddings; `alignment_at_1` is the share of dictionary words whose "
-                "new embedding's nearest source embedding is their translation's ('-': no dictionary).\n\n" + table(rows) + "\n")
+                "uses the new language's untrained embeddings; `alignment_at_1` is the share of dictionary words "
+                "whose new embedding's nearest source embedding is their translation's ('-': no dictionary).\n\n"
+                + table(rows) + "\n")
     if plot_curves(rows, output_dir / CURVE_PNG) is not None:
         markdown += (f"\n## Target score against adapt-stage compute\n\n![target score against adapt compute]"
-                     f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `full`'s final target score "
-                     "(ratios above 1: cheaper than `full`):\n\n" + reach_table(reach) + "\n")
+                     f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `{baseline}`'s final target "
+                     f"score (ratios above 1: cheaper than `{baseline}`):\n\n" + reach_table(reach, baseline) + "\n")
     paths = []
     for name, text in ((REPORT_JSON, json.dumps({"rows": rows, "compute_to_reach": reach}, indent=1)),
                        (REPORT_MD, markdown)):

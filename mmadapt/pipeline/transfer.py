@@ -128,7 +128,7 @@ def source_scores(ctx: StageContext, task_section: Any, finetuned: dict[str, Any
 
 
 def _suffix(task: Any) -> str:
-    return "json" if "f1" in task.metric_names else "jsonl"
+    return task.predictions_suffix
 
 
 def _assert_body_unchanged(model: Any, before: dict[str, torch.Tensor]) -> None:

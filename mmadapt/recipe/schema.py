@@ -175,6 +175,14 @@ class TransferSection:
 
 
 @dataclass
+class ReportSection:
+    """`report:` how the run's report compares the strategies."""
+
+    #: the strategy `compute_to_reach` measures the others against (its final target score and adapt compute)
+    baseline: str = "full"
+
+
+@dataclass
 class Recipe:
     """A whole recipe."""
 
@@ -199,6 +207,7 @@ class Recipe:
     adapt: AdaptSection = field(default_factory=AdaptSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
     transfer: TransferSection = field(default_factory=TransferSection)
+    report: ReportSection = field(default_factory=ReportSection)
     #: values used only through ${variables.x} interpolation
     variables: dict[str, Any] = field(default_factory=dict)
 

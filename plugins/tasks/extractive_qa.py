@@ -146,6 +146,7 @@ class ExtractiveQATask(Task):
     """The parts SQuAD and MLQA share; a subclass gives the answer rules and finds the files."""
 
     metric_names = ("f1", "exact_match")
+    predictions_suffix = "json"  # SQuAD's and MLQA's evaluation scripts read one JSON object
     official_scale = 100.0
 
     def rules(self, language: str) -> AnswerRules:
