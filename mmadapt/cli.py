@@ -44,7 +44,7 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
 
     plugins = get_plugins()
     cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
-    check_pipeline(cfg, str(recipe))  # as `recipe validate` does, naming the file; run_recipe checks again
+    check_pipeline(cfg, str(recipe), plugins=plugins)  # as `recipe validate` does, naming the file; run_recipe again
     result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 

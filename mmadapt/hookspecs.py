@@ -39,4 +39,7 @@ def mmadapt_register_embedding_inits(registry):
 
 @hookspec
 def mmadapt_stage_finished(stage, output_dir, metrics):
-    """Fires on rank 0 after a pipeline stage has written its outputs (for notifiers, trackers)."""
+    """Fires on rank 0 once per stage unit that ran, after its outputs and completion marker are written
+    (for notifiers, trackers): `stage` is the unit (`pretrain`, `tokenizer/<language>`, `adapt/<language>`,
+    `finetune/<task>`, `transfer/<task>/<language>`), `output_dir` its directory, `metrics` what it
+    measured (as in its `stage_complete.json`). A unit skipped as already complete does not fire it."""

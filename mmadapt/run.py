@@ -19,7 +19,7 @@ from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg, starts_from_pretrained, task_languages
 from mmadapt.pipeline.report import table, write_report
-from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
+from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
 from mmadapt.pretraining import cache_dir, data_fingerprint, resolve_pretrained
@@ -39,7 +39,7 @@ class RunResult:
 
 def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     """Run every stage in `cfg.stages` for every strategy; finished stages are skipped."""
-    check_pipeline(cfg)
+    check_pipeline(cfg, plugins=plugins)
     runs = plan_runs(cfg)
     for run in runs:
         plugins.strategies.get(run.name)
@@ -77,7 +77,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
                 stage_dir = run.run_dir / "adapt" / lang
                 ctx = StageContext(adapt_cfg, plugins, dist, run.run_dir, stage_dir)
                 record = adapt_language(ctx, lang, adapt_model_dir(pretrain["outputs"]), tokenizers[lang],
-                                        pretrain["fingerprint"])
+                                        pretrain["fingerprint"], Path(pretrain["outputs"]["big"]))
                 records[run.name][f"adapt/{lang}"] = record
                 records[run.name][f"alignment/{lang}"] = (
                     language_alignment(ctx, lang, record, adapt_model_dir(pretrain["outputs"])) if dist.is_main else {})
@@ -139,6 +139,7 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: dict,
     return {"strategy": strategy, "task": task, "language": language, "source_score": source,
             "target_score": m["target_score"], "control_score": m["control_score"],
             "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
+            "adapt_big_model_steps": a.get("big_model_steps", 0),
             "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
             "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
@@ -185,9 +186,7 @@ def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], resu
         metrics = _pretrain_metrics(cfg, plugins, stage_dir, Path(outputs["big"]))
         done = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
         if dist.is_main:
-            mark_complete(stage_dir, fingerprint, outputs, metrics)
-            plugins.hook.mmadapt_stage_finished(stage="pretrain", output_dir=str(stage_dir),
-                                                 metrics={k: str(v) for k, v in outputs.items()})
+            finish_stage(ctx, "pretrain", fingerprint, outputs, metrics)
         barrier()
     result.outputs[key] = {k: Path(v) for k, v in done["outputs"].items()}
     return done

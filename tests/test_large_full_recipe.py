@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import RECIPES, run_cli
 from test_mini_recipes import LARGE, ONE_STEP, xlmr_sized_tokenizer
 
@@ -16,6 +18,7 @@ def test_the_xlmr_large_full_recipe_has_the_real_architecture():
     assert list(cfg.data.train) == [cfg.variables.corpus]
 
 
+@pytest.mark.slow
 def test_the_xlmr_large_full_recipe_starts_with_one_step_on_a_small_corpus(tiny_corpus, tmp_path):
     words = sorted({w for line in tiny_corpus.read_text().splitlines() for w in line.split()})
     tokenizer = xlmr_sized_tokenizer(tmp_path / "tokenizer", words)

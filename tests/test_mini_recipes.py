@@ -77,6 +77,7 @@ def check_outputs(out, mini_layers: list) -> None:
 
 # ~30 s on 2 idle CPU cores (over a minute when they are shared) and ~14 GB of RAM at peak:
 # one bf16 ZeRO-2 step over XLM-R large's 560M parameters
+@pytest.mark.slow
 def test_real_size_minijoint_recipe_starts_from_scratch_and_writes_its_outputs(xlmr_tokenizer, tiny_corpus, tmp_path):
     out = tmp_path / "run"
     run_cli(RECIPES / "xlmr_large_minijoint.yaml",
@@ -85,6 +86,7 @@ def test_real_size_minijoint_recipe_starts_from_scratch_and_writes_its_outputs(x
     check_outputs(out, [0, 1, 2, 3])
 
 
+@pytest.mark.slow
 def test_real_size_minipost_recipe_starts_from_a_pretrained_model_and_writes_its_outputs(xlmr_tokenizer, tiny_corpus,
                                                                                        tmp_path):
     from transformers import AutoTokenizer

@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
+from mmadapt.hookspecs import hookimpl
+from mmadapt.plugins import build_plugins
 
 QUICKSTART = RECIPES / "quickstart.yaml"
 #: the quickstart's shape, small enough to run in well under a minute
@@ -22,7 +24,8 @@ SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0"
           "data.synth={seed: 3, languages: [src, vo, na], corpus_sentences: 1500, nli_train: 200, nli_dev: 30, nli_test: 60}",
           "adapt.train={max_steps: 12, lr: 0.003, save_every: 4, log_every: 1}", "adapt.snapshot_every=5",
           "finetune.train={max_steps: 12, lr: 0.0001}", "tasks.0.max_length=32",
-          "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full, adapt_train: {max_steps: 14}}]"]
+          "strategies=[{name: full}, {name: minipost, k: 1, new_layers: 1, reuse: full, adapt_train: {max_steps: 14}}]",
+          "adapt.big_model_steps=0"]
 #: adapt steps per strategy (minipost's own `adapt_train` budget)
 ADAPT_STEPS = {"full": 12, "minipost": 14}
 REPORT_KEYS = {"strategy", "task", "language", "source_score", "target_score", "control_score", "adapt_steps",
@@ -32,8 +35,41 @@ REPORT_KEYS = {"strategy", "task", "language", "source_score", "target_score", "
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("quickstart")
-    cfg, result = run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    cfg, result = run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK], build_plugins([FINISHED]))
     return out, cfg, result
+
+
+class StageListener:
+    """A throwaway plugin recording every `mmadapt_stage_finished` call."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def mmadapt_stage_finished(self, stage, output_dir, metrics):
+        self.calls.append((stage, output_dir, metrics))
+
+
+FINISHED = StageListener()
+
+
+def test_the_stage_finished_hook_fires_once_per_stage_unit_with_its_metrics(small_run):
+    out, _, _ = small_run
+    fired = [(stage, os.path.relpath(output_dir, out)) for stage, output_dir, _ in FINISHED.calls]
+    units = [("tokenizer/vo", "tokenizers/vo"), ("tokenizer/na", "tokenizers/na")]
+    for strategy in ("full", "minipost"):
+        units += [("pretrain", f"{strategy}/pretrain"), ("adapt/vo", f"{strategy}/adapt/vo"),
+                  ("adapt/na", f"{strategy}/adapt/na")]
+        units += [("finetune/xnli", f"{strategy}/finetune/xnli")] if strategy == "full" else []  # minipost reuses it
+        units += [("transfer/xnli/vo", f"{strategy}/transfer/xnli/vo"), ("transfer/xnli/na", f"{strategy}/transfer/xnli/na")]
+    assert sorted(fired) == sorted(units)
+    for stage, output_dir, metrics in FINISHED.calls:
+        recorded = json.loads((out / os.path.relpath(output_dir, out) / "stage_complete.json").read_text())["metrics"]
+        assert metrics == recorded, stage
+        if stage.split("/")[0] in ("pretrain", "adapt", "finetune"):
+            assert metrics["steps"] > 0 and metrics["flops"] > 0, stage
+        if stage.startswith("transfer/"):
+            assert 0.0 <= metrics["target_score"] <= 1.0, stage
 
 
 def test_the_report_has_one_row_per_strategy_task_and_language(small_run):
@@ -183,6 +219,7 @@ def test_a_task_file_edited_in_place_reruns_the_stages_that_read_it_and_only_tho
     assert rerun_after_dropping_last_line_of(train) == {"finetune", "source score", "transfer"}
 
 
+@pytest.mark.slow
 def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
     env = clean_env()
     command = lambda out: mmadapt_command() + ["train", str(QUICKSTART), f"output_dir={out}", *SHRINK]  # noqa: E731
@@ -215,3 +252,21 @@ def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
                                                          "adapt_data_wait_fraction", "stage_metrics")} for r in rows]
 
     assert comparable(broken) == comparable(unbroken)
+
+
+def test_big_model_steps_come_first_for_a_mini_model_and_count_in_its_adapt_compute(tmp_path):
+    _, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, "adapt.big_model_steps=4",
+                                            "languages={vo: {corpus: [synth:vo]}}", "tasks.0.languages=[src, vo]"])
+    rows = {row["strategy"]: row for row in result.rows}
+    full, mini = rows["full"], rows["minipost"]
+    assert full["adapt_big_model_steps"] == 0  # full adapts over the big model anyway
+    assert mini["adapt_big_model_steps"] == 4 and mini["adapt_steps"] == ADAPT_STEPS["minipost"]
+    spent = mini["stage_metrics"]["adapt"]
+    # 4 steps over the big model cost what 4 of full's steps cost (same model, vocabulary and batch)
+    assert spent["big_model_flops"] == pytest.approx(4 * full["adapt_flops"] / full["adapt_steps"], rel=1e-6)
+    assert (tmp_path / "minipost" / "adapt" / "vo" / "big_model_steps").is_dir()
+    per_mini_step = (spent["flops"] - spent["big_model_flops"]) / spent["steps"]
+    assert per_mini_step < full["adapt_flops"] / full["adapt_steps"]
+    for point in mini["curve"]:  # the curve starts after the big-model steps' cost
+        assert point["adapt_flops"] == pytest.approx(spent["big_model_flops"] + per_mini_step * point["step"], abs=1)
+        assert point["adapt_seconds"] >= spent["big_model_seconds"]

@@ -145,17 +145,22 @@ def test_every_hook_is_documented_and_every_registry_hook_is_wired():
     assert specs - registry_hooks == {"mmadapt_stage_finished"}
 
 
-def test_the_stage_finished_hook_fires_after_pretraining(tiny_corpus, tmp_path):
+def test_the_stage_finished_hook_fires_after_pretraining_with_its_measured_metrics(tiny_corpus, tmp_path):
     seen = []
 
     class Listener:
         @hookimpl
         def mmadapt_stage_finished(self, stage, output_dir, metrics):
-            seen.append((stage, output_dir, sorted(metrics)))
+            seen.append((stage, output_dir, metrics))
 
     out = tmp_path / "run"
     run_in_process(RECIPES / "tiny_full.yaml", tiny_overrides(tiny_corpus, out), build_plugins([Listener()]))
-    assert seen == [("pretrain", str(out / "pretrain"), ["big"])]
+    [(stage, output_dir, metrics)] = seen
+    assert (stage, output_dir) == ("pretrain", str(out / "pretrain"))
+    assert metrics["steps"] > 0 and metrics["tokens"] > 0 and metrics["flops"] > 0
+    # a re-run finds the stage complete: nothing ran, nothing fires
+    run_in_process(RECIPES / "tiny_full.yaml", tiny_overrides(tiny_corpus, out), build_plugins([Listener()]))
+    assert len(seen) == 1
 
 
 def test_the_hook_markers_use_the_mmadapt_project_name():

@@ -66,6 +66,7 @@ def test_every_zero_stage_gives_the_same_losses_as_stage_0(single_process_losses
     assert single_process_losses[stage] == pytest.approx(single_process_losses[0], rel=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_two_processes_under_the_deepspeed_launcher_train_with_each_zero_stage(tiny_corpus, tmp_path, stage):
     out = tmp_path / "run"
@@ -80,6 +81,7 @@ def test_two_processes_under_the_deepspeed_launcher_train_with_each_zero_stage(t
     assert "model.safetensors" in ranks
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_train(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     command = ["torchrun", "--nproc_per_node", "2", "--master_port", "29561", "-m", "mmadapt", "train", str(TINY),
@@ -96,6 +98,7 @@ def _train_command(corpus, out):
         "data.block_size=64", "train.micro_batch_size=16")]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_with_the_same_losses_as_an_unbroken_one(tiny_corpus, tmp_path):
     env = clean_env()
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"

@@ -26,6 +26,7 @@ from mmadapt.synth.lexicon import SCRIPTS, build_lexicon, build_meanings
 SYNTH = {"seed": 5, "languages": ["src", "vo"], "corpus_sentences": 3000, "nli_train": 1500, "nli_dev": 30,
          "nli_test": 300}
 CHANCE = 1 / 3
+pytestmark = pytest.mark.slow  # a whole pipeline with a 400-step fine-tune
 OVERRIDES = ["train.progress_bar=false", "train.max_steps=20", "train.save_every=0", "train.log_every=10",
              "model.config.num_hidden_layers=2", "model.config.hidden_size=64", "model.config.intermediate_size=128",
              "model.config.num_attention_heads=2", f"data.synth={json.dumps(SYNTH)}",

@@ -3,7 +3,8 @@
 Trainable: the word embeddings and the LM head's output bias (the decoder stays tied to
 the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
 the rest of the head. For mini strategies only the mini-model directory is loaded: the big
-model's upper layers never enter memory.
+model's upper layers never enter memory, unless `adapt.big_model_steps` asks for a few first
+steps over the big model.
 """
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from mmadapt.distributed import barrier
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
-from mmadapt.pipeline.stages import completed, digest, mark_complete, outcome_settings
+from mmadapt.pipeline.plan import stage_cfg
+from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
 SNAPSHOT_DIR = "snapshots"
+#: where the big-model steps of a mini strategy's adaptation checkpoint (`adapt.big_model_steps`)
+BIG_MODEL_STEPS_DIR = "big_model_steps"
 
 
 def trained_embeddings(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -75,8 +79,13 @@ def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
 
 
 def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-                   upstream: str) -> dict[str, Any]:
-    """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings."""
+                   upstream: str, big_dir: Path | None = None) -> dict[str, Any]:
+    """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
+
+    With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
+    N steps run over the big model and the embeddings then continue over the mini-model for
+    `train.max_steps` steps: the big model picks the solution the cheaper mini-model refines.
+    """
     cfg = ctx.cfg
     fingerprint = digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
                          # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
@@ -92,54 +101,94 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
-    source_tokenizer = family.load_tokenizer(str(model_dir))
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    weight = init.initialise(tokenizer, source_tokenizer, model.get_input_embeddings().weight.detach(),
-                             model.config, generator, cfg.adapt.init)
-    swap_word_embeddings(model, weight)
+    weight = init.initialise(tokenizer, family.load_tokenizer(str(model_dir)), model.get_input_embeddings().weight.detach(),
+                             model.config, torch.Generator().manual_seed(cfg.seed), cfg.adapt.init)
     if ctx.dist.is_main:
         save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
-    trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
+    train_set, eval_set = _mlm_data(ctx, language, tokenizer)
+    start: dict[str, Any] = {}
+    bias = None
+    steps_over_big = int(cfg.adapt.big_model_steps)
+    if steps_over_big > 0 and big_dir is not None and Path(big_dir) != Path(model_dir):
+        weight, bias, start = _start_over_big_model(ctx, language, family.load_pretrained(str(big_dir)), weight,
+                                                    steps_over_big, train_set)
+    swap_word_embeddings(model, weight, bias)
+    every = cfg.adapt.snapshot_every
+    on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
+    ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
+            f"({model_dir})")
+    result, metrics = _train_embeddings(ctx, model, train_set, eval_set, on_step)
+    metrics = _with_start(metrics, start)
+    outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
+               "tokenizer": tokenizer_dir}
+    if every > 0:
+        outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
+    trained_weight, trained_bias = trained_embeddings(model)
+    record = None
+    if ctx.dist.is_main:
+        save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
+        record = finish_stage(ctx, f"adapt/{language}", fingerprint, outputs, metrics)
+    barrier()
+    return record or {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
 
-    data = cfg.data
-    cache = cache_dir(cfg)
+
+def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
+    """The language's masked MLM blocks for training (and evaluation, with an `eval_corpus`)."""
+    cfg, data = ctx.cfg, ctx.cfg.data
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
     section = cfg.languages[language]
-    blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache, ctx.dist,
+    blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache_dir(cfg), ctx.dist,
                           f"languages.{language}.corpus")
     eval_set = None
     if section.eval_corpus:
-        eval_blocks = build_blocks(text_sources(ctx, section.eval_corpus), tokenizer, data.block_size, cache,
+        eval_blocks = build_blocks(text_sources(ctx, section.eval_corpus), tokenizer, data.block_size, cache_dir(cfg),
                                    ctx.dist, f"languages.{language}.eval_corpus")
         eval_set = MaskedBlocks(eval_blocks, spec, cfg.seed + 1)
+    return MaskedBlocks(blocks, spec, cfg.seed), eval_set
+
+
+def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, eval_set: MaskedBlocks | None,
+                      on_step: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Train `model`'s word embeddings and LM-head bias (all else frozen); the Trainer's result and metrics."""
+    trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
     objective = MaskedLMObjective(model)
-    ctx.log(f"adapt[{language}]: {sum(p.numel() for p in trainable)} trainable parameters over "
-            f"{model.config.num_hidden_layers} layers ({model_dir})")
-    every = cfg.adapt.snapshot_every
-    on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
-    result = Trainer(ctx, objective, trainable, MaskedBlocks(blocks, spec, cfg.seed), eval_set,
-                     on_step=on_step).train()
-    trained_weight, trained_bias = trained_embeddings(model)
-    train = cfg.train
+    result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step).train()
+    train, data = ctx.cfg.train, ctx.cfg.data
     tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
     # analytic (mmadapt.flops): the head runs at masked positions only, so at mlm_probability of them
     flops_per_token = adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size,
-                                            vocab_size=weight.shape[0],
+                                            vocab_size=model.get_input_embeddings().weight.shape[0],
                                             masked_fraction=data.mlm_probability if objective.masked_only else None)
     metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3), "tokens": tokens,
                "flops": int(round(tokens * flops_per_token)), "flops_per_token": flops_per_token,
                "peak_memory_bytes": result.peak_memory_bytes, "peak_memory_source": result.peak_memory_source,
                "data_wait_fraction": round(result.data_wait_fraction, 5),
                "model_layers": model.config.num_hidden_layers, "final_loss": result.last_metrics.get("loss")}
-    outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
-               "tokenizer": tokenizer_dir}
-    if every > 0:
-        outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
-    record = None
-    if ctx.dist.is_main:
-        save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
-        record = mark_complete(ctx.stage_dir, fingerprint, outputs, metrics)
-    barrier()
-    return record or {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
+    return result, metrics
+
+
+def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, steps: int,
+                          train_set: MaskedBlocks) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """The first `steps` adapt steps over the big model (constant learning rate after the warm-up), in
+    their own checkpoint directory; returns the embeddings, LM-head bias and what those steps cost."""
+    warmup = min(int(ctx.cfg.train.warmup_steps), steps)
+    cfg = stage_cfg(ctx.cfg, {"max_steps": steps, "schedule": "constant", "warmup_steps": warmup})
+    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR)
+    sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"
+    swap_word_embeddings(big, weight)
+    ctx.log(f"adapt[{language}]: the first {steps} steps over the big model ({big.config.num_hidden_layers} layers)")
+    _, spent = _train_embeddings(sub, big, train_set, None)
+    trained_weight, trained_bias = trained_embeddings(big)
+    return trained_weight, trained_bias, spent
+
+
+def _with_start(metrics: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
+    """The adapt metrics with the big-model steps' cost added (steps stay the mini-model's)."""
+    if not start:
+        return metrics
+    return {**metrics, "tokens": metrics["tokens"] + start["tokens"], "flops": metrics["flops"] + start["flops"],
+            "seconds": round(metrics["seconds"] + start["seconds"], 3), "big_model_steps": start["steps"],
+            "big_model_flops": start["flops"], "big_model_seconds": start["seconds"],
+            "peak_memory_bytes": max(metrics["peak_memory_bytes"] or 0, start["peak_memory_bytes"] or 0)}

@@ -17,20 +17,20 @@ from mmadapt.recipe.schema import STAGES
 Problems = list[tuple[str, str]]
 
 
-def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True) -> None:
+def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, plugins: Any = None) -> None:
     """Raise a RecipeError listing every cross-section problem of the resolved recipe `cfg`.
 
     `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
     about those: a recipe is often checked on a machine other than the one holding its data).
     """
-    problems = stage_problems(cfg) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
+    problems = stage_problems(cfg, plugins or get_plugins()) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg) + adapt_problems(cfg)
     if data_files:
         problems += missing_data_files(cfg)
     if problems:
         raise RecipeError(problems, source)
 
 
-def stage_problems(cfg: Any) -> Problems:
+def stage_problems(cfg: Any, plugins: Any) -> Problems:
     """`stages` in pipeline order, each once, with the stages each one needs.
 
     A stage may leave out what it does itself: `adapt` trains the tokenizers it needs (as
@@ -52,7 +52,7 @@ def stage_problems(cfg: Any) -> Problems:
         runs = plan_runs(cfg)
     except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
         return problems + exc.problems
-    needing = [run.name for run in runs if not starts_from_pretrained(run, get_plugins())]
+    needing = [run.name for run in runs if not starts_from_pretrained(run, plugins)]
     if "pretrain" not in stages and needing:
         who = f"strategy {needing[0]!r} needs" if len(needing) == 1 else f"strategies {', '.join(needing)} need"
         problems.append(("stages", f"{who} stage pretrain (only a strategy that uses a given model as it is "
@@ -86,6 +86,12 @@ def task_problems(cfg: Any) -> Problems:
     return [(f"tasks[{i}].languages", f"lists none of the adapted languages ({', '.join(adapted)}), so transfer "
                                       f"would evaluate task {task.name!r} on nothing: add them to the list")
             for i, task in enumerate(cfg.tasks) if not task_languages(task, adapted)]
+
+
+def adapt_problems(cfg: Any) -> Problems:
+    """The adapt stage's step counts are not negative."""
+    return [(f"adapt.{key}", f"must be 0 or more, got {cfg.adapt[key]}") for key in ("snapshot_every", "big_model_steps")
+            if int(cfg.adapt[key]) < 0]
 
 
 def report_problems(cfg: Any) -> Problems:

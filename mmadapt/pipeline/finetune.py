@@ -15,7 +15,7 @@ from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
-from mmadapt.pipeline.stages import (completed, digest, mark_complete, outcome_settings, task_data_digests,
+from mmadapt.pipeline.stages import (completed, digest, finish_stage, outcome_settings, task_data_digests,
                                      task_settings)
 from mmadapt.pretraining import model_family
 from mmadapt.trainer import Trainer, seed_everything
@@ -50,6 +50,6 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
                "flops_per_token": flops_per_token, "train_features": len(features)}
     record = None
     if ctx.dist.is_main:
-        record = mark_complete(ctx.stage_dir, fingerprint, {"model": model_dir}, metrics)
+        record = finish_stage(ctx, f"finetune/{task_section.name}", fingerprint, {"model": model_dir}, metrics)
     barrier()
     return record or {"fingerprint": fingerprint, "outputs": {"model": str(model_dir)}, "metrics": metrics}

@@ -79,6 +79,8 @@ def starts_from_pretrained(run: StrategyRun, plugins: Any) -> bool:
     it reuses) instead of pretraining: when its strategy says it `uses_pretrained_as_is` and one is given.
 
     Every other strategy writes something only its pretraining makes (a mini-model, a second head)."""
+    if run.name not in plugins.strategies:  # an unknown name is reported where the recipe is loaded
+        return False
     strategy = plugins.strategies.get(run.name)
     return bool(getattr(strategy, "uses_pretrained_as_is", False)) and bool(run.cfg.model.pretrained)
 

@@ -67,6 +67,20 @@ def completed(stage_dir: Path, fingerprint: str) -> dict | None:
     return record if record.get("fingerprint") == fingerprint else None
 
 
+def finish_stage(ctx: Any, unit: str, fingerprint: str, outputs: dict[str, Any],
+                 metrics: dict[str, Any] | None = None, stage_dir: Path | None = None) -> dict:
+    """Rank 0, once a stage unit's outputs are in place: write its marker (in `stage_dir`, default
+    `ctx.stage_dir`), then fire `mmadapt_stage_finished` with the unit and its metrics.
+
+    Units are `pretrain`, `tokenizer/<language>`, `adapt/<language>`, `finetune/<task>` and
+    `transfer/<task>/<language>`; the hook fires for a unit that ran, not for one skipped as complete.
+    """
+    stage_dir = Path(stage_dir or ctx.stage_dir)
+    record = mark_complete(stage_dir, fingerprint, outputs, metrics)
+    ctx.plugins.hook.mmadapt_stage_finished(stage=unit, output_dir=str(stage_dir), metrics=dict(record["metrics"]))
+    return record
+
+
 def mark_complete(stage_dir: Path, fingerprint: str, outputs: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict:
     """Write the marker (call on rank 0 after every output is in place)."""
     record = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()},

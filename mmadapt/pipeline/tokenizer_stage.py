@@ -6,7 +6,7 @@ from pathlib import Path
 from mmadapt.context import StageContext
 from mmadapt.distributed import barrier
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.stages import completed, digest, mark_complete
+from mmadapt.pipeline.stages import completed, digest, finish_stage
 from mmadapt.pretraining import text_sources, train_tokenizer_on
 
 
@@ -27,6 +27,7 @@ def train_language_tokenizer(ctx: StageContext, language: str) -> Path:
     if ctx.dist.is_main and not completed(stage_dir, fingerprint):
         ctx.log(f"tokenizer: training a {cfg.tokenizer.vocab_size}-piece vocabulary for {language!r}")
         train_tokenizer_on(sources, stage_dir / "tokenizer", dict(cfg.tokenizer), cfg.seed)
-        mark_complete(stage_dir, fingerprint, {"tokenizer": stage_dir / "tokenizer"})
+        finish_stage(ctx, f"tokenizer/{language}", fingerprint, {"tokenizer": stage_dir / "tokenizer"},
+                     stage_dir=stage_dir)
     barrier()
     return stage_dir / "tokenizer"

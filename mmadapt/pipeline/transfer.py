@@ -13,7 +13,7 @@ from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.pipeline.adapt import snapshots
-from mmadapt.pipeline.stages import completed, digest, mark_complete, task_data_digests, task_settings
+from mmadapt.pipeline.stages import completed, digest, finish_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_word_embeddings
 
@@ -71,7 +71,8 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
                                         metrics["target_score"])
     record = None
     if ctx.dist.is_main:
-        record = mark_complete(ctx.stage_dir, fingerprint, {"model": target_dir}, metrics)
+        record = finish_stage(ctx, f"transfer/{task_section.name}/{language}", fingerprint, {"model": target_dir},
+                              metrics)
     barrier()
     return record or {"fingerprint": fingerprint, "outputs": {"model": str(target_dir)}, "metrics": metrics}
 
@@ -85,7 +86,9 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     of the last step holds the final embeddings, already scored as `final_score`.
     """
     spent = adapted["metrics"]
-    flops_per_step = spent["flops"] / spent["steps"]
+    # with `adapt.big_model_steps`, those steps' cost comes first, then the (mini-)model's steps
+    start_flops, start_seconds = spent.get("big_model_flops", 0), spent.get("big_model_seconds", 0.0)
+    flops_per_step = (spent["flops"] - start_flops) / spent["steps"]
     points = []
     for step, seconds, path in snapshots(Path(adapted["outputs"]["snapshots"]), adapted["fingerprint"]):
         if step == spent["steps"]:
@@ -94,8 +97,8 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
             weight, _ = load_embeddings(path)
             swap_word_embeddings(model, weight)
             score = evaluate(ctx, task, task_section, model, tokenizer, language)[task.metric_names[0]]
-        points.append({"step": step, "adapt_flops": int(round(flops_per_step * step)), "adapt_seconds": seconds,
-                       "target_score": score})
+        points.append({"step": step, "adapt_flops": int(round(start_flops + flops_per_step * step)),
+                       "adapt_seconds": round(start_seconds + seconds, 3), "target_score": score})
     return points
 
 

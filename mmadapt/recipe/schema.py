@@ -154,6 +154,9 @@ class AdaptSection:
     #: save the embeddings every this many steps (0: never); `transfer` evaluates each snapshot,
     #: giving the report's target-score-against-adapt-compute curve
     snapshot_every: int = 0
+    #: for a strategy with a mini-model: this many first steps over the big model, then `train.max_steps`
+    #: over the mini-model (the big model picks the solution; counted in the adapt compute). 0: none
+    big_model_steps: int = 0
     #: overrides of the top-level `train:` for this stage
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 
