@@ -80,7 +80,7 @@ def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
 
 def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     """Every strategy's stages (pretrain, adapt, finetune) for a resolved recipe."""
-    from mmadapt.pipeline.plan import plan_runs, stage_cfg, starts_from_pretrained
+    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is, stage_cfg
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     stages = list(cfg.stages)
@@ -101,7 +101,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             prediction.note = f"strategy {run.name!r} has no FLOP model (Strategy.predict_compute)"
             predictions.append(prediction)
             continue
-        as_is = bool(run.reuse) and starts_from_pretrained(run, plugins)  # the reused big model, not trained again
+        as_is = reuses_big_model_as_is(run, plugins)
         pretrain_what = f"{plan.pretrain_what}; uses {run.reuse}'s big model as it is, not run" if as_is \
             else plan.pretrain_what
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,

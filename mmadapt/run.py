@@ -17,7 +17,7 @@ from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, stage_cfg, starts_from_pretrained, task_languages
+from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, stage_cfg, task_languages
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
@@ -65,7 +65,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
 
     records: dict[str, dict] = {}
     for run in runs:
-        if run.reuse and starts_from_pretrained(run, plugins):  # the reused big model, as it is
+        if reuses_big_model_as_is(run, plugins):
             reused = records[run.reuse]["pretrain"]
             pretrain = {"fingerprint": digest("reuse", reused["fingerprint"]), "outputs": {"big": reused["outputs"]["big"]}}
         else:

@@ -80,7 +80,9 @@ class DistilledMLMObjective(torch.nn.Module):
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         hidden = self.model.base_model(**inputs)[0]
         mlm = masked_lm_loss(getattr(self.model, self._head_name), hidden, batch["labels"])
-        teacher = self._teacher[0].to(device=hidden.device, dtype=hidden.dtype)
+        teacher = self._teacher[0]
+        if (teacher.device, teacher.dtype) != (hidden.device, hidden.dtype):  # once, on the first batch
+            teacher.to(device=hidden.device, dtype=hidden.dtype)
         with torch.no_grad():
             target = teacher.base_model(**inputs)[0]
         real = batch["attention_mask"].bool()

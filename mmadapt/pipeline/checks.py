@@ -23,7 +23,8 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
     about those: a recipe is often checked on a machine other than the one holding its data).
     """
-    problems = stage_problems(cfg, plugins or get_plugins()) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg) + adapt_problems(cfg)
+    problems = (stage_problems(cfg, plugins or get_plugins()) + language_problems(cfg) + task_problems(cfg)
+                + report_problems(cfg) + adapt_problems(cfg))
     if data_files:
         problems += missing_data_files(cfg)
     if problems:

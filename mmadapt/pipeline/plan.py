@@ -85,6 +85,11 @@ def starts_from_pretrained(run: StrategyRun, plugins: Any) -> bool:
     return bool(getattr(strategy, "uses_pretrained_as_is", False)) and bool(run.cfg.model.pretrained)
 
 
+def reuses_big_model_as_is(run: StrategyRun, plugins: Any) -> bool:
+    """Whether `run` takes the big model of the strategy it reuses as it is, with no pretraining of its own."""
+    return bool(run.reuse) and starts_from_pretrained(run, plugins)
+
+
 def task_languages(task_section: Any, languages: list[str]) -> list[str]:
     """The adapted `languages` transfer evaluates a task on: those its `languages` option lists
     (in `languages`' order), or all of them when the task lists none."""

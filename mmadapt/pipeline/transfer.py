@@ -62,7 +62,7 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str,
         _assert_body_unchanged(model, before)
         main = task.metric_names[0]
         scores = evaluate(ctx, task, task_section, model, tokenizer, language,
-                          ctx.stage_dir / f"predictions_{kind}.{_suffix(task)}")
+                          ctx.stage_dir / f"predictions_{kind}.{task.predictions_suffix}")
         metrics[f"{kind}_score"] = scores[main]
         metrics[f"{kind}_metrics"] = scores
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
@@ -123,15 +123,11 @@ def source_scores(ctx: StageContext, task_section: Any, finetuned: dict[str, Any
     model = task.build_model(family, str(finetuned_dir))
     tokenizer = family.load_tokenizer(str(finetuned_dir))
     scores = evaluate(ctx, task, task_section, model, tokenizer, language,
-                      finetuned_dir.parent / f"predictions_source.{_suffix(task)}")
+                      finetuned_dir.parent / f"predictions_source.{task.predictions_suffix}")
     if ctx.dist.is_main:
         write_text_atomic(path, json.dumps({"key": key, "scores": scores}))
     barrier()
     return scores
-
-
-def _suffix(task: Any) -> str:
-    return task.predictions_suffix
 
 
 def _assert_body_unchanged(model: Any, before: dict[str, torch.Tensor]) -> None:
