@@ -7,12 +7,12 @@ directory that has the marker, so a run killed mid-save never resumes from half 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from mmadapt.atomic import publish_dir
 from mmadapt.distributed import DistInfo, barrier
 from mmadapt.errors import MmadaptError
 
@@ -69,9 +69,7 @@ def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep
     final = root / tag
     if dist.is_main:
         (root / tmp_tag / MARKER).write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(root / tmp_tag, final)
+        publish_dir(root / tmp_tag, final)
         if keep > 0:
             for _, old in complete_checkpoints(root)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

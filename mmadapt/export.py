@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mmadapt.atomic import write_dir_atomic
 from mmadapt.distributed import DistInfo, barrier
 
 
@@ -33,16 +31,15 @@ def save_pretrained_atomic(model: Any, out_dir: Path, dist: DistInfo, tokenizer:
                            extra_files: dict[str, str] | None = None) -> Path:
     """Gather weights on all ranks, then rank 0 writes `out_dir` via a temp dir and rename."""
     state = full_state_dict(model)
-    if dist.is_main:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-        model.save_pretrained(tmp, state_dict=state)
+
+    def write(staged: Path) -> None:
+        model.save_pretrained(staged, state_dict=state)
         if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+            tokenizer.save_pretrained(staged)
         for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+            (staged / name).write_text(text)
+
+    if dist.is_main:
+        write_dir_atomic(out_dir, write)  # a model already at out_dir stays readable until the new one replaces it
     barrier()
     return out_dir

@@ -19,11 +19,11 @@ The pretraining stage of a mini-model strategy writes, under `<output_dir>/pretr
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmadapt.atomic import write_text_atomic
 from mmadapt.distributed import DistInfo, barrier
 from mmadapt.errors import MmadaptError
 from mmadapt.flops import config_forward_flops_per_token
@@ -101,10 +101,7 @@ def write_manifest(stage_dir: Path, manifest: dict, dist: DistInfo) -> Path:
     """Rank 0 writes `stage_dir/manifest.json` atomically; every rank gets its path."""
     path = stage_dir / MANIFEST_NAME
     if dist.is_main:
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(manifest, indent=1) + "\n")
     barrier()
     return path
 

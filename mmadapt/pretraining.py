@@ -1,8 +1,6 @@
 """Building blocks a pretraining strategy composes: tokenizer, model and MLM data."""
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from omegaconf import OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.data.sources import TextSource, default_cache_dir, write_documents
+from mmadapt.digests import json_digest
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 
@@ -90,9 +89,8 @@ def load_tokenizer(ctx: StageContext) -> Any:
 
 
 def _train_cached_tokenizer(sources: list[TextSource], settings: dict, ctx: StageContext) -> Path:
-    key = json.dumps({"sources": [s.fingerprint() for s in sources], "settings": settings, "seed": ctx.cfg.seed},
-                     sort_keys=True)
-    target = cache_dir(ctx.cfg) / "tokenizers" / hashlib.sha256(key.encode()).hexdigest()[:24]
+    key = {"sources": [s.fingerprint() for s in sources], "settings": settings, "seed": ctx.cfg.seed}
+    target = cache_dir(ctx.cfg) / "tokenizers" / json_digest(key, 24)
     if not (target / "tokenizer_config.json").is_file():
         ctx.log(f"training a {settings['vocab_size']}-token SentencePiece tokenizer on data.train")
         train_tokenizer_on(sources, target, settings, ctx.cfg.seed)

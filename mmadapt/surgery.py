@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from mmadapt.atomic import write_file_atomic
+
 EMBEDDINGS_FILE = "embeddings.safetensors"
 
 
@@ -37,10 +39,7 @@ def save_embeddings(path: Path, weight: torch.Tensor, lm_bias: torch.Tensor | No
     tensors = {"word_embeddings": weight.detach().float().cpu().contiguous()}
     if lm_bias is not None:
         tensors["lm_head_bias"] = lm_bias.detach().float().cpu().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    write_file_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_embeddings(path: Path) -> tuple[torch.Tensor, torch.Tensor | None]:

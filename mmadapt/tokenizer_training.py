@@ -28,14 +28,12 @@ files and the largest size that works.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmadapt.atomic import write_dir_atomic
 from mmadapt.errors import MmadaptError
 
 if TYPE_CHECKING:
@@ -99,18 +97,12 @@ def train_sentencepiece_tokenizer(
     files = [Path(f) for f in text_files]
     _check_inputs(files)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    # mkdtemp makes the directory private (0700); give it the permissions mkdir would.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    try:
-        model_file = _train_spm(files, tmp, cfg, seed)
-        _build_hf_tokenizer(model_file, cfg.model_type).save_pretrained(tmp)
-        _replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(staged: Path) -> None:
+        model_file = _train_spm(files, staged, cfg, seed)
+        _build_hf_tokenizer(model_file, cfg.model_type).save_pretrained(staged)
+
+    write_dir_atomic(out_dir, write)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     logger.info("trained %s tokenizer with %d ids in %s", cfg.model_type, len(tokenizer), out_dir)
     return tokenizer
@@ -253,12 +245,3 @@ def _generic_tokenizer(proto, model_type: str, charsmap):
     )
 
 
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`; an existing `target` is swapped out first, then deleted."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{new.name}")
-        target.rename(old)
-        new.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        new.rename(target)

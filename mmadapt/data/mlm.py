@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -18,7 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from mmadapt.atomic import write_dir_atomic
 from mmadapt.data.sources import TextSource, default_cache_dir
+from mmadapt.digests import json_digest
 from mmadapt.distributed import DistInfo, barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 
@@ -34,7 +33,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         "vocab": sorted(tokenizer.get_vocab().items()),
         "special": {k: str(v) for k, v in tokenizer.special_tokens_map.items()},
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_digest(payload)
 
 
 def pack_documents(documents: Iterator[str], tokenizer: Any, block_size: int) -> np.ndarray:
@@ -70,8 +69,7 @@ def build_blocks(sources: Sequence[TextSource], tokenizer: Any, block_size: int,
             "tokenizer": tokenizer_fingerprint(tokenizer),
             "block_size": block_size,
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-        target = cache_root / "mlm" / digest
+        target = cache_root / "mlm" / json_digest(key, 24)
         if not (target / "blocks.npy").is_file():
             blocks = pack_documents((d for s in sources for d in s.documents()), tokenizer, block_size)
             if len(blocks) == 0:
@@ -85,14 +83,11 @@ def build_blocks(sources: Sequence[TextSource], tokenizer: Any, block_size: int,
 
 
 def _write_atomically(target: Path, blocks: np.ndarray, key: dict) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    np.save(tmp / "blocks.npy", blocks)
-    (tmp / "info.json").write_text(json.dumps({**key, "blocks": int(len(blocks))}, indent=1))
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process won the race; its copy is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+    def write(staged: Path) -> None:
+        np.save(staged / "blocks.npy", blocks)
+        (staged / "info.json").write_text(json.dumps({**key, "blocks": int(len(blocks))}, indent=1))
+
+    write_dir_atomic(target, write, replace=False)  # another process may have won the race: its copy is identical
 
 
 def _seed_for(*parts: int) -> int:

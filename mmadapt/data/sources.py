@@ -6,14 +6,13 @@ from it are keyed on what it holds, never on its path alone.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from mmadapt.data.textfiles import read_jsonl, text_lines
+from mmadapt.digests import file_digest, json_digest
 from mmadapt.errors import MmadaptError
 
 HF_PREFIX = "hf:"
@@ -25,36 +24,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MMADAPT_CACHE", Path.home() / ".cache" / "mmadapt"))
 
 
-#: digests already computed in this process, by (path, size, mtime): each stage fingerprint and
-#: data cache key of a run names the same corpora, and a corpus can be gigabytes
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (read once per process while the file's size and mtime stay the same)."""
-    stat = os.stat(path)
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
-
-
-def path_digest(path: Path) -> str:
-    """A file's `file_digest`, or for a directory (a `save_to_disk` dataset) one digest over every
-    file in it, by relative path and content."""
-    path = Path(path)
-    if not path.is_dir():
-        return file_digest(path)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\n".encode())
-    return digest.hexdigest()
-
-
 def fill_language(template: str, language: str) -> str:
     """`template` with `{language}` replaced (paths of per-language files)."""
     return template.replace("{language}", language)
@@ -64,7 +33,7 @@ def synth_benchmark_dir(settings: dict, cache_dir: Path | None = None) -> Path:
     """The synthetic benchmark for `settings` (generated once, then reused from the cache)."""
     from mmadapt.synth import GENERATOR_VERSION, generate_benchmark
 
-    key = hashlib.sha256(json.dumps([GENERATOR_VERSION, settings], sort_keys=True).encode()).hexdigest()[:16]
+    key = json_digest([GENERATOR_VERSION, settings], 16)
     out = (cache_dir or default_cache_dir()) / "synth" / key
     if not (out / "manifest.json").is_file():
         kwargs = dict(settings)

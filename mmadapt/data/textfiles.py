@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from mmadapt.atomic import write_text_atomic  # noqa: F401 (its home is mmadapt.atomic; kept importable here)
 from mmadapt.errors import DataError
 
 
@@ -36,11 +37,3 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield lineno, row
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` (UTF-8) to `path` through a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmadapt.data.textfiles import write_text_atomic
+from mmadapt.atomic import write_text_atomic
 from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach, plot_curves, reach_table
 
 REPORT_JSON = "report.json"

@@ -5,23 +5,16 @@ finished one, and a finished stage is skipped when its settings have not changed
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmadapt.data.sources import path_digest
-from mmadapt.data.textfiles import write_text_atomic
+from mmadapt.digests import digest, path_digest  # noqa: F401 (digest: stage modules import it here)
+from mmadapt.atomic import write_text_atomic
 
 STAGE_DONE = "stage_complete.json"
-
-
-def digest(*parts: Any) -> str:
-    """sha256 of JSON-serialised parts (DictConfigs are resolved to plain containers)."""
-    plain = [OmegaConf.to_container(p, resolve=True) if isinstance(p, DictConfig) else p for p in parts]
-    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def task_data_digests(task: Any, task_section: Any, split: str, language: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from mmadapt.context import StageContext
-from mmadapt.data.textfiles import write_text_atomic
+from mmadapt.atomic import write_file_atomic, write_text_atomic
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.pipeline.adapt import snapshots
@@ -29,8 +29,7 @@ def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokeni
             predictions = task.predict(model, examples, tokenizer, task_section, ctx.dist.device)
         scores = task.score(examples, predictions, language)
         if predictions_path is not None:
-            predictions_path.parent.mkdir(parents=True, exist_ok=True)
-            task.write_predictions(predictions, predictions_path)
+            write_file_atomic(predictions_path, lambda tmp: task.write_predictions(predictions, tmp))
     return broadcast_object(scores)
 
 

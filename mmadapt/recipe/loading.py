@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mmadapt.atomic import write_text_atomic
 from mmadapt.errors import MmadaptError, RecipeError
 from mmadapt.recipe.deepspeed_json import resolve_deepspeed
 from mmadapt.recipe.schema import Recipe
@@ -86,12 +87,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def save_resolved(cfg: DictConfig, directory: Path) -> Path:
     """Write the resolved recipe beside a run (atomically) and return its path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / RESOLVED_RECIPE_NAME
-    tmp = target.with_suffix(".yaml.tmp")
-    tmp.write_text(to_yaml(cfg))
-    os.replace(tmp, target)
-    return target
+    return write_text_atomic(Path(directory) / RESOLVED_RECIPE_NAME, to_yaml(cfg))
 
 
 class _Missing:

@@ -24,11 +24,11 @@ picks another source grammar (`variants.py`).
 from __future__ import annotations
 
 import random
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+from mmadapt.atomic import write_dir_atomic
 from mmadapt.errors import did_you_mean
 from mmadapt.synth import writers
 from mmadapt.synth.custom import spec_from_settings
@@ -137,15 +137,14 @@ def generate_benchmark(
     paws = ParaphraseGenerator(grammar, render_words(source), pawsx_frames)  # checks the frames before any work
     files = _layout([lang.code for lang in langs])
     settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": variant.variant}
-    staged = writers.staging_dir(out_dir)
-    try:
+
+    def write(staged: Path) -> None:
         _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
         _write_tasks(staged, files, langs, grammar, paws, seed, sizes)
         _write_dictionaries(staged, files, langs)
         writers.write_json(staged / "manifest.json", _manifest(seed, settings, langs, files, variant))
-        writers.publish_dir(staged, out_dir)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+
+    write_dir_atomic(out_dir, write)
     return _benchmark_paths(out_dir, files)
 
 

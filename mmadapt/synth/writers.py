@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -125,23 +122,3 @@ def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def staging_dir(target: Path) -> Path:
-    """A fresh empty directory beside `target`, to be moved there by `publish_dir`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    # mkdtemp makes the directory private (0700); give it the permissions mkdir would.
-    umask = os.umask(0)
-    os.umask(umask)
-    staged.chmod(0o777 & ~umask)
-    return staged
-
-
-def publish_dir(staged: Path, target: Path) -> None:
-    """Move the finished `staged` directory to `target`, replacing an existing one."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{staged.name}")
-        os.replace(target, old)
-        os.replace(staged, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, target)
