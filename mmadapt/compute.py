@@ -80,7 +80,7 @@ def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
 
 def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     """Every strategy's stages (pretrain, adapt, finetune) for a resolved recipe."""
-    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is, stage_cfg
+    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     stages = list(cfg.stages)
@@ -105,9 +105,9 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
         pretrain_what = f"{plan.pretrain_what}; uses {run.reuse}'s big model as it is, not run" if as_is \
             else plan.pretrain_what
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
-                                              tokens_per_step(run.cfg.train, seq, world), pretrain_what,
+                                              tokens_per_step(run.pretrain_cfg().train, seq, world), pretrain_what,
                                               "pretrain" in stages and not as_is))
-        adapt_train = stage_cfg(run.cfg, cfg.adapt.train, run.cfg.strategy.get("adapt_train")).train
+        adapt_train = run.adapt_cfg().train
         vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
         per_token = adapt_flops_per_token(big, plan.adapt_layers,
                                           seq, vocab_size=vocab, masked_fraction=masked)
@@ -121,7 +121,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             prediction.adapt_ratio = full / per_token
         for task in cfg.tasks:
             length = int(task.get("max_length", seq) or seq)
-            train = stage_cfg(run.cfg, cfg.finetune.train, task.get("finetune_train")).train
+            train = run.finetune_cfg(task).train
             what = f"task {task.name}, big model, embeddings frozen, length {length}"
             if run.reuse:
                 what += f"; reused from {run.reuse}, not run again"

@@ -1,7 +1,6 @@
 """Running a resolved recipe: its stages, for each of its strategies, then the report."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,19 +11,18 @@ from omegaconf import DictConfig, OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, init_distributed
-from mmadapt.flops import ModelShape
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, stage_cfg, task_languages
+from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, task_languages
+from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
-from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
+from mmadapt.pipeline.stages import StageRecord
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
-from mmadapt.pretraining import cache_dir, data_fingerprint, resolve_pretrained
+from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
-from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 
 
 @dataclass
@@ -33,6 +31,7 @@ class RunResult:
 
     output_dir: Path
     outputs: dict[str, dict[str, Path]] = field(default_factory=dict)
+    #: the units found complete and skipped, keyed like `outputs`
     skipped: list[str] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -49,72 +48,108 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     if dist.is_main:
         save_resolved(cfg, output_dir)
     barrier()
-    result = RunResult(output_dir)
-    tasks = _task_sections(cfg, dist)
-    stages = list(cfg.stages)
-    languages = list(cfg.adapt.languages) or list(cfg.languages)
-    several = len(runs) > 1
-
-    def key(run: StrategyRun, stage: str) -> str:
-        return f"{run.name}/{stage}" if several else stage
-
-    tokenizers = {}
-    if "tokenizer" in stages or "adapt" in stages:
-        ctx = StageContext(cfg, plugins, dist, output_dir, output_dir / "tokenizers")
-        tokenizers = {lang: train_language_tokenizer(ctx, lang) for lang in languages}
-
-    records: dict[str, dict] = {}
+    pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
+    pipeline.train_tokenizers()
     for run in runs:
-        if reuses_big_model_as_is(run, plugins):
-            reused = records[run.reuse]["pretrain"]
-            pretrain = {"fingerprint": digest("reuse", reused["fingerprint"]), "outputs": {"big": reused["outputs"]["big"]}}
-        else:
-            pretrain = _pretrain(run, plugins, dist, stages, result, key(run, "pretrain"))
-        records[run.name] = {"pretrain": pretrain}
-        if "adapt" in stages:
-            adapt_cfg = stage_cfg(run.cfg, cfg.adapt.train, run.cfg.strategy.get("adapt_train"))
-            for lang in languages:
-                stage_dir = run.run_dir / "adapt" / lang
-                ctx = StageContext(adapt_cfg, plugins, dist, run.run_dir, stage_dir)
-                record = adapt_language(ctx, lang, adapt_model_dir(pretrain["outputs"]), tokenizers[lang],
-                                        pretrain["fingerprint"], Path(pretrain["outputs"]["big"]))
-                records[run.name][f"adapt/{lang}"] = record
-                records[run.name][f"alignment/{lang}"] = (
-                    language_alignment(ctx, lang, record, adapt_model_dir(pretrain["outputs"])) if dist.is_main else {})
-                result.outputs[key(run, f"adapt/{lang}")] = {k: Path(v) for k, v in record["outputs"].items()}
-        for task_section in tasks:
-            task = task_section.name
-            if "finetune" in stages or "transfer" in stages:
-                if run.reuse:
-                    finetuned = records[run.reuse][f"finetune/{task}"]
-                else:
-                    ft_cfg = stage_cfg(run.cfg, cfg.finetune.train, task_section.get("finetune_train"))
-                    ctx = StageContext(ft_cfg, plugins, dist, run.run_dir, run.run_dir / "finetune" / task)
-                    finetuned = finetune_task(ctx, task_section, Path(pretrain["outputs"]["big"]),
-                                              pretrain["fingerprint"])
-                records[run.name][f"finetune/{task}"] = finetuned
-                result.outputs[key(run, f"finetune/{task}")] = {k: Path(v) for k, v in finetuned["outputs"].items()}
-            if "transfer" in stages:
-                ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task)
-                source = source_scores(ctx, task_section, finetuned)
-                plugin = plugins.tasks.get(task)
-                for lang in task_languages(task_section, languages):
-                    ctx = StageContext(run.cfg, plugins, dist, run.run_dir, run.run_dir / "transfer" / task / lang)
-                    adapted = records[run.name][f"adapt/{lang}"]
-                    record = transfer_language(ctx, task_section, finetuned, lang, adapted)
-                    result.outputs[key(run, f"transfer/{task}/{lang}")] = {
-                        k: Path(v) for k, v in record["outputs"].items()}
-                    row = _row(run.name, task, lang, source[plugin.metric_names[0]], record, adapted,
-                               records[run.name].get(f"alignment/{lang}", {}))
-                    row["stage_metrics"] = {"pretrain": records[run.name]["pretrain"].get("metrics", {}),
-                                            "adapt": adapted.get("metrics", {}),
-                                            "finetune": finetuned.get("metrics", {})}
-                    result.rows.append(row)
-    if result.rows and dist.is_main:
-        write_report(output_dir, result.rows, cfg.report.baseline)
-        print(table(result.rows), flush=True)
+        pipeline.run_strategy(run)
+    if pipeline.result.rows and dist.is_main:
+        write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
+        print(table(pipeline.result.rows), flush=True)
     barrier()
-    return result
+    return pipeline.result
+
+
+class Pipeline:
+    """One strategy after another through the recipe's stages, each unit through the stage lifecycle
+    (mmadapt.pipeline.stages); the records of finished units, for the units that build on them."""
+
+    def __init__(self, cfg: DictConfig, plugins: Any, dist: Any, result: RunResult, several: bool) -> None:
+        self.cfg, self.plugins, self.dist, self.result, self.several = cfg, plugins, dist, result, several
+        self.stages = list(cfg.stages)
+        self.languages = list(cfg.adapt.languages) or list(cfg.languages)
+        self.tasks = _task_sections(cfg, dist)
+        self.tokenizers: dict[str, Path] = {}
+        #: by strategy, then unit ("pretrain", "adapt/<language>", "finetune/<task>")
+        self.records: dict[str, dict[str, StageRecord]] = {}
+        self.alignments: dict[str, dict[str, dict]] = {}
+
+    def _keep(self, run: StrategyRun, unit: str, record: StageRecord, reused: bool = False) -> StageRecord:
+        """Note a unit's record and outputs (and whether this run skipped it) under its result key."""
+        key = f"{run.name}/{unit}" if self.several else unit
+        self.result.outputs[key] = record.paths()
+        if record.skipped and not reused:
+            self.result.skipped.append(key)
+        self.records.setdefault(run.name, {})[unit] = record
+        return record
+
+    def train_tokenizers(self) -> None:
+        """Stage `tokenizer` (also run for `adapt`): one vocabulary per adapted language."""
+        if "tokenizer" not in self.stages and "adapt" not in self.stages:
+            return
+        output_dir = self.result.output_dir
+        ctx = StageContext(self.cfg, self.plugins, self.dist, output_dir, output_dir / "tokenizers")
+        self.tokenizers = {lang: Path(train_language_tokenizer(ctx, lang).outputs["tokenizer"])
+                           for lang in self.languages}
+
+    def run_strategy(self, run: StrategyRun) -> None:
+        """Every listed stage of one strategy, in pipeline order."""
+        self.records[run.name], self.alignments[run.name] = {}, {}
+        self.pretrain(run)
+        if "adapt" in self.stages:
+            for lang in self.languages:
+                self.adapt(run, lang)
+        for task_section in self.tasks:
+            if "finetune" in self.stages or "transfer" in self.stages:
+                self.finetune(run, task_section)
+            if "transfer" in self.stages:
+                self.transfer(run, task_section)
+
+    def pretrain(self, run: StrategyRun) -> None:
+        """The strategy's pretraining, `model.pretrained` taken as given, or the reused strategy's big model."""
+        if reuses_big_model_as_is(run, self.plugins):  # no stage of its own, so no output of its own
+            self.records[run.name]["pretrain"] = reused_big_model(self.records[run.reuse]["pretrain"])
+        elif "pretrain" not in self.stages:  # check_pipeline made sure this strategy may start from model.pretrained
+            self._keep(run, "pretrain", given_big_model(run))
+        else:
+            self._keep(run, "pretrain", pretrain(run, self.plugins, self.dist))
+
+    def adapt(self, run: StrategyRun, lang: str) -> None:
+        """Stage `adapt` for one language, and its `alignment_at_1` (rank 0)."""
+        pretrained = self.records[run.name]["pretrain"]
+        ctx = StageContext(run.adapt_cfg(), self.plugins, self.dist, run.run_dir, run.run_dir / "adapt" / lang)
+        model_dir = adapt_model_dir(pretrained.outputs)
+        record = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint,
+                                Path(pretrained.outputs["big"]))
+        self._keep(run, f"adapt/{lang}", record)
+        self.alignments[run.name][lang] = language_alignment(ctx, lang, record, model_dir) if self.dist.is_main else {}
+
+    def finetune(self, run: StrategyRun, task_section: DictConfig) -> None:
+        """Stage `finetune` for one task (or the fine-tuned model of the strategy this one reuses)."""
+        task = task_section.name
+        if run.reuse:
+            record = self.records[run.reuse][f"finetune/{task}"]
+        else:
+            pretrained = self.records[run.name]["pretrain"]
+            ctx = StageContext(run.finetune_cfg(task_section), self.plugins, self.dist, run.run_dir,
+                               run.run_dir / "finetune" / task)
+            record = finetune_task(ctx, task_section, Path(pretrained.outputs["big"]), pretrained.fingerprint)
+        self._keep(run, f"finetune/{task}", record, reused=bool(run.reuse))
+
+    def transfer(self, run: StrategyRun, task_section: DictConfig) -> None:
+        """Stage `transfer` for one task: the source score, then each evaluated language and its report row."""
+        task, records = task_section.name, self.records[run.name]
+        finetuned = records[f"finetune/{task}"]
+        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task)
+        source = source_scores(ctx, task_section, finetuned)[self.plugins.tasks.get(task).metric_names[0]]
+        for lang in task_languages(task_section, self.languages):
+            ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task / lang)
+            adapted = records[f"adapt/{lang}"]
+            record = transfer_language(ctx, task_section, finetuned, lang, adapted)
+            self._keep(run, f"transfer/{task}/{lang}", record)
+            row = _row(run.name, task, lang, source, record, adapted, self.alignments[run.name].get(lang, {}))
+            row["stage_metrics"] = {"pretrain": records["pretrain"].metrics, "adapt": adapted.metrics,
+                                    "finetune": finetuned.metrics}
+            self.result.rows.append(row)
 
 
 def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
@@ -130,9 +165,9 @@ def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
     return sections
 
 
-def _row(strategy: str, task: str, language: str, source: float, transfer: dict, adapted: dict,
+def _row(strategy: str, task: str, language: str, source: float, transfer: StageRecord, adapted: StageRecord,
          alignment: dict) -> dict[str, Any]:
-    m, a = transfer["metrics"], adapted["metrics"]
+    m, a = transfer.metrics, adapted.metrics
     by_step = alignment.get("alignment_by_step", {})
     curve = [{**point, "alignment_at_1": by_step[point["step"]]} if point["step"] in by_step else point
              for point in m.get("curve", [])]
@@ -145,48 +180,3 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: dict,
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
             "alignment_at_1": alignment.get("alignment_at_1"), "alignment_pairs": alignment.get("alignment_pairs"),
             "curve": curve}
-
-
-def _pretrain_metrics(cfg: DictConfig, plugins: Any, stage_dir: Path, big: Path) -> dict[str, Any]:
-    """The Trainer's summary of the pretrain stage plus its analytic FLOPs (when the strategy has a model)."""
-    path = stage_dir / TRAIN_SUMMARY
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
-    shape = ModelShape.of(json.loads((big / "config.json").read_text()))
-    plan = plugins.strategies.get(cfg.strategy.name).predict_compute(cfg.strategy, shape, int(cfg.data.block_size),
-                                                                     float(cfg.data.mlm_probability), plugins)
-    if plan is not None and "tokens" in metrics:
-        metrics["flops_per_token"] = plan.pretrain.total
-        metrics["flops"] = int(round(metrics["tokens"] * plan.pretrain.total))
-    return metrics
-
-
-def _pretrain(run: StrategyRun, plugins: Any, dist: Any, stages: list[str], result: RunResult, key: str) -> dict:
-    """The pretrain stage of one strategy: run, skip if complete, or take `model.pretrained`."""
-    cfg = stage_cfg(run.cfg, run.cfg.strategy.train) if run.cfg.strategy.get("train") else run.cfg
-    stage_dir = run.run_dir / "pretrain"
-    ctx = StageContext(cfg, plugins, dist, run.run_dir, stage_dir)
-    if "pretrain" not in stages:  # check_pipeline made sure this strategy may start from model.pretrained
-        big = resolve_pretrained(cfg.model.pretrained)
-        record = {"fingerprint": digest("init_from", big), "outputs": {"big": big}}
-        result.outputs[key] = {"big": Path(big)}
-        return record
-    strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
-    fingerprint = digest("pretrain", cfg.seed, cfg.precision, cfg.model, strategy, data_fingerprint(ctx),
-                         outcome_settings(cfg.train, is_train=True),
-                         cfg.deepspeed.resolved)
-    ctx.fingerprint = fingerprint
-    done = completed(stage_dir, fingerprint)
-    if done:
-        ctx.log(f"pretrain: already complete in {stage_dir} (same settings); skipping")
-        result.skipped.append(key)
-    else:
-        ctx.log(f"pretrain: strategy {run.name!r} -> {stage_dir}")
-        seed_everything(cfg.seed)  # the same on every rank: models must be built identically
-        outputs = plugins.strategies.get(run.name).pretrain(ctx)
-        metrics = _pretrain_metrics(cfg, plugins, stage_dir, Path(outputs["big"]))
-        done = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
-        if dist.is_main:
-            finish_stage(ctx, "pretrain", fingerprint, outputs, metrics)
-        barrier()
-    result.outputs[key] = {k: Path(v) for k, v in done["outputs"].items()}
-    return done

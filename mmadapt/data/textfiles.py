@@ -5,8 +5,11 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from mmadapt.atomic import write_text_atomic  # noqa: F401 (its home is mmadapt.atomic; kept importable here)
+from mmadapt.atomic import write_text_atomic
 from mmadapt.errors import DataError
+
+#: write_text_atomic lives in mmadapt.atomic; it stays importable from here for older imports
+__all__ = ["text_lines", "read_jsonl", "write_text_atomic"]
 
 
 def text_lines(path: Path) -> Iterator[tuple[int, str]]:

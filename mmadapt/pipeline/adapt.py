@@ -15,12 +15,12 @@ import torch
 
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
-from mmadapt.distributed import barrier
+from mmadapt.digests import digest
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.pipeline.plan import stage_cfg
-from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
+from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
@@ -79,7 +79,7 @@ def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
 
 
 def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-                   upstream: str, big_dir: Path | None = None) -> dict[str, Any]:
+                   upstream: str, big_dir: Path | None = None) -> StageRecord:
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
 
     With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
@@ -87,17 +87,23 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     `train.max_steps` steps: the big model picks the solution the cheaper mini-model refines.
     """
     cfg = ctx.cfg
-    fingerprint = digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
-                         # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
-                         source_fingerprints(ctx, cfg.languages[language].corpus),
-                         source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
-                         cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
-                         cfg.deepspeed.resolved, cfg.seed)
-    done = completed(ctx.stage_dir, fingerprint)
-    if done:
-        ctx.log(f"adapt[{language}]: already complete in {ctx.stage_dir}; skipping")
-        return done
-    ctx.fingerprint = fingerprint
+
+    def fingerprint() -> str:
+        return digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
+                      # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
+                      source_fingerprints(ctx, cfg.languages[language].corpus),
+                      source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
+                      cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
+                      cfg.deepspeed.resolved, cfg.seed)
+
+    return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
+                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir)))
+
+
+def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
+           big_dir: Path | None) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The adapt stage's work: initial and trained embeddings (and snapshots); its outputs and metrics."""
+    cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
@@ -119,19 +125,15 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
     ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
             f"({model_dir})")
-    result, metrics = _train_embeddings(ctx, model, train_set, eval_set, on_step)
-    metrics = _with_start(metrics, start)
+    _, metrics = _train_embeddings(ctx, model, train_set, eval_set, on_step)
     outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
                "tokenizer": tokenizer_dir}
     if every > 0:
         outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
     trained_weight, trained_bias = trained_embeddings(model)
-    record = None
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
-        record = finish_stage(ctx, f"adapt/{language}", fingerprint, outputs, metrics)
-    barrier()
-    return record or {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()}, "metrics": metrics}
+    return outputs, _with_start(metrics, start)
 
 
 def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:

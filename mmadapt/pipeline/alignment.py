@@ -63,10 +63,10 @@ def alignment_at_1(new_weight: torch.Tensor, source_weight: torch.Tensor, pairs:
     return float((nearest == gold).float().mean())
 
 
-def language_alignment(ctx: Any, language: str, adapted: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+def language_alignment(ctx: Any, language: str, adapted: Any, model_dir: Path) -> dict[str, Any]:
     """`alignment_at_1` of a language's final embeddings and of each adapt snapshot ({} without a dictionary).
 
-    `adapted` is the adapt stage's record, `model_dir` the model its embeddings were trained
+    `adapted` is the adapt stage's `StageRecord`, `model_dir` the model its embeddings were trained
     over (whose input embeddings are the source ones). Returns `alignment_at_1`,
     `alignment_pairs` (dictionary pairs counted) and `alignment_by_step` ({step: alignment_at_1}).
     """
@@ -78,13 +78,13 @@ def language_alignment(ctx: Any, language: str, adapted: dict[str, Any], model_d
     if not spec:
         return {}
     family = model_family(ctx)
-    outputs = adapted["outputs"]
+    outputs = adapted.outputs
     pairs = token_pairs(read_dictionary(text_sources(ctx, [spec])[0].local_path()),
                         family.load_tokenizer(str(model_dir)), family.load_tokenizer(outputs["tokenizer"]))
     source = family.load_pretrained(str(model_dir)).get_input_embeddings().weight.detach()
     by_step = {}
     if outputs.get("snapshots"):
-        for step, _, path in snapshots(Path(outputs["snapshots"]), adapted["fingerprint"]):
+        for step, _, path in snapshots(Path(outputs["snapshots"]), adapted.fingerprint):
             by_step[step] = alignment_at_1(load_embeddings(path)[0], source, pairs)
     return {"alignment_at_1": alignment_at_1(load_embeddings(Path(outputs["embeddings"]))[0], source, pairs),
             "alignment_pairs": len(pairs), "alignment_by_step": by_step}

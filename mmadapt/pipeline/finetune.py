@@ -10,30 +10,34 @@ from typing import Any
 
 from mmadapt.context import StageContext
 from mmadapt.data.features import FeatureDataset
-from mmadapt.distributed import barrier
+from mmadapt.digests import digest
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
-from mmadapt.pipeline.stages import (completed, digest, finish_stage, outcome_settings, task_data_digests,
+from mmadapt.pipeline.stages import (StageRecord, StageUnit, outcome_settings, run_stage, task_data_digests,
                                      task_settings)
 from mmadapt.pretraining import model_family
 from mmadapt.trainer import Trainer, seed_everything
 
 
-def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> dict[str, Any]:
+def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> StageRecord:
     """Fine-tune on one task into ctx.stage_dir/model; skipped if complete for these settings."""
     cfg = ctx.cfg
     task = ctx.plugins.tasks.get(task_section.name)
-    train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
-    fingerprint = digest("finetune", upstream, task_settings(task_section), train_data, outcome_settings(cfg.finetune),
-                         outcome_settings(cfg.train, is_train=True), cfg.precision,
-                         cfg.deepspeed.resolved, cfg.seed)
-    done = completed(ctx.stage_dir, fingerprint)
-    if done:
-        ctx.log(f"finetune[{task_section.name}]: already complete in {ctx.stage_dir}; skipping")
-        return done
-    ctx.fingerprint = fingerprint
+
+    def fingerprint() -> str:
+        train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
+        return digest("finetune", upstream, task_settings(task_section), train_data, outcome_settings(cfg.finetune),
+                      outcome_settings(cfg.train, is_train=True), cfg.precision, cfg.deepspeed.resolved, cfg.seed)
+
+    return run_stage(StageUnit(f"finetune/{task_section.name}", ctx, fingerprint,
+                               lambda: _finetune(ctx, task, task_section, big_dir)))
+
+
+def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The finetune stage's work: the fine-tuned model; its outputs and metrics."""
+    cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
     tokenizer = family.load_tokenizer(str(big_dir))
@@ -48,8 +52,4 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
     flops_per_token = finetune_flops_per_token(model.config, seq_len)
     metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),
                "flops_per_token": flops_per_token, "train_features": len(features)}
-    record = None
-    if ctx.dist.is_main:
-        record = finish_stage(ctx, f"finetune/{task_section.name}", fingerprint, {"model": model_dir}, metrics)
-    barrier()
-    return record or {"fingerprint": fingerprint, "outputs": {"model": str(model_dir)}, "metrics": metrics}
+    return {"model": model_dir}, metrics

@@ -1,4 +1,11 @@
-"""Expanding a recipe into one run per strategy, each with its own resolved config."""
+"""Expanding a recipe into one run per strategy, each with its own resolved config and the
+resolved config of each of its stages.
+
+`mmadapt train` (mmadapt.run), `mmadapt compute` and `mmadapt recipe validate` all plan with
+this module, so the settings a stage runs with (its `train:` overrides: `strategies[i].train`
+for pretraining, `adapt.train` then `strategies[i].adapt_train` for adapt, `finetune.train` then
+`tasks[i].finetune_train` for each task) are decided in one place.
+"""
 from __future__ import annotations
 
 import os
@@ -23,6 +30,18 @@ class StrategyRun:
     reuse: str | None = None
     #: the strategy whose pretrained big model this run's own pretraining starts from
     init_from: str | None = None
+
+    def pretrain_cfg(self) -> DictConfig:
+        """The pretrain stage's config: `train` with `strategies[i].train` over it."""
+        return stage_cfg(self.cfg, self.cfg.strategy.train) if self.cfg.strategy.get("train") else self.cfg
+
+    def adapt_cfg(self) -> DictConfig:
+        """The adapt stage's config: `train` with `adapt.train`, then `strategies[i].adapt_train`, over it."""
+        return stage_cfg(self.cfg, self.cfg.adapt.train, self.cfg.strategy.get("adapt_train"))
+
+    def finetune_cfg(self, task_section: Any) -> DictConfig:
+        """A task's finetune stage config: `train` with `finetune.train`, then `tasks[i].finetune_train`, over it."""
+        return stage_cfg(self.cfg, self.cfg.finetune.train, task_section.get("finetune_train"))
 
 
 def plan_runs(cfg: DictConfig) -> list[StrategyRun]:

@@ -1,20 +1,36 @@
-"""Stage bookkeeping: a stage is complete when its marker holds the same settings digest.
+"""The stage lifecycle: every unit of every stage (`pretrain`, `tokenizer/<language>`,
+`adapt/<language>`, `finetune/<task>`, `transfer/<task>/<language>`) goes through `run_stage`.
 
-The marker is written last (atomically), so an interrupted stage is never mistaken for a
-finished one, and a finished stage is skipped when its settings have not changed.
+1. its fingerprint (the digest of every setting and input that decides its result);
+2. skipped when its completion marker holds that fingerprint;
+3. otherwise, under the stage lock, the old marker is removed *before* any work, so a run
+   interrupted while redoing a stage never leaves a marker that vouches for half-new outputs;
+4. the work, which publishes its outputs atomically (`mmadapt.atomic`);
+5. the marker (`stage_complete.json`, written last, atomically) and, on rank 0,
+   `mmadapt_stage_finished` with the unit's metrics;
+6. a barrier, so no rank reads the outputs before they are published.
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmadapt.digests import digest, path_digest  # noqa: F401 (digest: stage modules import it here)
 from mmadapt.atomic import write_text_atomic
+from mmadapt.context import StageContext
+from mmadapt.digests import path_digest
+from mmadapt.distributed import barrier, broadcast_object
+from mmadapt.errors import MmadaptError
 
 STAGE_DONE = "stage_complete.json"
+#: held (by rank 0) while a stage unit runs in its directory
+STAGE_LOCK = ".stage.lock"
 
 
 def task_data_digests(task: Any, task_section: Any, split: str, language: str) -> list[str]:
@@ -51,32 +67,142 @@ def outcome_settings(section: Any, *, is_train: bool = False) -> Any:
             if not (is_train and key in OBSERVATION_KEYS)}
 
 
-def completed(stage_dir: Path, fingerprint: str) -> dict | None:
+@dataclass
+class StageRecord:
+    """A finished stage unit: the fingerprint it ran with, what it wrote, what it measured."""
+
+    fingerprint: str
+    outputs: dict[str, str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    #: found complete and skipped by this run (not part of the marker)
+    skipped: bool = False
+
+    def paths(self) -> dict[str, Path]:
+        """The outputs as paths."""
+        return {key: Path(value) for key, value in self.outputs.items()}
+
+    def marker(self) -> dict[str, Any]:
+        """The record as `stage_complete.json` holds it."""
+        return {"fingerprint": self.fingerprint, "outputs": self.outputs, "metrics": self.metrics}
+
+
+@dataclass
+class StageUnit:
+    """One unit of a stage as `run_stage` runs it.
+
+    `fingerprint()` digests what decides the unit's result; `work()` does it (on every rank, or on
+    rank 0 alone with `main_only`), publishes its outputs and returns (outputs, metrics).
+    """
+
+    name: str
+    ctx: StageContext
+    fingerprint: Callable[[], str]
+    work: Callable[[], tuple[dict[str, Any], dict[str, Any]]]
+    main_only: bool = False
+
+
+def run_stage(unit: StageUnit) -> StageRecord:
+    """Run `unit` through the lifecycle (module docstring); its record, whether it ran or was complete."""
+    if not unit.main_only:
+        return _lifecycle(unit)
+    record = _lifecycle(unit) if unit.ctx.dist.is_main else None
+    barrier()
+    return broadcast_object(record)
+
+
+def _lifecycle(unit: StageUnit) -> StageRecord:
+    ctx, collective = unit.ctx, not unit.main_only
+    fingerprint = unit.fingerprint()
+    done = completed(ctx.stage_dir, fingerprint)
+    if done:
+        ctx.log(f"{unit.name}: already complete in {ctx.stage_dir} (same settings); skipping")
+        return done
+    ctx.fingerprint = fingerprint
+    with stage_lock(ctx, collective):
+        if ctx.dist.is_main:
+            invalidate(ctx.stage_dir)
+        outputs, metrics = unit.work()
+        record = StageRecord(fingerprint, {key: str(value) for key, value in outputs.items()}, metrics or {})
+        if ctx.dist.is_main:
+            write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
+            ctx.plugins.hook.mmadapt_stage_finished(stage=unit.name, output_dir=str(ctx.stage_dir),
+                                                    metrics=dict(record.metrics))
+        if collective:
+            barrier()
+    return record
+
+
+def completed(stage_dir: Path, fingerprint: str) -> StageRecord | None:
     """The marker's record if the stage finished with these settings, else None."""
-    path = stage_dir / STAGE_DONE
+    path = Path(stage_dir) / STAGE_DONE
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
-    return record if record.get("fingerprint") == fingerprint else None
+    marker = json.loads(path.read_text())
+    if marker.get("fingerprint") != fingerprint:
+        return None
+    return StageRecord(marker["fingerprint"], marker.get("outputs", {}), marker.get("metrics", {}), skipped=True)
 
 
-def finish_stage(ctx: Any, unit: str, fingerprint: str, outputs: dict[str, Any],
-                 metrics: dict[str, Any] | None = None, stage_dir: Path | None = None) -> dict:
-    """Rank 0, once a stage unit's outputs are in place: write its marker (in `stage_dir`, default
-    `ctx.stage_dir`), then fire `mmadapt_stage_finished` with the unit and its metrics.
-
-    Units are `pretrain`, `tokenizer/<language>`, `adapt/<language>`, `finetune/<task>` and
-    `transfer/<task>/<language>`; the hook fires for a unit that ran, not for one skipped as complete.
-    """
-    stage_dir = Path(stage_dir or ctx.stage_dir)
-    record = mark_complete(stage_dir, fingerprint, outputs, metrics)
-    ctx.plugins.hook.mmadapt_stage_finished(stage=unit, output_dir=str(stage_dir), metrics=dict(record["metrics"]))
-    return record
+def invalidate(stage_dir: Path) -> None:
+    """Remove a stage's completion marker: from here until the new one is written, it is not complete."""
+    (Path(stage_dir) / STAGE_DONE).unlink(missing_ok=True)
 
 
-def mark_complete(stage_dir: Path, fingerprint: str, outputs: dict[str, Any], metrics: dict[str, Any] | None = None) -> dict:
-    """Write the marker (call on rank 0 after every output is in place)."""
-    record = {"fingerprint": fingerprint, "outputs": {k: str(v) for k, v in outputs.items()},
-              "metrics": metrics or {}}
-    write_text_atomic(stage_dir / STAGE_DONE, json.dumps(record, indent=1))
-    return record
+@contextmanager
+def stage_lock(ctx: StageContext, collective: bool = True) -> Iterator[None]:
+    """Hold the stage directory's lock while the unit runs (rank 0 takes it; with `collective` every
+    rank learns whether it got it). A second live run writing the same stage is refused; a lock
+    left by a process that died is taken over."""
+    problem = None
+    path = Path(ctx.stage_dir) / STAGE_LOCK
+    if ctx.dist.is_main:
+        problem = _acquire(path)
+    if collective:
+        problem = broadcast_object(problem)
+    if problem:
+        raise MmadaptError(problem)
+    try:
+        yield
+    finally:
+        if ctx.dist.is_main:
+            path.unlink(missing_ok=True)
+
+
+def _acquire(path: Path) -> str | None:
+    """Create the lock file; None when taken, else why not."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            with open(path, "x") as f:
+                json.dump(me, f)
+            return None
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is not None and _alive(holder, me):
+                return (f"{path.parent} is being written by another run (process {holder.get('pid')} on "
+                        f"{holder.get('host')}); wait for it, or delete {path} if that run is gone")
+            path.unlink(missing_ok=True)  # left by a run that died
+    return f"could not take the stage lock {path}"
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder: dict, me: dict) -> bool:
+    if holder.get("host") != me["host"]:
+        return True  # cannot tell from here: assume it still runs
+    pid = int(holder.get("pid", 0))
+    if pid == me["pid"]:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

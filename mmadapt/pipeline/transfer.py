@@ -10,10 +10,11 @@ import torch
 
 from mmadapt.context import StageContext
 from mmadapt.atomic import write_file_atomic, write_text_atomic
+from mmadapt.digests import digest
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.pipeline.adapt import snapshots
-from mmadapt.pipeline.stages import completed, digest, finish_stage, task_data_digests, task_settings
+from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_word_embeddings
 
@@ -33,63 +34,61 @@ def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokeni
     return broadcast_object(scores)
 
 
-def transfer_language(ctx: StageContext, task_section: Any, finetuned: dict[str, Any], language: str,
-                      adapted: dict[str, Any]) -> dict[str, Any]:
+def transfer_language(ctx: StageContext, task_section: Any, finetuned: StageRecord, language: str,
+                      adapted: StageRecord) -> StageRecord:
     """Target and control scores for one language; writes the target model with its tokenizer.
 
     `finetuned` and `adapted` are the records of the stages this one builds on.
     """
-    cfg = ctx.cfg
-    finetuned_dir = Path(finetuned["outputs"]["model"])
     task = ctx.plugins.tasks.get(task_section.name)
-    test_data = task_data_digests(task, task_section, cfg.transfer.split, language)
-    fingerprint = digest("transfer", finetuned["fingerprint"], adapted["fingerprint"], task_settings(task_section), test_data,
-                         cfg.transfer)
-    done = completed(ctx.stage_dir, fingerprint)
-    if done:
-        ctx.log(f"transfer[{task_section.name}/{language}]: already complete; skipping")
-        return done
+
+    def fingerprint() -> str:
+        test_data = task_data_digests(task, task_section, ctx.cfg.transfer.split, language)
+        return digest("transfer", finetuned.fingerprint, adapted.fingerprint, task_settings(task_section), test_data,
+                      ctx.cfg.transfer)
+
+    return run_stage(StageUnit(f"transfer/{task_section.name}/{language}", ctx, fingerprint,
+                               lambda: _transfer(ctx, task, task_section, finetuned, language, adapted)))
+
+
+def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageRecord, language: str,
+              adapted: StageRecord) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The transfer stage's work: control and target scores, the target model, the score curve."""
     family = model_family(ctx)
-    outputs = adapted["outputs"]
+    outputs = adapted.outputs
     tokenizer = family.load_tokenizer(outputs["tokenizer"])
     metrics = {}
     for kind, file in (("control", outputs["initial_embeddings"]), ("target", outputs["embeddings"])):
-        model = task.build_model(family, str(finetuned_dir))
+        model = task.build_model(family, finetuned.outputs["model"])
         before = {k: v.clone() for k, v in model.state_dict().items() if "embeddings" not in k}
         weight, _ = load_embeddings(Path(file))
         swap_word_embeddings(model, weight)
         _assert_body_unchanged(model, before)
-        main = task.metric_names[0]
         scores = evaluate(ctx, task, task_section, model, tokenizer, language,
                           ctx.stage_dir / f"predictions_{kind}.{task.predictions_suffix}")
-        metrics[f"{kind}_score"] = scores[main]
+        metrics[f"{kind}_score"] = scores[task.metric_names[0]]
         metrics[f"{kind}_metrics"] = scores
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
     if outputs.get("snapshots"):
         metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
                                         metrics["target_score"])
-    record = None
-    if ctx.dist.is_main:
-        record = finish_stage(ctx, f"transfer/{task_section.name}/{language}", fingerprint, {"model": target_dir},
-                              metrics)
-    barrier()
-    return record or {"fingerprint": fingerprint, "outputs": {"model": str(target_dir)}, "metrics": metrics}
+    return {"model": target_dir}, metrics
 
 
 def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
-                 adapted: dict[str, Any], final_score: float) -> list[dict[str, float]]:
+                 adapted: StageRecord, final_score: float) -> list[dict[str, float]]:
     """Target score of each adapt snapshot, swapped into `model` (the fine-tuned target model).
 
     One point per snapshot: adapt steps, analytic FLOPs and training seconds spent to reach
     it, and the score; the report draws these as score against adapt compute. The snapshot
     of the last step holds the final embeddings, already scored as `final_score`.
     """
-    spent = adapted["metrics"]
+    spent = adapted.metrics
     # with `adapt.big_model_steps`, those steps' cost comes first, then the (mini-)model's steps
     start_flops, start_seconds = spent.get("big_model_flops", 0), spent.get("big_model_seconds", 0.0)
     flops_per_step = (spent["flops"] - start_flops) / spent["steps"]
     points = []
-    for step, seconds, path in snapshots(Path(adapted["outputs"]["snapshots"]), adapted["fingerprint"]):
+    for step, seconds, path in snapshots(Path(adapted.outputs["snapshots"]), adapted.fingerprint):
         if step == spent["steps"]:
             score = final_score
         else:
@@ -101,17 +100,17 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     return points
 
 
-def source_scores(ctx: StageContext, task_section: Any, finetuned: dict[str, Any]) -> dict[str, float]:
+def source_scores(ctx: StageContext, task_section: Any, finetuned: StageRecord) -> dict[str, float]:
     """The fine-tuned model on the source language, cached beside the fine-tuned model.
 
     The cache holds the digest of the fine-tuning record and evaluation settings it was
     computed for, so a re-run fine-tune (other settings) is scored afresh, never reported
     with its predecessor's score.
     """
-    finetuned_dir = Path(finetuned["outputs"]["model"])
+    finetuned_dir = Path(finetuned.outputs["model"])
     split, language = ctx.cfg.transfer.split, ctx.cfg.transfer.source_language
     task = ctx.plugins.tasks.get(task_section.name)
-    key = digest("source_scores", finetuned["fingerprint"], task_settings(task_section), split, language,
+    key = digest("source_scores", finetuned.fingerprint, task_settings(task_section), split, language,
                  task_data_digests(task, task_section, split, language))
     path = finetuned_dir.parent / f"source_{split}_scores.json"
     if path.is_file():

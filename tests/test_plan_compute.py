@@ -1,0 +1,47 @@
+"""`mmadapt compute` and the run plan every stage with the same settings (mmadapt.pipeline.plan)."""
+from __future__ import annotations
+
+import json
+
+from conftest import RECIPES, run_in_process
+from mmadapt.compute import predict
+from mmadapt.plugins import get_plugins
+from mmadapt.recipe import load_recipe
+
+QUICKSTART = RECIPES / "quickstart.yaml"
+#: a tiny quickstart where every stage has its own batch shape: per-strategy `train` (pretraining) and
+#: `adapt_train`, a task's `finetune_train`, each over the stage-wide `adapt.train` / `finetune.train`
+OVERRIDES = [
+    "train.progress_bar=false", "train.max_steps=3", "train.save_every=0", "train.log_every=0",
+    "model.config.num_hidden_layers=2", "model.config.hidden_size=32", "model.config.intermediate_size=64",
+    "model.config.num_attention_heads=2", "data.block_size=16", "model.config.max_position_embeddings=18",
+    "data.synth={seed: 3, languages: [src, vo], corpus_sentences: 600, nli_train: 60, nli_dev: 10, nli_test: 10}",
+    "stages=[pretrain, tokenizer, adapt, finetune]", "adapt.languages=[vo]", "adapt.snapshot_every=0", "adapt.big_model_steps=0",
+    "adapt.train={max_steps: 2, micro_batch_size: 6}", "finetune.train={max_steps: 2, micro_batch_size: 5}",
+    "tasks.0.max_length=16", "tasks.0.finetune_train={micro_batch_size: 3, grad_accum: 2}",
+    "strategies=[{name: full, train: {micro_batch_size: 7}, adapt_train: {micro_batch_size: 4}},"
+    " {name: minipost, k: 1, new_layers: 1, init_from: full, train: {micro_batch_size: 9, grad_accum: 2}}]",
+]
+
+
+def _predicted(cfg) -> dict[tuple[str, str], int]:
+    predictions, _ = predict(cfg, get_plugins())
+    return {(p.strategy, s.stage): s.tokens_per_step for p in predictions for s in p.stages}
+
+
+def test_compute_applies_every_per_strategy_and_per_task_train_override(tmp_path):
+    cfg = load_recipe(QUICKSTART, [f"output_dir={tmp_path}", *OVERRIDES])
+    assert _predicted(cfg) == {
+        ("full", "pretrain"): 7 * 16, ("full", "adapt"): 4 * 16, ("full", "finetune/xnli"): 3 * 2 * 16,
+        ("minipost", "pretrain"): 9 * 2 * 16, ("minipost", "adapt"): 6 * 16, ("minipost", "finetune/xnli"): 3 * 2 * 16}
+
+
+def test_compute_and_the_run_agree_on_tokens_per_step_for_every_stage(tmp_path):
+    out = tmp_path / "run"
+    cfg, _ = run_in_process(QUICKSTART, [f"output_dir={out}", *OVERRIDES])
+    measured = {}
+    for strategy in ("full", "minipost"):
+        for unit in ("pretrain", "adapt/vo", "finetune/xnli"):
+            metrics = json.loads((out / strategy / unit / "stage_complete.json").read_text())["metrics"]
+            measured[(strategy, unit.replace("/vo", ""))] = metrics["tokens"] // metrics["steps"]
+    assert measured == _predicted(cfg)
