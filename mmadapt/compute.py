@@ -25,7 +25,7 @@ class StageCompute:
     per_token: float
     tokens_per_step: int
     what: str
-    #: the recipe's `stages` lists it
+    #: the run does this stage's work (mmadapt.pipeline.plan.runs_stage)
     runs: bool = True
 
     @property
@@ -80,7 +80,7 @@ def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
 
 def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     """Every strategy's stages (pretrain, adapt, finetune) for a resolved recipe."""
-    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is
+    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is, runs_stage
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     stages = list(cfg.stages)
@@ -106,7 +106,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             else plan.pretrain_what
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
                                               tokens_per_step(run.pretrain_cfg().train, seq, world), pretrain_what,
-                                              "pretrain" in stages and not as_is))
+                                              runs_stage(run, "pretrain", stages, plugins)))
         adapt_train = run.adapt_cfg().train
         vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
         per_token = adapt_flops_per_token(big, plan.adapt_layers,
@@ -114,7 +114,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
         vocab_note = "each new language's" if languages else "the model's own: no languages in this recipe"
         prediction.stages.append(StageCompute("adapt", per_token, tokens_per_step(adapt_train, seq, world),
                                               f"embeddings over {plan.adapt_what}; vocabulary {vocab}, "
-                                              f"{vocab_note}", "adapt" in stages))
+                                              f"{vocab_note}", runs_stage(run, "adapt", stages, plugins)))
         if plan.adapt_layers != big.num_layers:
             full = adapt_flops_per_token(big, big.num_layers,
                                          seq, vocab_size=vocab, masked_fraction=masked)
@@ -127,7 +127,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
                 what += f"; reused from {run.reuse}, not run again"
             prediction.stages.append(StageCompute(f"finetune/{task.name}", finetune_flops_per_token(
                 big, length), tokens_per_step(train, length, world),
-                what, "finetune" in stages and not run.reuse))
+                what, runs_stage(run, "finetune", stages, plugins)))
         predictions.append(prediction)
     return predictions, source
 

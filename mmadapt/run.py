@@ -15,7 +15,7 @@ from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, task_languages
+from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, stage_work_listed, task_languages
 from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import StageRecord
@@ -84,7 +84,7 @@ class Pipeline:
 
     def train_tokenizers(self) -> None:
         """Stage `tokenizer` (also run for `adapt`): one vocabulary per adapted language."""
-        if "tokenizer" not in self.stages and "adapt" not in self.stages:
+        if not stage_work_listed("tokenizer", self.stages):
             return
         output_dir = self.result.output_dir
         ctx = StageContext(self.cfg, self.plugins, self.dist, output_dir, output_dir / "tokenizers")
@@ -99,7 +99,7 @@ class Pipeline:
             for lang in self.languages:
                 self.adapt(run, lang)
         for task_section in self.tasks:
-            if "finetune" in self.stages or "transfer" in self.stages:
+            if stage_work_listed("finetune", self.stages):
                 self.finetune(run, task_section)
             if "transfer" in self.stages:
                 self.transfer(run, task_section)

@@ -45,3 +45,13 @@ def test_compute_and_the_run_agree_on_tokens_per_step_for_every_stage(tmp_path):
             metrics = json.loads((out / strategy / unit / "stage_complete.json").read_text())["metrics"]
             measured[(strategy, unit.replace("/vo", ""))] = metrics["tokens"] // metrics["steps"]
     assert measured == _predicted(cfg)
+
+
+def test_compute_marks_the_stages_the_run_does_including_a_finetune_transfer_does_for_itself(tmp_path):
+    cfg = load_recipe(QUICKSTART, [f"output_dir={tmp_path}", "stages=[pretrain, tokenizer, adapt, transfer]"])
+    predictions, _ = predict(cfg, get_plugins())
+    runs = {(p.strategy, s.stage): s.runs for p in predictions for s in p.stages}
+    # minijoint pretrains and fine-tunes for all three; full and minipost reuse its models
+    assert runs == {("minijoint", "pretrain"): True, ("minijoint", "adapt"): True, ("minijoint", "finetune/xnli"): True,
+                    ("full", "pretrain"): False, ("full", "adapt"): True, ("full", "finetune/xnli"): False,
+                    ("minipost", "pretrain"): True, ("minipost", "adapt"): True, ("minipost", "finetune/xnli"): False}

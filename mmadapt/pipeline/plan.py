@@ -109,6 +109,28 @@ def reuses_big_model_as_is(run: StrategyRun, plugins: Any) -> bool:
     return bool(run.reuse) and starts_from_pretrained(run, plugins)
 
 
+#: what each stage needs done first, when it is not listed itself: a stage does that work for itself
+#: (`adapt` trains the tokenizers it needs, `transfer` fine-tunes the task models it needs)
+DOES_ITSELF = {"tokenizer": ("adapt",), "finetune": ("transfer",)}
+
+
+def stage_work_listed(stage: str, stages: list[str]) -> bool:
+    """Whether a recipe with `stages` does `stage`'s work: listed, or needed by a listed stage that does it."""
+    return stage in stages or any(later in stages for later in DOES_ITSELF.get(stage, ()))
+
+
+def runs_stage(run: StrategyRun, stage: str, stages: list[str], plugins: Any) -> bool:
+    """Whether `run` does `stage`'s work itself (a strategy that reuses another's big model as it is
+    pretrains nothing; one that reuses another strategy fine-tunes nothing: it takes that one's models)."""
+    if not stage_work_listed(stage, stages):
+        return False
+    if stage == "pretrain":
+        return not reuses_big_model_as_is(run, plugins)
+    if stage == "finetune":
+        return not run.reuse
+    return True
+
+
 def task_languages(task_section: Any, languages: list[str]) -> list[str]:
     """The adapted `languages` transfer evaluates a task on: those its `languages` option lists
     (in `languages`' order), or all of them when the task lists none."""
