@@ -102,7 +102,8 @@ class StrategySection:
 class DeepSpeedSection:
     """`deepspeed:` the JSON config; `"auto"` fields in it are filled from the recipe."""
 
-    config: str = "ds_configs/zero2.json"
+    #: a shipped config by name (zero0, zero1, zero2, zero3, zero3_offload) or the path of a JSON file
+    config: str = "zero2"
     #: merged over the JSON file (dotted keys welcome on the command line)
     overrides: dict[str, Any] = field(default_factory=dict)
     #: the filled-in JSON, computed when the recipe is resolved (never set it by hand)
