@@ -22,6 +22,7 @@ from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import completed, digest, finish_stage, outcome_settings
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
+from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir, data_fingerprint, resolve_pretrained
 from mmadapt.recipe import save_resolved
 from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
@@ -45,6 +46,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         plugins.strategies.get(run.name)
     dist = init_distributed()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_third_party_bars()
     output_dir = Path(cfg.output_dir)
     if dist.is_main:
         save_resolved(cfg, output_dir)
