@@ -17,6 +17,12 @@ class SentencePieceSettings:
     vocab_size: int = 8000
     model_type: str = field(default="unigram", metadata={"choices": ("unigram", "bpe", "char", "word")})
     character_coverage: float = 1.0
+    #: lines sampled (shuffled, with the recipe's seed) from the corpus to train on, as XLM-R sampled a
+    #: few million sentences per language; a corpus with fewer lines is used whole
+    input_sentence_size: int = field(default=2_000_000, metadata={"min": 1})
+    #: SentencePiece's threads; 0: every core this process may use. The vocabulary is the same for
+    #: the same corpus, seed and thread count (set it to get the same vocabulary on other machines)
+    num_threads: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
