@@ -139,7 +139,7 @@ def ensure_single_rank_env() -> None:
 
 
 def run_mmadapt(objective: torch.nn.Module, trainable: list, data: Any, shape: Shape, warmup: int, steps: int,
-                precision: str = "fp32", deepspeed_config: str = "ds_configs/zero2.json") -> dict[str, float]:
+                precision: str = "fp32", deepspeed_config: str = "zero2") -> dict[str, float]:
     """Train with mmadapt's Trainer (DeepSpeed engine, recipe-driven) and time the steady steps."""
     from mmadapt.context import StageContext
     from mmadapt.distributed import init_distributed
@@ -149,7 +149,7 @@ def run_mmadapt(objective: torch.nn.Module, trainable: list, data: Any, shape: S
 
     out = Path(tempfile.mkdtemp(prefix="mmadapt-bench-"))
     cfg = load_recipe(REPO / "recipes" / "tiny_full.yaml", [
-        f"output_dir={out}", f"precision={precision}", f"deepspeed.config={REPO / deepspeed_config}",
+        f"output_dir={out}", f"precision={precision}", f"deepspeed.config={deepspeed_config}",
         f"train.max_steps={warmup + steps + 1}", f"train.micro_batch_size={shape.batch}", "train.grad_accum=1",
         "train.lr=1e-3", "train.warmup_steps=0", "train.log_every=0", "train.progress_bar=false",
         "train.save_every=0", "train.resume=never", f"data.block_size={shape.seq}"])

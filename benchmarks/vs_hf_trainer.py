@@ -70,7 +70,9 @@ def run_hf_trainer(shape: Shape, warmup: int, steps: int, precision: str, deepsp
 
     ds_config = None
     if deepspeed:
-        ds_config = json.loads((HERE.parent / "ds_configs" / "zero2.json").read_text())
+        from mmadapt.recipe.deepspeed_json import SHIPPED_DIR
+
+        ds_config = json.loads((SHIPPED_DIR / "zero2.json").read_text())
         ds_config["optimizer"]["params"]["torch_adam"] = True  # no JIT-built Adam on CPU
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(prefix="hf-bench-"), per_device_train_batch_size=shape.batch,

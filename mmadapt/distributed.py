@@ -75,6 +75,21 @@ def mean_across_ranks(value: float, device: torch.device) -> float:
     return t.item() / torch.distributed.get_world_size()
 
 
+def means_across_ranks(values: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """The mean over all ranks of each scalar tensor in `values`: one all-reduce, one host sync.
+
+    Computed in float64 like `mean_across_ranks`, so either gives the same numbers.
+    """
+    if not values:
+        return {}
+    stacked = torch.stack([v.detach().to(device=device, dtype=torch.float64).reshape(()) for v in values.values()])
+    world = 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stacked)
+        world = torch.distributed.get_world_size()
+    return {name: total / world for name, total in zip(values, stacked.tolist())}
+
+
 def max_across_ranks(value: float, device: torch.device) -> float:
     """The largest value of a scalar over all ranks."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):

@@ -1,7 +1,6 @@
 """Building blocks a pretraining strategy composes: tokenizer, model and MLM data."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +8,7 @@ from omegaconf import OmegaConf
 
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
-from mmadapt.data.sources import TextSource, default_cache_dir, write_documents
+from mmadapt.data.sources import TextSource, default_cache_dir
 from mmadapt.digests import json_digest
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
@@ -98,13 +97,13 @@ def _train_cached_tokenizer(sources: list[TextSource], settings: dict, ctx: Stag
 
 
 def train_tokenizer_on(sources: list[TextSource], target: Path, settings: dict, seed: int) -> Path:
-    """A SentencePiece tokenizer trained on every document of `sources`, saved in `target`."""
-    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+    """A SentencePiece tokenizer trained on `settings["input_sentence_size"]` documents of `sources`
+    (all of them when there are fewer), sampled with `seed` in one pass, saved in `target`."""
+    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_on_lines
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        text = write_documents(sources, Path(tmp) / "corpus.txt")
-        train_sentencepiece_tokenizer([text], target, SentencePieceConfig(**settings), seed=seed)
+    documents = (doc.replace("\n", " ") for source in sources for doc in source.documents())
+    train_sentencepiece_on_lines(documents, target, SentencePieceConfig(**settings), seed=seed,
+                                 described=", ".join(source.spec for source in sources))
     return target
 
 

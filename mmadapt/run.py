@@ -21,6 +21,7 @@ from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import StageRecord
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import source_scores, transfer_language
+from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
 
@@ -44,6 +45,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         plugins.strategies.get(run.name)
     dist = init_distributed()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_third_party_bars()
     output_dir = Path(cfg.output_dir)
     if dist.is_main:
         save_resolved(cfg, output_dir)

@@ -16,6 +16,13 @@ How each ``model_type`` is saved:
   each unknown word becomes one ``<unk>`` (SentencePiece fuses a run of unknown words
   into a single ``<unk>``, which would misalign words and tokens).
 
+Scale: SentencePiece is given at most ``input_sentence_size`` lines (default 2,000,000, as
+XLM-R sampled a few million sentences per language), drawn uniformly in one pass over the
+corpus by `sample_lines` with the seed (mmadapt samples itself: SentencePiece's own sampling
+draws differently in every process, seed or not), and runs on ``num_threads`` threads (default:
+every core). Time and memory are then those of the sample, whatever the corpus's size, and the
+vocabulary is the same for the same corpus, seed and thread count.
+
 Vocabulary size: with ``SentencePieceConfig.hard_vocab_limit=False`` (the default)
 ``vocab_size`` is an upper bound: small or synthetic corpora often cannot fill the
 requested vocabulary, and failing there helps nobody, so when SentencePiece reports the
@@ -27,11 +34,18 @@ files and the largest size that works.
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
+import math
+import os
+import random
 import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from mmadapt.atomic import write_dir_atomic
 from mmadapt.errors import MmadaptError
@@ -46,7 +60,18 @@ SPECIAL_TOKENS = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
 MASK_TOKEN = "<mask>"
 SPM_FILE = "spm.model"  # kept for reference; not a name transformers looks for
 
+#: XLM-R-style sampling: a few million lines per language bound time and memory on any corpus
+DEFAULT_INPUT_SENTENCE_SIZE = 2_000_000
+
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class VocabularyTooLargeError(MmadaptError, ValueError):
@@ -68,6 +93,14 @@ class SentencePieceConfig:
     model_type: str = "unigram"  # unigram | bpe | char | word
     character_coverage: float = 1.0
     hard_vocab_limit: bool = False
+    #: lines sampled, shuffled, from the inputs (SentencePiece's reservoir sampling, seeded by `seed`)
+    input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE
+    #: SentencePiece's threads; 0: every core this process may use
+    num_threads: int = 0
+
+    def threads(self) -> int:
+        """The thread count SentencePiece gets: `num_threads`, or this process's cores when 0."""
+        return self.num_threads or available_cores()
 
     def validate(self) -> None:
         """Raise ValueError if a field is out of range."""
@@ -77,6 +110,10 @@ class SentencePieceConfig:
             raise ValueError(f"vocab_size must exceed {len(SPECIAL_TOKENS)} (the special tokens), got {self.vocab_size}")
         if not 0.0 < self.character_coverage <= 1.0:
             raise ValueError(f"character_coverage must be in (0, 1], got {self.character_coverage}")
+        if self.input_sentence_size <= 0:
+            raise ValueError(f"input_sentence_size must be positive, got {self.input_sentence_size}")
+        if self.num_threads < 0:
+            raise ValueError(f"num_threads must be 0 (every core) or positive, got {self.num_threads}")
 
 
 def train_sentencepiece_tokenizer(
@@ -88,18 +125,35 @@ def train_sentencepiece_tokenizer(
     id layout is <s>=0, <pad>=1, </s>=2, <unk>=3, pieces, <mask>=last. It also holds the
     raw SentencePiece model as ``spm.model``. The directory is built beside `out_dir` and
     renamed into place, replacing any previous one, so a half-written tokenizer never
-    exists. Same files, config and seed give the same vocabulary. Returns the tokenizer
-    loaded back from `out_dir`.
+    exists. At most `cfg.input_sentence_size` lines, sampled with `seed`, are trained on.
+    Same files, config, seed and thread count give the same vocabulary, in any process.
+    Returns the tokenizer loaded back from `out_dir`.
+    """
+    files = [Path(f) for f in text_files]
+    _check_inputs(files)
+    return train_sentencepiece_on_lines(_read_lines(files), out_dir, cfg, seed=seed,
+                                        described=", ".join(str(f) for f in files))
+
+
+def train_sentencepiece_on_lines(
+    lines: Iterable[str], out_dir: Path, cfg: SentencePieceConfig, *, seed: int = 0, described: str = "the corpus"
+) -> "PreTrainedTokenizerBase":
+    """`train_sentencepiece_tokenizer` over an iterable of lines (documents) read once, in one pass.
+
+    Only the sample (`cfg.input_sentence_size` lines at most) is held in memory and written to disk,
+    so a corpus of any size costs the sample's memory. `described` names the input in errors.
     """
     from transformers import AutoTokenizer
 
     cfg.validate()
-    files = [Path(f) for f in text_files]
-    _check_inputs(files)
     out_dir = Path(out_dir)
 
     def write(staged: Path) -> None:
-        model_file = _train_spm(files, staged, cfg, seed)
+        with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.sample-", dir=out_dir.parent) as work:
+            sample = Path(work) / "sample.txt"
+            kept, seen = write_sample(lines, sample, cfg.input_sentence_size, seed)
+            logger.info("training SentencePiece on %d of %d lines with %d threads", kept, seen, cfg.threads())
+            model_file = _train_spm(sample, described, staged, cfg, seed)
         _build_hf_tokenizer(model_file, cfg.model_type).save_pretrained(staged)
 
     write_dir_atomic(out_dir, write)
@@ -108,22 +162,64 @@ def train_sentencepiece_tokenizer(
     return tokenizer
 
 
+def sample_lines(lines: Iterable[str], size: int, seed: int) -> tuple[list[str], int]:
+    """A uniform sample of at most `size` of `lines` (all of them, in order, when there are fewer),
+    and how many lines there were.
+
+    Reservoir sampling (Li's algorithm L: it jumps over the lines it will not keep, so the cost per
+    skipped line is that of reading it) with Python's own generator: the same lines and seed give the
+    same sample in every process. (SentencePiece's own `input_sentence_size` sampling does not: it
+    draws differently in each process even with `set_random_generator_seed`.)
+    """
+    rng = random.Random(seed)
+    numbered = zip(itertools.count(1), lines)  # positions counted in C, skipped lines never reach Python
+    reservoir = [line for _, line in itertools.islice(numbered, size)]
+    seen = len(reservoir)
+    if seen < size:
+        return reservoir, seen
+    weight = math.exp(math.log(1.0 - rng.random()) / size)
+    while True:
+        skip = int(math.log(1.0 - rng.random()) / math.log(1.0 - weight)) if weight < 1.0 else 0
+        last = collections.deque(itertools.islice(numbered, min(skip, sys.maxsize - 1)), maxlen=1)
+        if last:
+            seen = last[0][0]
+        picked = next(numbered, None)
+        if picked is None:
+            return reservoir, seen
+        seen, line = picked
+        reservoir[rng.randrange(size)] = line
+        weight *= math.exp(math.log(1.0 - rng.random()) / size)
+
+
+def write_sample(lines: Iterable[str], path: Path, size: int, seed: int) -> tuple[int, int]:
+    """`sample_lines` written to `path`, one per line; (lines kept, lines read)."""
+    sample, seen = sample_lines(lines, size, seed)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+        for line in sample:
+            f.write(line + "\n")
+    return len(sample), seen
+
+
+def _read_lines(files: list[Path]) -> Iterator[str]:
+    for path in files:
+        # surrogateescape: bytes that are not UTF-8 pass through to SentencePiece unchanged
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                yield line.rstrip("\n")
+
+
 def _check_inputs(files: list[Path]) -> None:
     if not files:
         raise ValueError("train_sentencepiece_tokenizer needs at least one text file")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise FileNotFoundError(f"tokenizer training files not found: {', '.join(missing)}")
-    # SentencePiece takes its inputs as one comma-separated string.
-    with_comma = [str(f) for f in files if "," in str(f)]
-    if with_comma:
-        raise ValueError(f"SentencePiece cannot read paths containing ',': {', '.join(with_comma)}")
 
 
-def _train_spm(files: list[Path], work_dir: Path, cfg: SentencePieceConfig, seed: int) -> Path:
+def _train_spm(sample: Path, described: str, work_dir: Path, cfg: SentencePieceConfig, seed: int) -> Path:
     prefix = work_dir / Path(SPM_FILE).stem
     try:
-        _run_spm_trainer(files, prefix, cfg.vocab_size, cfg, seed)
+        _run_spm_trainer(sample, prefix, cfg.vocab_size, cfg, seed)
     except RuntimeError as err:
         match = _TOO_HIGH.search(str(err))
         if match is None:
@@ -132,7 +228,7 @@ def _train_spm(files: list[Path], work_dir: Path, cfg: SentencePieceConfig, seed
         if cfg.hard_vocab_limit:
             raise VocabularyTooLargeError(
                 f"vocab_size={cfg.vocab_size} is more than SentencePiece ({cfg.model_type}) can build from "
-                f"{', '.join(str(f) for f in files)}: the largest possible is {largest}. "
+                f"{described}: the largest possible is {largest}. "
                 "Lower vocab_size, add text, or set hard_vocab_limit=False to accept a smaller vocabulary."
             ) from None
         # SentencePiece's own soft limit prunes well below what the corpus supports, so
@@ -142,7 +238,7 @@ def _train_spm(files: list[Path], work_dir: Path, cfg: SentencePieceConfig, seed
             cfg.vocab_size,
             largest,
         )
-        _run_spm_trainer(files, prefix, largest, cfg, seed)
+        _run_spm_trainer(sample, prefix, largest, cfg, seed)
     prefix.with_suffix(".vocab").unlink(missing_ok=True)
     model_file = prefix.with_suffix(".model")
     _drop_paths_from_model(model_file)
@@ -164,13 +260,14 @@ def _drop_paths_from_model(model_file: Path) -> None:
     model_file.write_bytes(proto.SerializeToString())
 
 
-def _run_spm_trainer(files: list[Path], prefix: Path, vocab_size: int, cfg: SentencePieceConfig, seed: int) -> None:
+def _run_spm_trainer(sample: Path, prefix: Path, vocab_size: int, cfg: SentencePieceConfig, seed: int) -> None:
     import sentencepiece as spm
 
-    # The seed only matters when SentencePiece samples sentences; it is process-global.
+    # The sample is drawn already (sample_lines); SentencePiece trains on all of it. Its random
+    # generator is seeded anyway, for whatever else in it may draw.
     spm.set_random_generator_seed(seed)
     spm.SentencePieceTrainer.train(
-        input=",".join(str(f) for f in files),
+        input=str(sample),
         model_prefix=str(prefix),
         vocab_size=vocab_size,
         model_type=cfg.model_type,
@@ -185,8 +282,11 @@ def _run_spm_trainer(files: list[Path], prefix: Path, vocab_size: int, cfg: Sent
         pad_piece=SPECIAL_TOKENS["pad"],
         eos_piece=SPECIAL_TOKENS["eos"],
         unk_piece=SPECIAL_TOKENS["unk"],
-        # One thread: multi-threaded EM can order float sums differently between runs.
-        num_threads=1,
+        input_sentence_size=0,
+        shuffle_input_sentence=False,
+        # The same sample and thread count give the same model in any process (measured: it can
+        # differ across thread counts, as the threads' partial sums are added in another grouping).
+        num_threads=cfg.threads(),
         minloglevel=2,  # SentencePiece logs every EM step to stderr otherwise
     )
 

@@ -5,7 +5,8 @@ Features and the recipe keys that turn them on:
 - gradient accumulation and clipping: `train.grad_accum`, `train.max_grad_norm`
 - ZeRO stage, offload and precision: `deepspeed.config`, `precision`
 - periodic evaluation: `train.eval_every`, `train.eval_batches`
-- logging (rank 0: stdout, metrics.jsonl, TensorBoard): `train.log_every`, `train.progress_bar`
+- logging (rank 0: a progress bar in a terminal, else one stdout line per `log_every` steps (see
+  mmadapt.progress); metrics.jsonl, TensorBoard): `train.log_every`, `train.progress_bar`
 - checkpoints and exact resumption: `train.save_every`, `train.keep_checkpoints`, `train.resume`
 - a per-step hook for the caller (`on_step(step, seconds)`, e.g. adapt's embedding snapshots)
 
@@ -17,10 +18,9 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -32,8 +32,9 @@ from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
 from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
-from mmadapt.distributed import max_across_ranks, mean_across_ranks
+from mmadapt.distributed import max_across_ranks, mean_across_ranks, means_across_ranks
 from mmadapt.memory import PeakMemory
+from mmadapt.progress import TrainingProgress
 
 
 #: written into the stage directory at the end of training: `TrainResult.summary()`
@@ -87,8 +88,22 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class _LoopCounters:
+    """What the loop counts on the host as it goes (no device sync needed)."""
+
+    started: float = field(default_factory=time.perf_counter)
+    data_wait: float = 0.0
+    tokens: int = 0
+
+
 class Trainer:
-    """Runs `module` under a DeepSpeed engine over MLM-style batches."""
+    """Runs `module` under a DeepSpeed engine over MLM-style batches.
+
+    Losses stay on the device: each step's micro-batch losses are summed there (in float64,
+    as the logged values always were) and averaged across ranks only at logging steps (every
+    `log_every` steps and the last), so a GPU never waits for the host between steps.
+    """
 
     def __init__(self, ctx: StageContext, module: torch.nn.Module, params: Iterable[torch.nn.Parameter],
                  train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None,
@@ -109,66 +124,89 @@ class Trainer:
         seed_everything(ctx.cfg.seed + dist.rank)
         engine = build_engine(self.module, self.params, OmegaConf.to_container(ctx.cfg.deepspeed.resolved), cfg, dist)
         logger = MetricsLogger(ctx.stage_dir, enabled=dist.is_main)
-        step = 0
-        resume_from = find_resume_checkpoint(self.checkpoint_dir, cfg.resume, ctx.fingerprint)
-        if resume_from is not None:
-            client = load_checkpoint(engine, resume_from)
-            step = int(client["step"])
-            _set_rng_state(client["rng"][dist.rank] if isinstance(client["rng"], list) else client["rng"])
-            ctx.log(f"resumed from {resume_from} at step {step}")
+        step = resumed_from = self._resume(engine)
         logger.truncate_after(step)  # a fresh start (step 0) drops rows of any earlier attempt
-        resumed_from = step
         samples_seen = step * cfg.grad_accum * cfg.micro_batch_size
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
                       if self.eval_data is not None and cfg.eval_every > 0 else [])
-        bar = self._progress_bar(step)
+        progress = TrainingProgress(self._label(), cfg.max_steps, step, dist.is_main, cfg.progress_bar)
         memory = PeakMemory(dist.device)
         memory.start()
-        data_wait, tokens = 0.0, 0
-        started = time.perf_counter()
+        counters = _LoopCounters()
         last: dict[str, float] = {}
         engine.train()
         while step < cfg.max_steps:
-            sums: dict[str, float] = defaultdict(float)
-            for _ in range(cfg.grad_accum):
-                waiting = time.perf_counter()
-                batch = next(batches)
-                data_wait += time.perf_counter() - waiting
-                tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
-                batch = {k: v.to(dist.device, non_blocking=True) for k, v in batch.items()}
-                losses = engine(batch)
-                engine.backward(losses["loss"])
-                engine.step()
-                for name, value in losses.items():
-                    sums[name] += value.detach().float().item() / cfg.grad_accum
+            losses = self._step(engine, batches, counters)
             step += 1
-            last = {name: mean_across_ranks(value, dist.device) for name, value in sums.items()}
-            last["lr"] = engine.get_lr()[0]
-            if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
-                logger.log(step, last)
+            if self._is_logging_step(step):
+                last = {**means_across_ranks(losses, dist.device), "lr": engine.get_lr()[0]}
+                if cfg.log_every:
+                    logger.log(step, last)
+                    progress.report(step, last, counters.tokens * dist.world_size)
             if fixed_eval and step % cfg.eval_every == 0:
                 last.update(self.evaluate(engine, fixed_eval))
                 logger.log(step, {k: v for k, v in last.items() if k.startswith("eval_")})
                 engine.train()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.4f}")
+            progress.advance()
             if self.on_step is not None:
-                self.on_step(step, time.perf_counter() - started)
+                self.on_step(step, time.perf_counter() - counters.started)
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
                 self.save(engine, step)
-        if bar is not None:
-            bar.close()
+        progress.close()
         logger.close()
-        wall = time.perf_counter() - started
-        data_wait = mean_across_ranks(data_wait, dist.device)
-        result = TrainResult(step, resumed_from, wall, last, engine, tokens=tokens * dist.world_size,
+        return self._result(engine, step, resumed_from, last, counters, memory)
+
+    def _resume(self, engine: Any) -> int:
+        """Load the checkpoint `train.resume` picks, if any; the step to continue from."""
+        resume_from = find_resume_checkpoint(self.checkpoint_dir, self.cfg.resume, self.ctx.fingerprint)
+        if resume_from is None:
+            return 0
+        client = load_checkpoint(engine, resume_from)
+        rng = client["rng"]
+        _set_rng_state(rng[self.ctx.dist.rank] if isinstance(rng, list) else rng)
+        self.ctx.log(f"resumed from {resume_from} at step {int(client['step'])}")
+        return int(client["step"])
+
+    def _step(self, engine: Any, batches: Iterator[dict], counters: _LoopCounters) -> dict[str, torch.Tensor]:
+        """One optimiser step over `grad_accum` micro-batches; its losses, still on the device."""
+        grad_accum, device = self.cfg.grad_accum, self.ctx.dist.device
+        sums: dict[str, torch.Tensor] = {}
+        for _ in range(grad_accum):
+            waiting = time.perf_counter()
+            batch = next(batches)
+            counters.data_wait += time.perf_counter() - waiting
+            counters.tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
+            losses = engine({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            engine.backward(losses["loss"])
+            engine.step()
+            accumulate(sums, losses, grad_accum)
+        return sums
+
+    def _is_logging_step(self, step: int) -> bool:
+        """Losses are read (and averaged across ranks) only here: every `log_every` steps and the last."""
+        every = self.cfg.log_every
+        return step == self.cfg.max_steps or bool(every and step % every == 0)
+
+    def _label(self) -> str:
+        """The stage as log lines name it (`pretrain`, `adapt/de`, ...)."""
+        try:
+            return str(self.ctx.stage_dir.relative_to(self.ctx.output_dir))
+        except ValueError:
+            return self.ctx.stage_dir.name
+
+    def _result(self, engine: Any, step: int, resumed_from: int, last: dict[str, float], counters: _LoopCounters,
+                memory: PeakMemory) -> TrainResult:
+        """The run's TrainResult (rank means and maxima), also written as `train_summary.json` by rank 0."""
+        dist = self.ctx.dist
+        wall = time.perf_counter() - counters.started
+        data_wait = mean_across_ranks(counters.data_wait, dist.device)
+        result = TrainResult(step, resumed_from, wall, last, engine, tokens=counters.tokens * dist.world_size,
                              peak_memory_bytes=int(max_across_ranks(memory.peak_bytes(), dist.device)),
                              peak_memory_source=memory.source, data_wait_seconds=data_wait,
                              data_wait_fraction=data_wait / wall if wall > 0 else 0.0)
         if dist.is_main:  # what the stage's record reports, for stages whose code never sees `result`
-            write_text_atomic(ctx.stage_dir / TRAIN_SUMMARY, json.dumps(result.summary(), indent=1))
+            write_text_atomic(self.ctx.stage_dir / TRAIN_SUMMARY, json.dumps(result.summary(), indent=1))
         return result
 
     def save(self, engine: Any, step: int) -> Path:
@@ -187,16 +225,19 @@ class Trainer:
     def evaluate(self, engine: Any, batches: list[dict]) -> dict[str, float]:
         """Mean of every loss over the fixed evaluation batches, averaged across ranks."""
         engine.eval()
-        sums: dict[str, float] = defaultdict(float)
+        sums: dict[str, torch.Tensor] = {}
         for batch in batches:
-            losses = engine({k: v.to(self.ctx.dist.device) for k, v in batch.items()})
-            for name, value in losses.items():
-                sums[name] += value.float().item() / len(batches)
-        return {f"eval_{k}": mean_across_ranks(v, self.ctx.dist.device) for k, v in sums.items()}
+            accumulate(sums, engine({k: v.to(self.ctx.dist.device) for k, v in batch.items()}), len(batches))
+        return {f"eval_{k}": v for k, v in means_across_ranks(sums, self.ctx.dist.device).items()}
 
-    def _progress_bar(self, initial: int) -> Any:
-        if not (self.ctx.dist.is_main and self.cfg.progress_bar):
-            return None
-        from tqdm.auto import tqdm
 
-        return tqdm(total=self.cfg.max_steps, initial=initial, desc=self.ctx.stage_dir.name, dynamic_ncols=True)
+def accumulate(sums: dict[str, torch.Tensor], losses: dict[str, torch.Tensor], parts: int) -> None:
+    """Add each loss / `parts` into `sums`, on the device, in float64.
+
+    float64 keeps the logged values what they were when each loss was read with `.item()` and
+    summed in Python: the float32 loss widens exactly, and the division and sums are the same
+    IEEE double operations.
+    """
+    for name, value in losses.items():
+        share = value.detach().to(torch.float64) / parts
+        sums[name] = sums[name] + share if name in sums else share

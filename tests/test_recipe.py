@@ -53,7 +53,7 @@ def test_unknown_model_family_and_choice_value_get_suggestions(tmp_path):
 
 def test_resolution_order_is_schema_then_file_then_overrides(tmp_path):
     recipe = write(tmp_path, "output_dir: runs/from_file\ntrain: {lr: 0.01, max_steps: 5}\n"
-                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero1.json'}}}\n")
+                             "deepspeed: {config: zero1}\n")
     cfg = load_recipe(recipe, ["train.max_steps=9", "~output_dir", "data.train=[a.txt,b.txt]"])
     assert cfg.train.lr == 0.01  # from the file
     assert cfg.train.max_steps == 9  # override wins
@@ -77,7 +77,7 @@ def test_a_stray_flag_is_refused_with_the_key_value_form(arg, shown):
 def test_deepspeed_auto_fields_are_filled_from_the_recipe(tmp_path):
     recipe = write(tmp_path, "precision: bf16\ntrain: {micro_batch_size: 4, grad_accum: 3, lr: 0.002, "
                              "max_grad_norm: 0.5}\n"
-                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero3.json'}}}\n")
+                             "deepspeed: {config: zero3}\n")
     ds = load_recipe(recipe).deepspeed.resolved
     assert ds.train_micro_batch_size_per_gpu == 4
     assert ds.gradient_accumulation_steps == 3
@@ -97,7 +97,7 @@ def test_a_hard_coded_deepspeed_value_that_contradicts_the_recipe_is_reported(tm
 
 
 def test_deepspeed_overrides_are_merged_into_the_json(tmp_path):
-    cfg = load_recipe(write(tmp_path, f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero2.json'}}}\n"),
+    cfg = load_recipe(write(tmp_path, "deepspeed: {config: zero2}\n"),
                       ["deepspeed.overrides={zero_optimization.stage: 1}"])
     assert cfg.deepspeed.resolved.zero_optimization.stage == 1
 
@@ -114,7 +114,7 @@ def test_the_computed_deepspeed_section_cannot_be_set_by_hand(tmp_path):
 
 def test_interpolation_from_variables_resolves(tmp_path):
     recipe = write(tmp_path, "variables: {corpus: /data/x.txt}\ndata: {train: ['${variables.corpus}']}\n"
-                             f"deepspeed: {{config: {RECIPES.parent / 'ds_configs/zero2.json'}}}\n")
+                             "deepspeed: {config: zero2}\n")
     assert list(load_recipe(recipe).data.train) == ["/data/x.txt"]
 
 
@@ -170,3 +170,55 @@ def test_the_tasks_quickstart_shares_the_quickstarts_data_tokenizers_and_finetun
         assert tasks[key] == main[key], key
     assert {lang: section["corpus"] for lang, section in tasks["languages"].items()} == \
         {lang: section["corpus"] for lang, section in main["languages"].items()}
+
+
+def test_a_shipped_deepspeed_config_by_name_resolves_the_same_from_any_directory(tmp_path, monkeypatch):
+    recipe = write(tmp_path, "deepspeed: {config: zero3}\n")
+    here = load_recipe(recipe).deepspeed.resolved
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_recipe(recipe).deepspeed.resolved == here
+    assert here.zero_optimization.stage == 3
+
+
+def test_the_default_deepspeed_config_is_the_shipped_zero2_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_recipe(write(tmp_path, "seed: 3\n"))
+    assert cfg.deepspeed.config == "zero2"
+    assert cfg.deepspeed.resolved.zero_optimization.stage == 2
+
+
+def test_the_older_ds_configs_path_form_still_finds_the_shipped_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_recipe(write(tmp_path, "deepspeed: {config: ds_configs/zero1.json}\n"))
+    assert cfg.deepspeed.resolved.zero_optimization.stage == 1
+
+
+def test_a_users_own_ds_configs_file_beside_the_recipe_wins_over_the_shipped_one(tmp_path, monkeypatch):
+    (tmp_path / "ds_configs").mkdir()
+    (tmp_path / "ds_configs" / "zero1.json").write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    monkeypatch.chdir(tmp_path.parent)
+    cfg = load_recipe(write(tmp_path, "deepspeed: {config: ds_configs/zero1.json}\n"))
+    assert cfg.deepspeed.resolved.zero_optimization.stage == 3
+
+
+def test_an_unknown_shipped_deepspeed_name_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write(tmp_path, "deepspeed: {config: zero22}\n"))
+    message = str(info.value)
+    assert "no shipped DeepSpeed config 'zero22'" in message and "did you mean 'zero2'" in message
+    assert "zero0, zero1, zero2, zero3, zero3_offload" in message
+
+
+@pytest.mark.slow
+def test_the_built_wheel_contains_the_deepspeed_configs(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(RECIPES.parent), "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("mmadapt-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"mmadapt/ds_configs/zero{n}.json" for n in ("0", "1", "2", "3", "3_offload")} <= names

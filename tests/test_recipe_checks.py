@@ -37,7 +37,7 @@ REFUSED = {
 def recipe_file(tmp_path, name: str, changes: dict, base=RECIPES / "quickstart.yaml"):
     """`base` with dotted-key `changes`, written to tmp_path/name.yaml (its output_dir inside tmp_path)."""
     cfg = OmegaConf.load(base)
-    changes = {"output_dir": str(tmp_path / "runs" / name), "deepspeed.config": str(REPO / "ds_configs/zero2.json"),
+    changes = {"output_dir": str(tmp_path / "runs" / name), "deepspeed.config": "zero2",
                **changes}
     for key, value in changes.items():
         OmegaConf.update(cfg, key, value, merge=False, force_add=True)

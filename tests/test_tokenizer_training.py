@@ -118,3 +118,77 @@ def test_bad_settings_are_rejected_before_training(corpus, tmp_path):
         train_sentencepiece_tokenizer(corpus, tmp_path / "t", SentencePieceConfig(model_type="wordpiece"))
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         train_sentencepiece_tokenizer([tmp_path / "missing.txt"], tmp_path / "t", SentencePieceConfig())
+
+
+def test_a_sample_is_every_line_in_order_when_the_corpus_is_smaller():
+    from mmadapt.tokenizer_training import sample_lines
+
+    lines = [f"line {i}" for i in range(50)]
+    assert sample_lines(iter(lines), 50, seed=1) == (lines, 50)
+    assert sample_lines(iter(lines), 2_000_000, seed=1) == (lines, 50)
+
+
+def test_a_sample_draws_distinct_lines_from_the_whole_corpus_reproducibly():
+    from mmadapt.tokenizer_training import sample_lines
+
+    lines = [str(i) for i in range(20_000)]
+    sample, seen = sample_lines(iter(lines), 500, seed=7)
+    assert seen == 20_000 and len(sample) == len(set(sample)) == 500
+    assert sample_lines(iter(lines), 500, seed=7)[0] == sample
+    assert sample_lines(iter(lines), 500, seed=8)[0] != sample
+    positions = sorted(int(line) for line in sample)
+    assert positions[0] < 1000 and positions[-1] > 19_000  # not just the head of the corpus
+    assert 8000 < sum(positions) / len(positions) < 12_000  # about uniform: mean near the middle
+
+
+def test_the_thread_count_defaults_to_the_cores_this_process_may_use():
+    import os
+
+    assert SentencePieceConfig().threads() == len(os.sched_getaffinity(0))
+    assert SentencePieceConfig(num_threads=3).threads() == 3
+
+
+def test_a_non_positive_input_sentence_size_is_refused():
+    with pytest.raises(ValueError, match="input_sentence_size must be positive"):
+        SentencePieceConfig(input_sentence_size=0).validate()
+    with pytest.raises(ValueError, match="num_threads"):
+        SentencePieceConfig(num_threads=-1).validate()
+
+
+def test_the_recipe_refuses_a_non_positive_input_sentence_size_with_its_dotted_path(tmp_path):
+    from mmadapt.errors import RecipeError
+    from mmadapt.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("tokenizer: {input_sentence_size: 0}\nmodel: {train_tokenizer: {num_threads: -2}}\n")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe)
+    message = str(info.value)
+    assert "tokenizer.input_sentence_size: must be at least 1, got 0" in message
+    assert "model.train_tokenizer.num_threads: must be at least 0, got -2" in message
+    assert load_recipe(recipe, ["tokenizer.input_sentence_size=5", "model.train_tokenizer.num_threads=2"]
+                       ).tokenizer.input_sentence_size == 5
+
+
+_TRAIN_IN_A_CHILD = """
+import sys
+from pathlib import Path
+from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+corpus, out, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+cfg = SentencePieceConfig(vocab_size=400, input_sentence_size=600, num_threads=2)
+train_sentencepiece_tokenizer([corpus], out, cfg, seed=seed)
+"""
+
+
+def test_a_sampled_multi_threaded_training_gives_the_same_vocabulary_in_every_process(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    def train(name: str, seed: int) -> bytes:
+        subprocess.run([sys.executable, "-c", _TRAIN_IN_A_CHILD, str(corpus[0]), str(tmp_path / name), str(seed)],
+                       check=True, capture_output=True)
+        return (tmp_path / name / SPM_FILE).read_bytes()
+
+    first = train("one", 5)
+    assert train("two", 5) == first  # a fresh process: same sample, same threads, same model
+    assert train("three", 6) != first  # another seed samples other lines

@@ -49,6 +49,18 @@ def test_a_finished_stage_is_skipped_when_run_again_with_the_same_settings(tiny_
     assert (out / "pretrain" / "big" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_a_recipe_copied_to_another_directory_without_a_deepspeed_section_runs(tiny_corpus, tmp_path, monkeypatch):
+    text = TINY.read_text()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "recipe.yaml").write_text(text[:text.index("deepspeed:")])
+    monkeypatch.chdir(project)
+    cfg, _ = run_in_process(project / "recipe.yaml", tiny_overrides(tiny_corpus, "runs/copied", "train.max_steps=2"))
+    assert cfg.deepspeed.config == "zero2" and cfg.deepspeed.resolved.zero_optimization.stage == 2
+    assert len(losses(project / "runs" / "copied")) == 2
+    assert (project / "runs" / "copied" / "pretrain" / "big" / "model.safetensors").is_file()
+
+
 @pytest.fixture(scope="module")
 def single_process_losses(tiny_corpus, tmp_path_factory):
     """Loss curves of the same tiny run under ZeRO 0-3 in one process."""

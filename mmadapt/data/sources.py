@@ -155,15 +155,6 @@ class TextSource:
             ) from exc
 
 
-def write_documents(sources: list["TextSource"], path: Path) -> Path:
-    """Every document of `sources`, one per line, into a UTF-8 text file (for tokenizer training)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for source in sources:
-            for doc in source.documents():
-                f.write(doc.replace("\n", " ") + "\n")
-    return path
-
-
 @contextlib.contextmanager
 def hf_offline() -> Iterator[None]:
     """`datasets` and the hub client in offline mode (reads the cache, never the network)."""

@@ -10,17 +10,48 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmadapt.errors import did_you_mean
+
 Problems = list[tuple[str, str]]
 
 
+#: the DeepSpeed configs installed with the package: `deepspeed.config: zero2` names one
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "ds_configs"
+
+
+def shipped_configs() -> list[str]:
+    """The names of the shipped DeepSpeed configs (`zero0` ... `zero3_offload`)."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.json"))
+
+
+def is_shipped_name(name: str) -> bool:
+    """True for a bare name (`zero2`): no folder and no `.json`, so it names a shipped config."""
+    return "/" not in name and "\\" not in name and not name.endswith(".json")
+
+
 def find_config_file(name: str, recipe_path: Path | None) -> tuple[Path | None, list[Path]]:
-    """Look for `name` as given, beside the recipe, then in the recipe's parent folder."""
-    candidates = [Path(name)]
-    if not Path(name).is_absolute() and recipe_path is not None:
-        candidates += [recipe_path.parent / name, recipe_path.parent.parent / name]
+    """The DeepSpeed JSON that `deepspeed.config` names, and the places looked at.
+
+    A bare name (`zero2`) is a shipped config. A path is looked for as given when absolute;
+    a relative one beside the recipe, in the recipe's parent folder, then in the working
+    directory (the recipe's own folders first, so a recipe file resolves the same from
+    anywhere). A relative `ds_configs/NAME.json` that exists nowhere is the shipped NAME: the
+    form recipes used before the configs were installed with the package.
+    """
+    if is_shipped_name(name):
+        candidate = SHIPPED_DIR / f"{name}.json"
+        return (candidate if candidate.is_file() else None), [candidate]
+    given = Path(name)
+    candidates = [given]
+    if not given.is_absolute():
+        beside = [recipe_path.parent / given, recipe_path.parent.parent / given] if recipe_path is not None else []
+        candidates = beside + [given]
     for candidate in candidates:
         if candidate.is_file():
             return candidate.resolve(), candidates
+    legacy = SHIPPED_DIR / given.name
+    if not given.is_absolute() and given.parent == Path("ds_configs") and legacy.is_file():
+        return legacy, candidates
     return None, candidates
 
 
@@ -40,9 +71,14 @@ def resolve_deepspeed(section: Any, recipe: Any, recipe_path: Path | None, world
     path = "deepspeed.config"
     found, tried = find_config_file(section.config, recipe_path)
     if found is None:
-        looked = ", ".join(str(p) for p in tried)
+        shipped = ", ".join(shipped_configs())
+        if is_shipped_name(section.config):
+            hint = did_you_mean(section.config, shipped_configs())
+            return {}, [(path, f"no shipped DeepSpeed config {section.config!r}{hint}; the shipped ones are "
+                               f"{shipped}, or give the path of a JSON file")]
+        looked = ", ".join(dict.fromkeys(str(p) for p in tried))
         return {}, [(path, f"DeepSpeed config {section.config!r} not found (looked at {looked}); "
-                           "use one of the shipped ds_configs/*.json or give a path")]
+                           f"give a shipped name ({shipped}) or the path of a JSON file")]
     try:
         ds = json.loads(found.read_text())
     except json.JSONDecodeError as exc:

@@ -17,6 +17,12 @@ class SentencePieceSettings:
     vocab_size: int = 8000
     model_type: str = field(default="unigram", metadata={"choices": ("unigram", "bpe", "char", "word")})
     character_coverage: float = 1.0
+    #: lines sampled (shuffled, with the recipe's seed) from the corpus to train on, as XLM-R sampled a
+    #: few million sentences per language; a corpus with fewer lines is used whole
+    input_sentence_size: int = field(default=2_000_000, metadata={"min": 1})
+    #: SentencePiece's threads; 0: every core this process may use. The vocabulary is the same for
+    #: the same corpus, seed and thread count (set it to get the same vocabulary on other machines)
+    num_threads: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass
@@ -102,7 +108,8 @@ class StrategySection:
 class DeepSpeedSection:
     """`deepspeed:` the JSON config; `"auto"` fields in it are filled from the recipe."""
 
-    config: str = "ds_configs/zero2.json"
+    #: a shipped config by name (zero0, zero1, zero2, zero3, zero3_offload) or the path of a JSON file
+    config: str = "zero2"
     #: merged over the JSON file (dotted keys welcome on the command line)
     overrides: dict[str, Any] = field(default_factory=dict)
     #: the filled-in JSON, computed when the recipe is resolved (never set it by hand)

@@ -144,6 +144,9 @@ class Checker:
         choices = (metadata or {}).get("choices")
         if choices and value not in choices:
             self.problem(path, f"{value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(value, choices)}")
+        minimum = (metadata or {}).get("min")
+        if minimum is not None and value < minimum:
+            self.problem(path, f"must be at least {minimum}, got {value!r}")
 
     def check_section(self, value: Any, cls: type, path: str) -> None:
         if not isinstance(value, dict):
