@@ -87,9 +87,12 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     `train.max_steps` steps: the big model picks the solution the cheaper mini-model refines.
     """
     cfg = ctx.cfg
+    adapt_settings = outcome_settings(cfg.adapt)
+    if not _over_mini_model(model_dir, big_dir):  # the big-model steps change nothing for such a strategy
+        adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
 
     def fingerprint() -> str:
-        return digest("adapt", upstream, outcome_settings(cfg.adapt), outcome_settings(cfg.train, is_train=True),
+        return digest("adapt", upstream, adapt_settings, outcome_settings(cfg.train, is_train=True),
                       # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
                       source_fingerprints(ctx, cfg.languages[language].corpus),
                       source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
@@ -116,8 +119,8 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     train_set, eval_set = _mlm_data(ctx, language, tokenizer)
     start: dict[str, Any] = {}
     bias = None
-    steps_over_big = int(cfg.adapt.big_model_steps)
-    if steps_over_big > 0 and big_dir is not None and Path(big_dir) != Path(model_dir):
+    steps_over_big = int(cfg.adapt.big_model_steps) if _over_mini_model(model_dir, big_dir) else 0
+    if steps_over_big > 0:
         weight, bias, start = _start_over_big_model(ctx, language, family.load_pretrained(str(big_dir)), weight,
                                                     steps_over_big, train_set)
     swap_word_embeddings(model, weight, bias)
@@ -134,6 +137,11 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
     return outputs, _with_start(metrics, start)
+
+
+def _over_mini_model(model_dir: Path, big_dir: Path | None) -> bool:
+    """Whether the embeddings train over a mini-model (the strategy made one) rather than the big model."""
+    return big_dir is not None and Path(big_dir) != Path(model_dir)
 
 
 def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
@@ -176,7 +184,10 @@ def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: to
     """The first `steps` adapt steps over the big model (constant learning rate after the warm-up), in
     their own checkpoint directory; returns the embeddings, LM-head bias and what those steps cost."""
     warmup = min(int(ctx.cfg.train.warmup_steps), steps)
-    cfg = stage_cfg(ctx.cfg, {"max_steps": steps, "schedule": "constant", "warmup_steps": warmup})
+    overrides = {"max_steps": steps, "schedule": "constant", "warmup_steps": warmup}
+    if ctx.cfg.adapt.big_model_micro_batch_size > 0:  # choosing the solution takes fewer sequences than refining it
+        overrides["micro_batch_size"] = int(ctx.cfg.adapt.big_model_micro_batch_size)
+    cfg = stage_cfg(ctx.cfg, overrides)
     sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR)
     sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"
     swap_word_embeddings(big, weight)

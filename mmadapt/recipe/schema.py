@@ -164,6 +164,9 @@ class AdaptSection:
     #: for a strategy with a mini-model: this many first steps over the big model, then `train.max_steps`
     #: over the mini-model (the big model picks the solution; counted in the adapt compute). 0: none
     big_model_steps: int = 0
+    #: the micro-batch size of those big-model steps (0: the adapt stage's own); a few sequences per
+    #: step are enough to pick the solution, and each costs a big-model forward and backward
+    big_model_micro_batch_size: int = field(default=0, metadata={"min": 0})
     #: overrides of the top-level `train:` for this stage
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 
