@@ -13,6 +13,15 @@ class RobertaLikeFamily(ModelFamily):
 
     config_class_name = "RobertaConfig"
     model_class_name = "RobertaForMaskedLM"
+    position_offset = 2
+
+    def max_positions(self, config: Any) -> int | None:
+        value = config.get("max_position_embeddings")
+        if value is None:  # the config class's default
+            import inspect
+
+            value = inspect.signature(self._classes()[0].__init__).parameters["max_position_embeddings"].default
+        return int(value) if isinstance(value, int) else None
 
     def _classes(self) -> tuple[Any, Any]:
         import transformers

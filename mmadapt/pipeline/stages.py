@@ -53,9 +53,10 @@ def task_settings(task_section: Any) -> Any:
 
 
 #: `train:` keys that only change how a run is watched or checkpointed, never what it produces:
-#: changing them must not re-run a finished stage
+#: changing them must not re-run a finished stage. (`nonfinite` and `max_nonfinite_skips` say what
+#: happens to a step that went wrong; a finished stage had none, or those it had were allowed.)
 OBSERVATION_KEYS = frozenset({"log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "resume",
-                              "progress_bar"})
+                              "progress_bar", "nonfinite", "max_nonfinite_skips"})
 
 
 def outcome_settings(section: Any, *, is_train: bool = False) -> Any:
