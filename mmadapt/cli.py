@@ -221,8 +221,8 @@ def main() -> None:
         if isinstance(code, int) and code:  # click returns typer.Exit's code when not standalone
             sys.exit(code)
     except MmadaptError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        typer.echo(f"{exc.label}: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:

@@ -8,6 +8,11 @@ from typing import Iterable
 class MmadaptError(Exception):
     """A problem with the user's input or environment, worded so they can fix it."""
 
+    #: the process's exit status when this ends the command (README, "Failures and recovery")
+    exit_code = 2
+    #: the word the command line prints before the message
+    label = "error"
+
 
 class RecipeError(MmadaptError):
     """One or more problems in a recipe, each tied to a dotted path."""

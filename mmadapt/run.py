@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, init_distributed
+from mmadapt.locks import held_lock
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.checks import check_pipeline
@@ -24,6 +25,10 @@ from mmadapt.pipeline.transfer import source_scores, transfer_language
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
+
+
+#: held in `output_dir` by the run writing it (mmadapt.locks)
+RUN_LOCK = ".run.lock"
 
 
 @dataclass
@@ -47,17 +52,18 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_third_party_bars()
     output_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        save_resolved(cfg, output_dir)
-    barrier()
-    pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
-    pipeline.train_tokenizers()
-    for run in runs:
-        pipeline.run_strategy(run)
-    if pipeline.result.rows and dist.is_main:
-        write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
-        print(table(pipeline.result.rows), flush=True)
-    barrier()
+    with held_lock(output_dir / RUN_LOCK, dist, what=f"output_dir {output_dir}"):  # one run per output directory
+        if dist.is_main:
+            save_resolved(cfg, output_dir)
+        barrier()
+        pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
+        pipeline.train_tokenizers()
+        for run in runs:
+            pipeline.run_strategy(run)
+        if pipeline.result.rows and dist.is_main:
+            write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
+            print(table(pipeline.result.rows), flush=True)
+        barrier()
     return pipeline.result
 
 
