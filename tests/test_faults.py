@@ -176,3 +176,37 @@ def test_a_preemption_signal_is_noted_not_fatal_and_the_old_handler_comes_back(s
         assert watch.requested() and watch.received == signal.Signals(sig).name
     assert signal.getsignal(sig) == before
     assert Preempted.exit_code == EXIT_PREEMPTED == 75
+
+
+# -- a full disk ------------------------------------------------------------------------------------------------------
+
+class _FullDiskEngine:
+    def save_checkpoint(self, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 123 vs 456: "
+                           "basic_ios::clear: iostream error")
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_with_the_free_bytes(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from mmadapt.checkpoint import save_checkpoint
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1000, 1000 - 4096, 4096))
+    with pytest.raises(MmadaptError) as failed:
+        save_checkpoint(_FullDiskEngine(), tmp_path, 7, {}, 2, MAIN)
+    assert str(failed.value) == (f"no space left on the filesystem holding {tmp_path} (4096 bytes free) while writing "
+                                 "checkpoint step_00000007; free some space (or lower train.keep_checkpoints) and run "
+                                 "the same command to resume")
+    assert not list(tmp_path.glob("step_*"))  # nothing half-written was published
+
+
+def test_an_os_error_is_one_line_with_the_path_and_the_reason():
+    import errno
+
+    from mmadapt.errors import os_error_message
+
+    assert os_error_message(PermissionError(errno.EACCES, "Permission denied", "/x/y")) == "/x/y: Permission denied"
+    assert os_error_message(OSError(errno.ENOSPC, "No space left on device", "/")).startswith(
+        "no space left on the filesystem holding / (")

@@ -111,3 +111,11 @@ def test_validate_and_train_both_refuse_out_of_range_values_without_a_traceback_
         assert "train.max_steps: must be at least 0, got -5" in out.stderr
     assert "data.mlm_probability: must be in (0, 1), got 1.5" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_deepspeed_config_that_is_a_json_list_is_refused_with_its_path(tmp_path):
+    (tmp_path / "ds.json").write_text('[{"zero_optimization": {"stage": 2}}]')
+    with pytest.raises(RecipeError) as refused:
+        load_recipe(TINY, [f"deepspeed.config={tmp_path / 'ds.json'}"])
+    assert refused.value.problems == [("deepspeed.config", f"{tmp_path / 'ds.json'} holds a JSON list; a DeepSpeed "
+                                       'config is a JSON object ({"zero_optimization": {...}, ...})')]
