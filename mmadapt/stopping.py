@@ -99,16 +99,16 @@ class NonFiniteGuard:
     def skipping(self) -> bool:
         return self.mode == "skip"
 
-    def keep_micro_batch(self, loss: torch.Tensor, step: int) -> bool:
-        """`skip` mode: whether every rank's loss is finite; counts (and limits) the dropped ones."""
+    def keep_micro_batch(self, loss: torch.Tensor) -> bool:
+        """`skip` mode: whether every rank's loss is finite; counts the dropped ones (see `exhausted`)."""
         bad = _all_ranks_max(0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, self.device) > 0
-        if not bad:
-            return True
-        self.skips += 1
-        if self.skips > self.max_skips:
-            raise Diverged(f"the loss was not finite at step {step} for the {self.skips}th time "
-                           f"(train.max_nonfinite_skips: {self.max_skips})")
-        return False
+        self.skips += int(bad)
+        return not bad
+
+    @property
+    def exhausted(self) -> bool:
+        """More micro-batches were dropped than `train.max_nonfinite_skips` allows."""
+        return self.skips > self.max_skips
 
     def after_step(self, step: int, loss: torch.Tensor, engine: Any) -> None:
         """Note `step` if its loss or gradient norm is not finite (on the device: nothing waits)."""
@@ -127,9 +127,11 @@ class NonFiniteGuard:
         return step or None
 
 
-def diverged_message(label: str, step: int, last_good: Any) -> str:
-    """The one line a diverged stage stops with."""
+def diverged_message(label: str, step: int, last_good: Any, skips: int | None = None) -> str:
+    """The one line a diverged stage stops with (`skips`: the micro-batches `skip` mode dropped, over its limit)."""
     where = (f"the last good checkpoint is {last_good} (kept: the same command resumes from it; a lower train.lr "
              "starts the stage over)" if last_good is not None else
              "no checkpoint was saved before it (lower train.lr or raise train.warmup_steps)")
-    return f"{label}: the loss or gradient norm became NaN or infinite at step {step}; stopped, {where}"
+    what = ("the loss or gradient norm became NaN or infinite" if skips is None else
+            f"a NaN or infinite loss made {skips} micro-batches be dropped, more than train.max_nonfinite_skips allows,")
+    return f"{label}: {what} at step {step}; stopped, {where}"

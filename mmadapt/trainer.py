@@ -189,8 +189,11 @@ class Trainer:
         """Stop with one line naming the first non-finite step and the last good checkpoint (kept)."""
         bad = self.guard.first_bad_step()
         if bad is not None:
-            found = stage_checkpoints(self.checkpoint_dir, self.ctx.fingerprint)
-            raise Diverged(diverged_message(self._label(), bad, found[-1] if found else None))
+            self._stop_diverged(bad)
+
+    def _stop_diverged(self, step: int, skips: int | None = None) -> None:
+        found = stage_checkpoints(self.checkpoint_dir, self.ctx.fingerprint)
+        raise Diverged(diverged_message(self._label(), step, found[-1] if found else None, skips))
 
     def _stop_for(self, preemption: PreemptionWatch, engine: Any, step: int) -> None:
         """A preemption signal: save this step's checkpoint (finite weights only) and stop."""
@@ -239,7 +242,9 @@ class Trainer:
             counters.data_wait += time.perf_counter() - waiting
             counters.tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
             losses = engine({k: v.to(device, non_blocking=True) for k, v in batch.items()})
-            if self.guard.skipping and not self.guard.keep_micro_batch(losses["loss"], step):
+            if self.guard.skipping and not self.guard.keep_micro_batch(losses["loss"]):
+                if self.guard.exhausted:
+                    self._stop_diverged(step, skips=self.guard.skips)
                 continue
             engine.backward(losses["loss"])
             engine.step()

@@ -157,12 +157,21 @@ def test_the_first_non_finite_step_is_remembered_on_the_device_and_read_later():
 
 def test_skip_mode_drops_a_bounded_number_of_non_finite_micro_batches():
     guard = NonFiniteGuard("skip", 2, CPU)
-    assert guard.skipping and guard.keep_micro_batch(torch.tensor(1.0), 1)
-    assert not guard.keep_micro_batch(torch.tensor(float("nan")), 2)
-    assert not guard.keep_micro_batch(torch.tensor(float("inf")), 3)
-    with pytest.raises(Diverged, match="not finite at step 4 for the 3th time \\(train.max_nonfinite_skips: 2\\)"):
-        guard.keep_micro_batch(torch.tensor(float("nan")), 4)
+    assert guard.skipping and guard.keep_micro_batch(torch.tensor(1.0))
+    assert not guard.keep_micro_batch(torch.tensor(float("nan")))
+    assert not guard.keep_micro_batch(torch.tensor(float("inf"))) and not guard.exhausted
+    assert not guard.keep_micro_batch(torch.tensor(float("nan"))) and guard.exhausted and guard.skips == 3
     assert Diverged.exit_code == EXIT_DIVERGED == 3
+
+
+def test_the_diverged_line_names_the_step_and_the_last_good_checkpoint():
+    from mmadapt.stopping import diverged_message
+
+    assert diverged_message("pretrain", 7, "ck/step_00000006") == (
+        "pretrain: the loss or gradient norm became NaN or infinite at step 7; stopped, the last good checkpoint is "
+        "ck/step_00000006 (kept: the same command resumes from it; a lower train.lr starts the stage over)")
+    assert "made 4 micro-batches be dropped, more than train.max_nonfinite_skips allows, at step 9; stopped, no " \
+           "checkpoint was saved" in diverged_message("adapt/vo", 9, None, skips=4)
 
 
 # -- preemption signals -----------------------------------------------------------------------------------------------

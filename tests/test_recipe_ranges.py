@@ -119,3 +119,11 @@ def test_a_deepspeed_config_that_is_a_json_list_is_refused_with_its_path(tmp_pat
         load_recipe(TINY, [f"deepspeed.config={tmp_path / 'ds.json'}"])
     assert refused.value.problems == [("deepspeed.config", f"{tmp_path / 'ds.json'} holds a JSON list; a DeepSpeed "
                                        'config is a JSON object ({"zero_optimization": {...}, ...})')]
+
+
+def test_a_task_longer_than_the_models_positions_is_refused(tmp_path):
+    cfg = load_recipe(RECIPES / "quickstart.yaml", ["tasks.0.max_length=40", f"output_dir={tmp_path}"])
+    with pytest.raises(RecipeError) as refused:
+        check_pipeline(cfg, data_files=False)
+    assert [path for path, _ in refused.value.problems] == ["tasks[0].max_length"]
+    assert "40 + 2 positions exceed the model's 34" in refused.value.problems[0][1]

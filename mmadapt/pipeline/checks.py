@@ -93,19 +93,19 @@ def task_problems(cfg: Any) -> Problems:
 
 
 def shape_problems(cfg: Any, plugins: Any) -> Problems:
-    """`data.block_size` fits the model's position embeddings (read from its config; no model is built)."""
+    """`data.block_size` and each task's `max_length` fit the model's position embeddings (read from its
+    config; no model is built)."""
     positions, where = model_positions(cfg, plugins)
-    family = plugins.model_families.get(cfg.model.family) if cfg.model.family in plugins.model_families else None
-    if positions is None or family is None:
+    if positions is None:
         return []
-    needed = int(cfg.data.block_size) + family.position_offset
-    if needed <= positions:
-        return []
-    offset = f" + {family.position_offset}" if family.position_offset else ""
-    return [("data.block_size", f"{cfg.data.block_size}{offset} positions exceed the model's {positions} "
-                                f"({where}); the allowed range is 1 to {positions - family.position_offset}: lower "
-                                "data.block_size" + ("" if cfg.model.pretrained else
-                                                     " or raise model.config.max_position_embeddings"))]
+    offset = plugins.model_families.get(cfg.model.family).position_offset
+    lengths = [("data.block_size", cfg.data.block_size)]
+    lengths += [(f"tasks[{i}].max_length", task.max_length) for i, task in enumerate(cfg.tasks)
+                if isinstance(task.get("max_length"), int)]
+    fix = "" if cfg.model.pretrained else " or raise model.config.max_position_embeddings"
+    return [(path, f"{length}{f' + {offset}' if offset else ''} positions exceed the model's {positions} ({where}); "
+                   f"the allowed range is 1 to {positions - offset}: lower {path}{fix}")
+            for path, length in lengths if int(length) + offset > positions]
 
 
 def pretrained_config_file(spec: str) -> Path | None:
