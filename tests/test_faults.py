@@ -219,3 +219,36 @@ def test_an_os_error_is_one_line_with_the_path_and_the_reason():
     assert os_error_message(PermissionError(errno.EACCES, "Permission denied", "/x/y")) == "/x/y: Permission denied"
     assert os_error_message(OSError(errno.ENOSPC, "No space left on device", "/")).startswith(
         "no space left on the filesystem holding / (")
+
+
+# -- a user's model and corpus files ----------------------------------------------------------------------------------
+
+def test_truncated_safetensors_are_named_as_damaged_weights(tmp_path):
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    from mmadapt.plugins import get_plugins
+
+    model = tmp_path / "model"
+    XLMRobertaForMaskedLM(XLMRobertaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=32, max_position_embeddings=20)).save_pretrained(model)
+    weights = model / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    with pytest.raises(MmadaptError) as failed:
+        get_plugins().model_families.get("xlmr").load_pretrained(str(model))
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith(f"cannot load the model from {model}: its safetensors weights "
+                                                      "are damaged or incomplete (")
+
+
+@pytest.mark.parametrize("text", ["", "x" * 20000 + "\n"])
+def test_a_corpus_sentencepiece_cannot_train_on_names_the_corpus_and_the_fix(tmp_path, text):
+    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(text)
+    with pytest.raises(MmadaptError) as failed:
+        train_sentencepiece_tokenizer([corpus], tmp_path / "tok", SentencePieceConfig(vocab_size=50))
+    assert str(failed.value).startswith(f"SentencePiece found no sentence to train on in {corpus}: the text is empty, "
+                                        "or every line is longer than it accepts")
+    assert not (tmp_path / "tok").exists()
