@@ -48,7 +48,7 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     runs = plan_runs(cfg)
     for run in runs:
         plugins.strategies.get(run.name)
-    dist = init_distributed()
+    dist = init_distributed(cfg.distributed.timeout_minutes)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_third_party_bars()
     output_dir = Path(cfg.output_dir)

@@ -36,6 +36,7 @@ OUT_OF_RANGE = {
     "finetune.train.lr=-0.1": "finetune.train.lr: must be greater than 0, got -0.1",
     "model.train_tokenizer.character_coverage=0": "model.train_tokenizer.character_coverage: must be in (0, 1], got 0",
     "data.num_workers=-1": "data.num_workers: must be at least 0, got -1",
+    "distributed.timeout_minutes=0": "distributed.timeout_minutes: must be greater than 0, got 0",
 }
 
 

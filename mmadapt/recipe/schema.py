@@ -124,6 +124,15 @@ class DeepSpeedSection:
     resolved: dict[str, Any] = field(default_factory=dict, metadata={"computed": True})
 
 
+@dataclass
+class DistributedSection:
+    """`distributed:` how the processes of a job wait for each other."""
+
+    #: a collective (all-reduce, barrier, broadcast) that waits longer than this fails the job instead of
+    #: hanging: a lost node or a dead rank ends the run after this many minutes at most
+    timeout_minutes: float = field(default=30.0, metadata={"gt": 0})
+
+
 STAGES = ("pretrain", "tokenizer", "adapt", "finetune", "transfer")
 
 
@@ -215,6 +224,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
     #: the pipeline stages to run, in pipeline order (`adapt` trains the tokenizers it needs and `transfer`
     #: fine-tunes the task models it needs, so `tokenizer` and `finetune` may be left out)
     stages: list[str] = field(default_factory=lambda: ["pretrain"], metadata={"item_choices": STAGES})
