@@ -181,3 +181,20 @@ def test_a_second_run_on_the_same_output_dir_is_refused_within_seconds_and_a_dea
     third = _run(tiny_corpus, out, "train.max_steps=5")
     assert third.returncode == 0, third.stderr[-3000:]
     assert (out / "pretrain" / STAGE_DONE).exists() and not (out / ".run.lock").exists()
+
+
+def test_a_malformed_task_row_stops_the_run_before_any_stage_works(tmp_path):
+    from conftest import run_in_process
+    from mmadapt.errors import MmadaptError
+    from task_helpers import XNLI_DIR
+
+    rows = (XNLI_DIR / "multinli_1.0_train.jsonl").read_text(encoding="utf-8").splitlines()
+    row = json.loads(rows[1])
+    del row["sentence2"]
+    rows[1] = json.dumps(row)
+    bad = tmp_path / "train.jsonl"
+    bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    with pytest.raises(MmadaptError, match=r"train.jsonl:2: missing field\(s\) sentence2"):
+        run_in_process(RECIPES / "quickstart.yaml", [f"output_dir={out}", f"tasks.0.train_file={bad}"])
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml"]  # no tokenizer, no pretraining
