@@ -114,6 +114,8 @@ class NonFiniteGuard:
         """Note `step` if its loss or gradient norm is not finite (on the device: nothing waits)."""
         finite = torch.isfinite(loss.detach()).all()
         norm = engine.get_global_grad_norm() if hasattr(engine, "get_global_grad_norm") else None
+        if getattr(engine, "fp16_enabled", lambda: False)():
+            norm = None  # fp16's loss scaler skips an overflowing step itself (its norm is inf then)
         if isinstance(norm, torch.Tensor):
             finite = finite & torch.isfinite(norm.detach().to(self.device)).all()
         elif isinstance(norm, float) and not math.isfinite(norm):

@@ -252,3 +252,13 @@ def test_a_corpus_sentencepiece_cannot_train_on_names_the_corpus_and_the_fix(tmp
     assert str(failed.value).startswith(f"SentencePiece found no sentence to train on in {corpus}: the text is empty, "
                                         "or every line is longer than it accepts")
     assert not (tmp_path / "tok").exists()
+
+
+def test_an_fp16_overflow_the_loss_scaler_skips_is_not_a_divergence():
+    class Fp16Engine(_Engine):
+        def fp16_enabled(self):
+            return True
+
+    guard = NonFiniteGuard("stop", 0, CPU)
+    guard.after_step(1, torch.tensor(2.0, dtype=torch.float64), Fp16Engine(float("inf")))
+    assert guard.first_bad_step() is None
