@@ -41,15 +41,16 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 def checkpoint_fingerprint(path: Path) -> str | None:
     """The stage-settings digest a checkpoint was saved under (None for none recorded)."""
-    return _marker(path).get("fingerprint")
+    return (_marker(path) or {}).get("fingerprint")
 
 
-def _marker(path: Path) -> dict:
+def _marker(path: Path) -> dict | None:
+    """The marker's content; None when it cannot be read."""
     try:
         marker = json.loads((path / MARKER).read_text())
     except (OSError, ValueError):
-        return {}
-    return marker if isinstance(marker, dict) else {}
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 def file_records(directory: Path) -> dict[str, dict[str, Any]]:
@@ -62,8 +63,8 @@ def damage(path: Path) -> str | None:
     """What is wrong with a checkpoint against the sizes and digests its marker records; None when intact
     (or when the marker, written by an older mmadapt, records none)."""
     marker = _marker(path)
-    if not marker:
-        return f"{path / MARKER} is unreadable"
+    if marker is None:
+        return f"its {MARKER} is unreadable"
     recorded = marker.get("files")
     if recorded is None:
         return None

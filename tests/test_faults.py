@@ -262,3 +262,9 @@ def test_an_fp16_overflow_the_loss_scaler_skips_is_not_a_divergence():
     guard = NonFiniteGuard("stop", 0, CPU)
     guard.after_step(1, torch.tensor(2.0, dtype=torch.float64), Fp16Engine(float("inf")))
     assert guard.first_bad_step() is None
+
+
+def test_a_checkpoint_with_an_unreadable_marker_is_damaged(tmp_path):
+    _checkpoint(tmp_path, 10)
+    (_checkpoint(tmp_path, 20, fingerprint=None) / MARKER).write_text("{\"step\": 2")
+    assert damage(tmp_path / "step_00000020") == f"its {MARKER} is unreadable"
