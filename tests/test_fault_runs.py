@@ -113,14 +113,14 @@ def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_r
         command = ["deepspeed", "--num_gpus", "2", "--module", "mmadapt", "train", str(TINY),
                    *tiny_overrides(tiny_corpus, out, "data.block_size=64", "train.max_steps=40", "train.save_every=0")]
         return subprocess.Popen(command, env=clean_env(OMP_NUM_THREADS="1"), cwd=RECIPES.parent,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     whole = launch(unbroken)
     assert whole.wait(timeout=400) == 0, whole.stdout.read()[-3000:]
     proc = launch(broken)
     _wait_for(lambda: _logged_steps(broken) >= 8, proc)
-    proc.send_signal(signal.SIGTERM)  # the launcher passes it on to the ranks
+    os.killpg(proc.pid, signal.SIGTERM)  # every process of the job, as a scheduler does
     output, _ = proc.communicate(timeout=120)
     assert "Traceback" not in output, output[-3000:]
     step = _logged_steps(broken)
