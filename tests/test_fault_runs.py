@@ -87,7 +87,7 @@ def _logged_steps(out):
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(tiny_corpus, tmp_path, sig):
-    steps = ["train.max_steps=60", "train.save_every=0"]
+    steps = ["train.max_steps=150", "train.save_every=0"]
     unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
     assert _run(tiny_corpus, unbroken, *steps).returncode == 0
     proc = subprocess.Popen(_command(tiny_corpus, broken, *steps), env=clean_env(), cwd=RECIPES.parent,
@@ -111,7 +111,7 @@ def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(
 def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_resumes_exactly(tiny_corpus, tmp_path):
     def launch(out):
         command = ["deepspeed", "--num_gpus", "2", "--module", "mmadapt", "train", str(TINY),
-                   *tiny_overrides(tiny_corpus, out, "data.block_size=64", "train.max_steps=40", "train.save_every=0")]
+                   *tiny_overrides(tiny_corpus, out, "data.block_size=64", "train.max_steps=100", "train.save_every=0")]
         return subprocess.Popen(command, env=clean_env(OMP_NUM_THREADS="1"), cwd=RECIPES.parent,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
