@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from mmadapt.distributed import max_across_ranks
 from mmadapt.errors import MmadaptError
 
 EXIT_DIVERGED = 3
@@ -35,14 +36,6 @@ class Preempted(MmadaptError):
 
     exit_code = EXIT_PREEMPTED
     label = "stopped"
-
-
-def _all_ranks_max(value: float, device: torch.device) -> float:
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return t.item()
 
 
 class PreemptionWatch:
@@ -74,7 +67,7 @@ class PreemptionWatch:
         """Whether any rank received a preemption signal (the same answer on every rank)."""
         if self.world_size == 1:
             return self.received is not None
-        anyone = _all_ranks_max(1.0 if self.received else 0.0, self.device) > 0
+        anyone = max_across_ranks(1.0 if self.received else 0.0, self.device) > 0
         if anyone and self.received is None:
             self.received = "a signal on another rank"
         return anyone
@@ -101,7 +94,7 @@ class NonFiniteGuard:
 
     def keep_micro_batch(self, loss: torch.Tensor) -> bool:
         """`skip` mode: whether every rank's loss is finite; counts the dropped ones (see `exhausted`)."""
-        bad = _all_ranks_max(0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, self.device) > 0
+        bad = max_across_ranks(0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, self.device) > 0
         self.skips += int(bad)
         return not bad
 
@@ -125,8 +118,9 @@ class NonFiniteGuard:
 
     def first_bad_step(self) -> int | None:
         """The first step any rank saw go non-finite, or None (a host sync; an all-reduce with several ranks)."""
-        step = int(_all_ranks_max(float(self._first_bad.item()), self.device))
-        return step or None
+        mine = int(self._first_bad.item()) or math.inf
+        first = -max_across_ranks(-mine, self.device)  # the smallest over the ranks
+        return None if first == math.inf else int(first)
 
 
 def diverged_message(label: str, step: int, last_good: Any, skips: int | None = None) -> str:
