@@ -3,6 +3,8 @@
 A checkpoint is written under a temporary tag and renamed to `step_NNNNNNNN` only after
 every rank finished writing, with a marker file inside; `resume: auto` only ever picks a
 directory that has the marker, so a run killed mid-save never resumes from half a file.
+The marker records the size and sha256 of every file: `resume: auto` verifies the newest
+checkpoint and falls back to the newest intact one (with a warning naming the damage).
 """
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import json
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from mmadapt.atomic import publish_dir
+from mmadapt.atomic import publish_dir, write_json_atomic
+from mmadapt.digests import file_digest
 from mmadapt.distributed import DistInfo, barrier
-from mmadapt.errors import MmadaptError
+from mmadapt.errors import MmadaptError, full_disk_message, looks_like_full_disk
 
 MARKER = "mmadapt_checkpoint.json"
 _TAG = re.compile(r"^step_(\d+)$")
@@ -38,21 +41,84 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
 
 def checkpoint_fingerprint(path: Path) -> str | None:
     """The stage-settings digest a checkpoint was saved under (None for none recorded)."""
-    return json.loads((path / MARKER).read_text()).get("fingerprint")
+    return (_marker(path) or {}).get("fingerprint")
 
 
-def find_resume_checkpoint(root: Path, resume: str, fingerprint: str | None = None) -> Path | None:
-    """The checkpoint to resume from: `auto` -> newest complete one saved under the same
-    stage settings (`fingerprint`), `never` -> None, or a path."""
+def _marker(path: Path) -> dict | None:
+    """The marker's content; None when it cannot be read."""
+    try:
+        marker = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def file_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under `directory` (but the marker), by relative path."""
+    return {file.relative_to(directory).as_posix(): {"size": file.stat().st_size, "sha256": file_digest(file, cached=False)}
+            for file in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MARKER)}
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint against the sizes and digests its marker records; None when intact
+    (or when the marker, written by an older mmadapt, records none)."""
+    marker = _marker(path)
+    if marker is None:
+        return f"its {MARKER} is unreadable"
+    recorded = marker.get("files")
+    if recorded is None:
+        return None
+    for name, expected in recorded.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if size != expected["size"]:
+            return f"{name} has {size} bytes, {expected['size']} were written"
+        if file_digest(file, cached=False) != expected["sha256"]:
+            return f"{name} has changed since it was written (its sha256 differs)"
+    return None
+
+
+def stage_checkpoints(root: Path, fingerprint: str | None) -> list[Path]:
+    """The complete checkpoints under `root` saved under these stage settings, oldest first."""
+    return [path for _, path in complete_checkpoints(root) if checkpoint_fingerprint(path) == fingerprint]
+
+
+def newest_intact(root: Path, fingerprint: str | None, warn: Callable[[str], None]) -> Path | None:
+    """The newest checkpoint of these settings whose files match its marker; a damaged newer one is
+    named through `warn`. Raises when there are checkpoints but none is intact."""
+    found = stage_checkpoints(root, fingerprint)
+    damaged = []
+    for path in reversed(found):
+        problem = damage(path)
+        if problem is None:
+            if damaged:
+                warn(f"warning: checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}); "
+                     f"resuming from the older intact {path.name} instead")
+            return path
+        damaged.append((path, problem))
+    if damaged:
+        raise MmadaptError(f"no intact checkpoint in {root}: {'; '.join(f'{p.name}: {why}' for p, why in damaged)}; "
+                           "delete them to start the stage over (train.resume=never keeps them but ignores them)")
+    return None
+
+
+def find_resume_checkpoint(root: Path, resume: str, fingerprint: str | None = None,
+                           warn: Callable[[str], None] = print) -> Path | None:
+    """The checkpoint to resume from: `auto` -> the newest intact one saved under the same stage
+    settings (`fingerprint`), `never` -> None, or a path (which must be intact)."""
     if resume == "never":
         return None
     if resume == "auto":
-        found = [path for _, path in complete_checkpoints(root) if checkpoint_fingerprint(path) == fingerprint]
-        return found[-1] if found else None
+        return newest_intact(root, fingerprint, warn)
     path = Path(resume)
     if not (path / MARKER).is_file():
         raise MmadaptError(f"train.resume: {resume} is not a complete mmadapt checkpoint (no {MARKER}); "
                            f"use auto, never, or a step_* directory under {root}")
+    problem = damage(path)
+    if problem:
+        raise MmadaptError(f"train.resume: checkpoint {resume} is damaged ({problem}); use auto or another one")
     return path
 
 
@@ -64,11 +130,17 @@ def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep
     if dist.is_main:
         shutil.rmtree(root / tmp_tag, ignore_errors=True)
     barrier()
-    engine.save_checkpoint(str(root), tag=tmp_tag, client_state=client_state, save_latest=False)
+    try:
+        engine.save_checkpoint(str(root), tag=tmp_tag, client_state=client_state, save_latest=False)
+    except (OSError, RuntimeError) as exc:
+        if looks_like_full_disk(exc, root):
+            raise MmadaptError(full_disk_message(root, f"writing checkpoint {tag}")) from exc
+        raise
     barrier()
     final = root / tag
     if dist.is_main:
-        (root / tmp_tag / MARKER).write_text(json.dumps({"step": step, "fingerprint": fingerprint}))
+        files = file_records(root / tmp_tag)  # every rank's files are on disk after the barrier
+        write_json_atomic(root / tmp_tag / MARKER, {"step": step, "fingerprint": fingerprint, "files": files})
         publish_dir(root / tmp_tag, final)
         if keep > 0:
             for _, old in complete_checkpoints(root)[:-keep]:

@@ -221,7 +221,12 @@ def main() -> None:
         if isinstance(code, int) and code:  # click returns typer.Exit's code when not standalone
             sys.exit(code)
     except MmadaptError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"{exc.label}: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # a user's file or disk: the path and the reason, no traceback
+        from mmadapt.errors import os_error_message
+
+        typer.echo(f"error: {os_error_message(exc)}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

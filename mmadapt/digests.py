@@ -33,11 +33,12 @@ def digest(*parts: Any) -> str:
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (read once per process while the file's size and mtime stay the same)."""
+def file_digest(path: Path, cached: bool = True) -> str:
+    """sha256 of a file's bytes (read once per process while the file's size and mtime stay the same;
+    every time with `cached=False`, to verify what is on disk now)."""
     stat = os.stat(path)
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _DIGESTS:
+    if key not in _DIGESTS or not cached:
         sha = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

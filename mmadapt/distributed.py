@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 
@@ -28,11 +29,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed() -> DistInfo:
+def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
     """Initialise torch.distributed through DeepSpeed (gloo on CPU, NCCL on CUDA).
 
     A plain `python` process gets single-rank launcher variables, so DeepSpeed does not go
-    looking for MPI. Safe to call more than once.
+    looking for MPI. Safe to call more than once (the first call's `timeout_minutes` holds:
+    the longest a collective waits before the job fails; DeepSpeed's 30 by default).
     """
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
@@ -51,7 +53,8 @@ def init_distributed() -> DistInfo:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, per_node)))
     if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo", verbose=False)
+        timeout = {"timeout": timedelta(minutes=timeout_minutes)} if timeout_minutes else {}
+        deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo", verbose=False, **timeout)
     if on_cuda:
         accelerator.set_device(local_rank)
         device = torch.device("cuda", local_rank)

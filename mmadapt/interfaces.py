@@ -35,6 +35,16 @@ class Named:
 class ModelFamily(Named):
     """How to build or load an MLM of one architecture and reach its parts."""
 
+    #: position embeddings the model uses before a sequence's first token (RoBERTa and XLM-R number
+    #: positions from padding_idx + 1: 2); a block of `data.block_size` tokens needs block_size + this
+    position_offset: ClassVar[int] = 0
+
+    def max_positions(self, config: Mapping[str, Any]) -> int | None:
+        """The model's position embeddings from its config (`config.json` or `model.config`); None: unknown.
+        Read by the checks made before any work, so it must not build a model."""
+        value = config.get("max_position_embeddings")
+        return int(value) if isinstance(value, int) else None
+
     def build_from_config(self, config_overrides: dict[str, Any], vocab_size: int, tokenizer: Any) -> "PreTrainedModel":
         """A randomly initialised MLM; `config_overrides` are the recipe's `model.config`."""
         raise NotImplementedError

@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmadapt.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
-from mmadapt.distributed import barrier, init_distributed
+from mmadapt.distributed import barrier, broadcast_object, init_distributed
+from mmadapt.errors import MmadaptError
+from mmadapt.locks import held_lock
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.checks import check_pipeline
@@ -24,6 +26,10 @@ from mmadapt.pipeline.transfer import source_scores, transfer_language
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
+
+
+#: held in `output_dir` by the run writing it (mmadapt.locks)
+RUN_LOCK = ".run.lock"
 
 
 @dataclass
@@ -43,21 +49,23 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
     runs = plan_runs(cfg)
     for run in runs:
         plugins.strategies.get(run.name)
-    dist = init_distributed()
+    dist = init_distributed(cfg.distributed.timeout_minutes)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_third_party_bars()
     output_dir = Path(cfg.output_dir)
-    if dist.is_main:
-        save_resolved(cfg, output_dir)
-    barrier()
-    pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
-    pipeline.train_tokenizers()
-    for run in runs:
-        pipeline.run_strategy(run)
-    if pipeline.result.rows and dist.is_main:
-        write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
-        print(table(pipeline.result.rows), flush=True)
-    barrier()
+    with held_lock(output_dir / RUN_LOCK, dist, what=f"output_dir {output_dir}"):  # one run per output directory
+        if dist.is_main:
+            save_resolved(cfg, output_dir)
+        barrier()
+        pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
+        pipeline.check_task_files()
+        pipeline.train_tokenizers()
+        for run in runs:
+            pipeline.run_strategy(run)
+        if pipeline.result.rows and dist.is_main:
+            write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
+            print(table(pipeline.result.rows), flush=True)
+        barrier()
     return pipeline.result
 
 
@@ -83,6 +91,29 @@ class Pipeline:
             self.result.skipped.append(key)
         self.records.setdefault(run.name, {})[unit] = record
         return record
+
+    def check_task_files(self) -> None:
+        """Read every task file the run's finetune and transfer stages will read (rank 0), so a malformed
+        row stops the run before pretraining, not after it; every rank gets the problem."""
+        problem = None
+        if self.dist.is_main:
+            try:
+                for section in self.tasks:
+                    self._read_task_files(section)
+            except MmadaptError as exc:
+                problem = str(exc)
+        problem = broadcast_object(problem)
+        if problem:
+            raise MmadaptError(problem)
+
+    def _read_task_files(self, section: DictConfig) -> None:
+        task = self.plugins.tasks.get(section.name)
+        if stage_work_listed("finetune", self.stages):
+            task.train_examples(section)
+        if "transfer" in self.stages:
+            split = self.cfg.transfer.split
+            for language in [self.cfg.transfer.source_language, *task_languages(section, self.languages)]:
+                task.eval_examples(section, language, split)
 
     def train_tokenizers(self) -> None:
         """Stage `tokenizer` (also run for `adapt`): one vocabulary per adapted language."""

@@ -222,6 +222,10 @@ def _train_spm(sample: Path, described: str, work_dir: Path, cfg: SentencePieceC
         _run_spm_trainer(sample, prefix, cfg.vocab_size, cfg, seed)
     except RuntimeError as err:
         match = _TOO_HIGH.search(str(err))
+        if match is None and "sentences_.empty()" in str(err):
+            raise MmadaptError(f"SentencePiece found no sentence to train on in {described}: the text is empty, or "
+                               "every line is longer than it accepts (4192 bytes); add text, or split long lines "
+                               "into sentences") from None
         if match is None:
             raise
         largest = int(match.group(2))

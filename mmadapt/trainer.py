@@ -8,6 +8,9 @@ Features and the recipe keys that turn them on:
 - logging (rank 0: a progress bar in a terminal, else one stdout line per `log_every` steps (see
   mmadapt.progress); metrics.jsonl, TensorBoard): `train.log_every`, `train.progress_bar`
 - checkpoints and exact resumption: `train.save_every`, `train.keep_checkpoints`, `train.resume`
+- a NaN/infinite loss or gradient norm stops the stage (or drops the batch): `train.nonfinite`,
+  `train.max_nonfinite_skips`
+- SIGTERM/SIGUSR1: every rank finishes its step, a checkpoint is saved, the run stops (mmadapt.stopping)
 - a per-step hook for the caller (`on_step(step, seconds)`, e.g. adapt's embedding snapshots)
 
 The module handed in maps a batch to a dict of scalar losses; `loss` is optimised and
@@ -26,15 +29,18 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from mmadapt.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
+from mmadapt.checkpoint import (MARKER, find_resume_checkpoint, load_checkpoint, save_checkpoint, stage_checkpoints,
+                                step_tag)
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
 from mmadapt.data.textfiles import write_text_atomic
 from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
-from mmadapt.distributed import max_across_ranks, mean_across_ranks, means_across_ranks
+from mmadapt.distributed import broadcast_object, max_across_ranks, mean_across_ranks, means_across_ranks
+from mmadapt.errors import MmadaptError
 from mmadapt.memory import PeakMemory
 from mmadapt.progress import TrainingProgress
+from mmadapt.stopping import EXIT_PREEMPTED, Diverged, NonFiniteGuard, PreemptionWatch, Preempted, diverged_message
 
 
 #: written into the stage directory at the end of training: `TrainResult.summary()`
@@ -119,14 +125,21 @@ class Trainer:
         self.checkpoint_dir = ctx.stage_dir / "checkpoints"
 
     def train(self) -> TrainResult:
-        """Train to `max_steps`, resuming from a checkpoint when there is one."""
+        """Train to `max_steps`, resuming from a checkpoint when there is one.
+
+        Raises `Diverged` when a loss or gradient norm stops being finite (`train.nonfinite`) and
+        `Preempted` after saving a checkpoint when SIGTERM or SIGUSR1 arrives (mmadapt.stopping).
+        """
         ctx, cfg, dist = self.ctx, self.cfg, self.ctx.dist
         seed_everything(ctx.cfg.seed + dist.rank)
         engine = build_engine(self.module, self.params, OmegaConf.to_container(ctx.cfg.deepspeed.resolved), cfg, dist)
         logger = MetricsLogger(ctx.stage_dir, enabled=dist.is_main)
-        step = resumed_from = self._resume(engine)
+        step, skips = self._resume(engine)
+        resumed_from = step
         logger.truncate_after(step)  # a fresh start (step 0) drops rows of any earlier attempt
-        samples_seen = step * cfg.grad_accum * cfg.micro_batch_size
+        self.guard = NonFiniteGuard(cfg.get("nonfinite", "stop"), int(cfg.get("max_nonfinite_skips", 0)), dist.device,
+                                    skips)
+        samples_seen = (step * cfg.grad_accum + skips) * cfg.micro_batch_size  # a dropped batch moved the data on
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
                       if self.eval_data is not None and cfg.eval_every > 0 else [])
@@ -136,51 +149,107 @@ class Trainer:
         counters = _LoopCounters()
         last: dict[str, float] = {}
         engine.train()
-        while step < cfg.max_steps:
-            losses = self._step(engine, batches, counters)
-            step += 1
-            if self._is_logging_step(step):
-                last = {**means_across_ranks(losses, dist.device), "lr": engine.get_lr()[0]}
-                if cfg.log_every:
-                    logger.log(step, last)
-                    progress.report(step, last, counters.tokens * dist.world_size)
-            if fixed_eval and step % cfg.eval_every == 0:
-                last.update(self.evaluate(engine, fixed_eval))
-                logger.log(step, {k: v for k, v in last.items() if k.startswith("eval_")})
-                engine.train()
-            progress.advance()
-            if self.on_step is not None:
-                self.on_step(step, time.perf_counter() - counters.started)
-            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
-                self.save(engine, step)
+        with PreemptionWatch(dist.device, dist.world_size) as preemption:
+            while step < cfg.max_steps:
+                losses = self._step(engine, batches, counters, step + 1)
+                step += 1
+                self.guard.after_step(step, losses["loss"], engine)
+                last = self._observe(engine, step, losses, last, logger, progress, counters, fixed_eval)
+                if self.on_step is not None:
+                    self.on_step(step, time.perf_counter() - counters.started)
+                if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
+                    self._check_finite()
+                    self.save(engine, step)
+                if preemption.requested():
+                    self._stop_for(preemption, engine, step)
+        self._check_finite()
         progress.close()
         logger.close()
         return self._result(engine, step, resumed_from, last, counters, memory)
 
-    def _resume(self, engine: Any) -> int:
-        """Load the checkpoint `train.resume` picks, if any; the step to continue from."""
-        resume_from = find_resume_checkpoint(self.checkpoint_dir, self.cfg.resume, self.ctx.fingerprint)
+    def _observe(self, engine: Any, step: int, losses: dict[str, torch.Tensor], last: dict[str, float],
+                 logger: MetricsLogger, progress: TrainingProgress, counters: _LoopCounters,
+                 fixed_eval: list[dict]) -> dict[str, float]:
+        """Logging (losses read and checked for NaN only here), evaluation and progress after a step."""
+        cfg, dist = self.cfg, self.ctx.dist
+        if self._is_logging_step(step):
+            self._check_finite()
+            last = {**means_across_ranks(losses, dist.device), "lr": engine.get_lr()[0]}
+            if cfg.log_every:
+                logger.log(step, last)
+                progress.report(step, last, counters.tokens * dist.world_size)
+        if fixed_eval and step % cfg.eval_every == 0:
+            last.update(self.evaluate(engine, fixed_eval))
+            logger.log(step, {k: v for k, v in last.items() if k.startswith("eval_")})
+            engine.train()
+        progress.advance()
+        return last
+
+    def _check_finite(self) -> None:
+        """Stop with one line naming the first non-finite step and the last good checkpoint (kept)."""
+        bad = self.guard.first_bad_step()
+        if bad is not None:
+            self._stop_diverged(bad)
+
+    def _stop_diverged(self, step: int, skips: int | None = None) -> None:
+        found = stage_checkpoints(self.checkpoint_dir, self.ctx.fingerprint)
+        raise Diverged(diverged_message(self._label(), step, found[-1] if found else None, skips))
+
+    def _stop_for(self, preemption: PreemptionWatch, engine: Any, step: int) -> None:
+        """A preemption signal: save this step's checkpoint (finite weights only) and stop."""
+        self._check_finite()
+        path = self.checkpoint_dir / step_tag(step)
+        if not (path / MARKER).is_file():
+            path = self.save(engine, step)
+        raise Preempted(f"{self._label()}: {preemption.received} received: stopped after step {step} and saved "
+                        f"the checkpoint {path}; run the same command to resume (exit code {EXIT_PREEMPTED})")
+
+    def _resume(self, engine: Any) -> tuple[int, int]:
+        """Load the checkpoint `train.resume` picks, if any; the step to continue from and the micro-batches
+        dropped before it (`train.nonfinite: skip`)."""
+        resume_from = self._resume_checkpoint()
         if resume_from is None:
-            return 0
+            return 0, 0
         client = load_checkpoint(engine, resume_from)
         rng = client["rng"]
         _set_rng_state(rng[self.ctx.dist.rank] if isinstance(rng, list) else rng)
         self.ctx.log(f"resumed from {resume_from} at step {int(client['step'])}")
-        return int(client["step"])
+        return int(client["step"]), int(client.get("nonfinite_skips", 0))
 
-    def _step(self, engine: Any, batches: Iterator[dict], counters: _LoopCounters) -> dict[str, torch.Tensor]:
-        """One optimiser step over `grad_accum` micro-batches; its losses, still on the device."""
+    def _resume_checkpoint(self) -> Path | None:
+        """Rank 0 picks (and verifies) the checkpoint to resume from; every rank gets its choice."""
+        choice: Any = None
+        if self.ctx.dist.is_main:
+            try:
+                choice = find_resume_checkpoint(self.checkpoint_dir, self.cfg.resume, self.ctx.fingerprint,
+                                                warn=lambda line: print(line, flush=True))
+            except MmadaptError as exc:
+                choice = ("error", str(exc))
+        choice = broadcast_object(choice)
+        if isinstance(choice, tuple):
+            raise MmadaptError(choice[1])
+        return choice
+
+    def _step(self, engine: Any, batches: Iterator[dict], counters: _LoopCounters, step: int) -> dict[str, torch.Tensor]:
+        """One optimiser step over `grad_accum` micro-batches; its losses, still on the device. With
+        `train.nonfinite: skip` a micro-batch whose loss is not finite is dropped before its backward pass."""
         grad_accum, device = self.cfg.grad_accum, self.ctx.dist.device
         sums: dict[str, torch.Tensor] = {}
-        for _ in range(grad_accum):
+        done = 0
+        while done < grad_accum:
             waiting = time.perf_counter()
             batch = next(batches)
             counters.data_wait += time.perf_counter() - waiting
             counters.tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
             losses = engine({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            if self.guard.skipping and not self.guard.keep_micro_batch(losses["loss"]):
+                if self.guard.exhausted:
+                    self._stop_diverged(step, skips=self.guard.skips)
+                continue
             engine.backward(losses["loss"])
             engine.step()
             accumulate(sums, losses, grad_accum)
+            done += 1
         return sums
 
     def _is_logging_step(self, step: int) -> bool:
@@ -217,7 +286,7 @@ class Trainer:
             torch.distributed.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
-        client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed}
+        client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed, "nonfinite_skips": self.guard.skips}
         return save_checkpoint(engine, self.checkpoint_dir, step, client, self.cfg.keep_checkpoints, self.ctx.dist,
                                self.ctx.fingerprint)
 

@@ -6,7 +6,7 @@ shows how a third-party package adds one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mmadapt.api import LayerRule, MmadaptError, hookimpl
 
@@ -26,7 +26,7 @@ class EveryNth(LayerRule):
     @dataclass
     class Options:
         #: the stride: mini layer i is big layer (i+1)·n - 1
-        n: int = 2
+        n: int = field(default=2, metadata={"min": 1})
 
     description = "every n-th layer from the bottom: n-1, 2n-1, ..., kn-1 (strategy.layer_rule.n, default 2)"
 

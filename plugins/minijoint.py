@@ -13,7 +13,7 @@ Writes `big/`, `mini/` (embeddings + the selected layers + the secondary head, a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,9 @@ class MiniJointStrategy(Strategy):
     @dataclass
     class Options:
         #: the secondary head reads the hidden state after this many layers (paper: 4 of 24)
-        k: int = 4
+        k: int = field(default=4, metadata={"min": 1})
         #: loss = top-head MLM + weight x secondary-head MLM
-        weight: float = 1.0
+        weight: float = field(default=1.0, metadata={"min": 0})
         #: which big-model layers the mini-model takes (a layer-rule plugin and its options)
         layer_rule: LayerRuleSection = layer_rule_field()
 

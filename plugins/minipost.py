@@ -96,16 +96,16 @@ class MiniPostStrategy(Strategy):
     @dataclass
     class Options:
         #: how many big-model layers the mini-model takes (with first_k: the bottom k)
-        k: int = 4
+        k: int = field(default=4, metadata={"min": 1})
         #: fresh transformer layers stacked on the frozen ones. The paper does not say how many it used
         #: (to us); 2 is our default, to be tuned
-        new_layers: int = 2
+        new_layers: int = field(default=2, metadata={"min": 0})
         #: random: the model's own initialisation; copy_next: copies of the big layers above the selection
         new_layer_init: str = field(default="random", metadata={"choices": NEW_LAYER_INITS})
         #: which big-model layers the mini-model takes (a layer-rule plugin and its options)
         layer_rule: LayerRuleSection = layer_rule_field()
         #: weight of matching the big model's last hidden states while the new layers train (0: MLM only)
-        distill: float = 0.0
+        distill: float = field(default=0.0, metadata={"min": 0})
 
     description = "freeze embeddings + k layers of a pretrained model, train new_layers new layers + MLM head on top"
 

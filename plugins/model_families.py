@@ -13,6 +13,15 @@ class RobertaLikeFamily(ModelFamily):
 
     config_class_name = "RobertaConfig"
     model_class_name = "RobertaForMaskedLM"
+    position_offset = 2
+
+    def max_positions(self, config: Any) -> int | None:
+        value = config.get("max_position_embeddings")
+        if value is None:  # the config class's default
+            import inspect
+
+            value = inspect.signature(self._classes()[0].__init__).parameters["max_position_embeddings"].default
+        return int(value) if isinstance(value, int) else None
 
     def _classes(self) -> tuple[Any, Any]:
         import transformers
@@ -118,12 +127,18 @@ class RobertaFamily(RobertaLikeFamily):
 
 def _offline_load(loader: Any, name_or_path: str, what: str) -> Any:
     """Load from a local directory or the local hub cache only; never download."""
+    from safetensors import SafetensorError
+
     is_dir = os.path.isdir(name_or_path)
     try:
         return loader(name_or_path, local_files_only=True)
+    except SafetensorError as exc:
+        raise MmadaptError(f"cannot load the {what} from {name_or_path}: its safetensors weights are damaged or "
+                           f"incomplete ({str(exc).splitlines()[0]}); write or copy them again") from exc
     except (OSError, ValueError) as exc:
         if is_dir:
-            raise MmadaptError(f"cannot load the {what} from directory {name_or_path}: {exc}") from exc
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise MmadaptError(f"cannot load the {what} from directory {name_or_path}: {reason}") from exc
         raise MmadaptError(
             f"{what} {name_or_path!r} is not a local directory and is not in the local Hugging Face cache; "
             "mmadapt never downloads. On a machine with internet run `huggingface-cli download "

@@ -25,7 +25,7 @@ REFUSED = {
                     "stages: strategies minijoint, minipost need stage pretrain (only a strategy that uses a given "
                     "model as it is starts from model.pretrained without it): add pretrain to stages"),
     "no_tasks": ({"tasks": []}, "tasks: is empty but stages lists finetune/transfer"),
-    "negative_big_model_steps": ({"adapt.big_model_steps": -1}, "adapt.big_model_steps: must be 0 or more, got -1"),
+    "negative_big_model_steps": ({"adapt.big_model_steps": -1}, "adapt.big_model_steps: must be at least 0, got -1"),
     "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
     "task_lists_no_adapted_language": (
         {"tasks.0.languages": ["src", "de"]},

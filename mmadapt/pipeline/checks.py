@@ -6,7 +6,9 @@ data read. Problems are reported like the schema's: every one at once, each with
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from mmadapt.errors import RecipeError
@@ -24,7 +26,8 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     about those: a recipe is often checked on a machine other than the one holding its data).
     """
     problems = (stage_problems(cfg, plugins or get_plugins()) + language_problems(cfg) + task_problems(cfg)
-                + report_problems(cfg) + adapt_problems(cfg))
+                + report_problems(cfg) + shape_problems(cfg, plugins or get_plugins())
+                + model_problems(cfg))
     if data_files:
         problems += missing_data_files(cfg)
     if problems:
@@ -89,10 +92,56 @@ def task_problems(cfg: Any) -> Problems:
             for i, task in enumerate(cfg.tasks) if not task_languages(task, adapted)]
 
 
-def adapt_problems(cfg: Any) -> Problems:
-    """The adapt stage's step counts are not negative."""
-    return [(f"adapt.{key}", f"must be 0 or more, got {cfg.adapt[key]}") for key in ("snapshot_every", "big_model_steps")
-            if int(cfg.adapt[key]) < 0]
+def shape_problems(cfg: Any, plugins: Any) -> Problems:
+    """`data.block_size` and each task's `max_length` fit the model's position embeddings (read from its
+    config; no model is built)."""
+    positions, where = model_positions(cfg, plugins)
+    if positions is None:
+        return []
+    offset = plugins.model_families.get(cfg.model.family).position_offset
+    lengths = [("data.block_size", cfg.data.block_size)]
+    lengths += [(f"tasks[{i}].max_length", task.max_length) for i, task in enumerate(cfg.tasks)
+                if isinstance(task.get("max_length"), int)]
+    fix = "" if cfg.model.pretrained else " or raise model.config.max_position_embeddings"
+    return [(path, f"{length}{f' + {offset}' if offset else ''} positions exceed the model's {positions} ({where}); "
+                   f"the allowed range is 1 to {positions - offset}: lower {path}{fix}")
+            for path, length in lengths if int(length) + offset > positions]
+
+
+def pretrained_config_file(spec: str) -> Path | None:
+    """The `config.json` `model.pretrained` stands for: in the directory, or in a run's `pretrain/big`."""
+    path = Path(spec).expanduser()
+    found = [c / "config.json" for c in (path, path / "big", path / "pretrain" / "big") if (c / "config.json").is_file()]
+    return found[0] if found else None
+
+
+def model_problems(cfg: Any) -> Problems:
+    """`model.pretrained` naming a local directory that is neither a model nor an mmadapt run."""
+    spec = cfg.model.pretrained
+    if not spec or not Path(str(spec)).expanduser().is_dir():
+        return []
+    path = Path(str(spec)).expanduser()
+    if pretrained_config_file(str(spec)) is None and not (path / "recipe.yaml").is_file():
+        return [("model.pretrained", f"{spec} is a directory without config.json: not a model written by "
+                                     "save_pretrained (nor an mmadapt run's output_dir)")]
+    return []
+
+
+def model_positions(cfg: Any, plugins: Any) -> tuple[int | None, str]:
+    """The big model's position embeddings and where they were read from; (None, "") when unknown here."""
+    if cfg.model.family not in plugins.model_families:
+        return None, ""
+    family = plugins.model_families.get(cfg.model.family)
+    if cfg.model.pretrained:
+        path = pretrained_config_file(str(cfg.model.pretrained))
+        if path is None:
+            return None, ""  # a cached hub name, or a run that has not written its model yet
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None, ""
+        return (family.max_positions(config) if isinstance(config, dict) else None), f"max_position_embeddings in {path}"
+    return family.max_positions(dict(cfg.model.config)), "model.config.max_position_embeddings"
 
 
 def report_problems(cfg: Any) -> Problems:

@@ -13,12 +13,9 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +23,7 @@ from mmadapt.atomic import write_text_atomic
 from mmadapt.context import StageContext
 from mmadapt.digests import path_digest
 from mmadapt.distributed import barrier, broadcast_object
-from mmadapt.errors import MmadaptError
+from mmadapt.locks import held_lock
 
 STAGE_DONE = "stage_complete.json"
 #: held (by rank 0) while a stage unit runs in its directory
@@ -53,9 +50,10 @@ def task_settings(task_section: Any) -> Any:
 
 
 #: `train:` keys that only change how a run is watched or checkpointed, never what it produces:
-#: changing them must not re-run a finished stage
+#: changing them must not re-run a finished stage. (`nonfinite` and `max_nonfinite_skips` say what
+#: happens to a step that went wrong; a finished stage had none, or those it had were allowed.)
 OBSERVATION_KEYS = frozenset({"log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "resume",
-                              "progress_bar"})
+                              "progress_bar", "nonfinite", "max_nonfinite_skips"})
 
 
 def outcome_settings(section: Any, *, is_train: bool = False) -> Any:
@@ -148,61 +146,8 @@ def invalidate(stage_dir: Path) -> None:
     (Path(stage_dir) / STAGE_DONE).unlink(missing_ok=True)
 
 
-@contextmanager
-def stage_lock(ctx: StageContext, collective: bool = True) -> Iterator[None]:
+def stage_lock(ctx: StageContext, collective: bool = True) -> ContextManager[None]:
     """Hold the stage directory's lock while the unit runs (rank 0 takes it; with `collective` every
     rank learns whether it got it). A second live run writing the same stage is refused; a lock
-    left by a process that died is taken over."""
-    problem = None
-    path = Path(ctx.stage_dir) / STAGE_LOCK
-    if ctx.dist.is_main:
-        problem = _acquire(path)
-    if collective:
-        problem = broadcast_object(problem)
-    if problem:
-        raise MmadaptError(problem)
-    try:
-        yield
-    finally:
-        if ctx.dist.is_main:
-            path.unlink(missing_ok=True)
-
-
-def _acquire(path: Path) -> str | None:
-    """Create the lock file; None when taken, else why not."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
-    for _ in range(2):
-        try:
-            with open(path, "x") as f:
-                json.dump(me, f)
-            return None
-        except FileExistsError:
-            holder = _holder(path)
-            if holder is not None and _alive(holder, me):
-                return (f"{path.parent} is being written by another run (process {holder.get('pid')} on "
-                        f"{holder.get('host')}); wait for it, or delete {path} if that run is gone")
-            path.unlink(missing_ok=True)  # left by a run that died
-    return f"could not take the stage lock {path}"
-
-
-def _holder(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(holder: dict, me: dict) -> bool:
-    if holder.get("host") != me["host"]:
-        return True  # cannot tell from here: assume it still runs
-    pid = int(holder.get("pid", 0))
-    if pid == me["pid"]:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    left by a process that died is taken over (mmadapt.locks)."""
+    return held_lock(Path(ctx.stage_dir) / STAGE_LOCK, ctx.dist, collective, str(ctx.stage_dir))

@@ -83,6 +83,11 @@ def resolve_deepspeed(section: Any, recipe: Any, recipe_path: Path | None, world
         ds = json.loads(found.read_text())
     except json.JSONDecodeError as exc:
         return {}, [(path, f"{found} is not valid JSON: line {exc.lineno}: {exc.msg}")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, [(path, f"cannot read {found}: {getattr(exc, 'strerror', None) or exc}")]
+    if not isinstance(ds, dict):
+        return {}, [(path, f"{found} holds a JSON {type(ds).__name__}; a DeepSpeed config is a JSON object "
+                           '({"zero_optimization": {...}, ...})')]
     ds = deep_merge(ds, _unflatten(dict(section.overrides)))
     return fill_auto(ds, recipe, world_size)
 

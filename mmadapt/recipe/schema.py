@@ -8,15 +8,16 @@ from typing import Any, Optional
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULES = ("linear", "cosine", "constant")
+NONFINITE = ("stop", "skip")
 
 
 @dataclass
 class SentencePieceSettings:
     """How to train a SentencePiece vocabulary."""
 
-    vocab_size: int = 8000
+    vocab_size: int = field(default=8000, metadata={"min": 1})
     model_type: str = field(default="unigram", metadata={"choices": ("unigram", "bpe", "char", "word")})
-    character_coverage: float = 1.0
+    character_coverage: float = field(default=1.0, metadata={"gt": 0, "max": 1})
     #: lines sampled (shuffled, with the recipe's seed) from the corpus to train on, as XLM-R sampled a
     #: few million sentences per language; a corpus with fewer lines is used whole
     input_sentence_size: int = field(default=2_000_000, metadata={"min": 1})
@@ -50,11 +51,12 @@ class DataSection:
     eval: list[str] = field(default_factory=list)
     #: field holding the text in jsonl rows and datasets
     text_field: str = "text"
-    block_size: int = 128
-    mlm_probability: float = 0.15
+    #: tokens per training sequence; at most the model's positions (XLM-R-style models: 2 fewer)
+    block_size: int = field(default=128, metadata={"min": 1})
+    mlm_probability: float = field(default=0.15, metadata={"gt": 0, "lt": 1})
     #: where tokenized blocks are cached; keyed on a fingerprint of data, tokenizer, settings
     cache_dir: Optional[str] = None
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata={"min": 0})
     #: settings of the built-in synthetic benchmark, used by `synth:LANG` sources
     synth: dict[str, Any] = field(default_factory=lambda: {"seed": 0})
 
@@ -63,25 +65,31 @@ class DataSection:
 class TrainSection:
     """`train:` optimisation, evaluation, logging and checkpoints."""
 
-    max_steps: int = 1000
-    micro_batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    warmup_steps: int = 0
+    max_steps: int = field(default=1000, metadata={"min": 0})
+    micro_batch_size: int = field(default=8, metadata={"min": 1})
+    grad_accum: int = field(default=1, metadata={"min": 1})
+    lr: float = field(default=5e-4, metadata={"gt": 0})
+    weight_decay: float = field(default=0.01, metadata={"min": 0})
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], metadata={"items": {"min": 0, "lt": 1}})
+    eps: float = field(default=1e-6, metadata={"gt": 0})
+    warmup_steps: int = field(default=0, metadata={"min": 0})
     schedule: str = field(default="linear", metadata={"choices": SCHEDULES})
-    min_lr_ratio: float = 0.0
-    max_grad_norm: float = 1.0
-    log_every: int = 10
-    eval_every: int = 0
-    eval_batches: int = 20
-    save_every: int = 0
-    keep_checkpoints: int = 2
+    min_lr_ratio: float = field(default=0.0, metadata={"min": 0, "max": 1})
+    #: gradient clipping (0: none)
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0})
+    log_every: int = field(default=10, metadata={"min": 0})
+    eval_every: int = field(default=0, metadata={"min": 0})
+    eval_batches: int = field(default=20, metadata={"min": 1})
+    save_every: int = field(default=0, metadata={"min": 0})
+    #: the newest this many checkpoints are kept (0: all)
+    keep_checkpoints: int = field(default=2, metadata={"min": 0})
     #: `auto` continues from the newest complete checkpoint, `never` starts fresh, or a path
     resume: str = "auto"
     progress_bar: bool = True
+    #: a step whose loss or gradient norm is NaN or infinite: `stop` the stage (naming the step and the
+    #: last good checkpoint), or `skip` it (its micro-batches add no gradient), at most `max_nonfinite_skips`
+    nonfinite: str = field(default="stop", metadata={"choices": NONFINITE})
+    max_nonfinite_skips: int = field(default=10, metadata={"min": 0})
 
 
 @dataclass
@@ -114,6 +122,15 @@ class DeepSpeedSection:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: the filled-in JSON, computed when the recipe is resolved (never set it by hand)
     resolved: dict[str, Any] = field(default_factory=dict, metadata={"computed": True})
+
+
+@dataclass
+class DistributedSection:
+    """`distributed:` how the processes of a job wait for each other."""
+
+    #: a collective (all-reduce, barrier, broadcast) that waits longer than this fails the job instead of
+    #: hanging: a lost node or a dead rank ends the run after this many minutes at most
+    timeout_minutes: float = field(default=30.0, metadata={"gt": 0})
 
 
 STAGES = ("pretrain", "tokenizer", "adapt", "finetune", "transfer")
@@ -160,10 +177,10 @@ class AdaptSection:
                                        metadata={"plugin": ("embedding_inits", "name")})
     #: save the embeddings every this many steps (0: never); `transfer` evaluates each snapshot,
     #: giving the report's target-score-against-adapt-compute curve
-    snapshot_every: int = 0
+    snapshot_every: int = field(default=0, metadata={"min": 0})
     #: for a strategy with a mini-model: this many first steps over the big model, then `train.max_steps`
     #: over the mini-model (the big model picks the solution; counted in the adapt compute). 0: none
-    big_model_steps: int = 0
+    big_model_steps: int = field(default=0, metadata={"min": 0})
     #: the micro-batch size of those big-model steps (0: the adapt stage's own); a few sequences per
     #: step are enough to pick the solution, and each costs a big-model forward and backward
     big_model_micro_batch_size: int = field(default=0, metadata={"min": 0})
@@ -207,6 +224,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     train: TrainSection = field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
     #: the pipeline stages to run, in pipeline order (`adapt` trains the tokenizers it needs and `transfer`
     #: fine-tunes the task models it needs, so `tokenizer` and `finetune` may be left out)
     stages: list[str] = field(default_factory=lambda: ["pretrain"], metadata={"item_choices": STAGES})

@@ -6,6 +6,7 @@ section, so a plugin's options are validated exactly like the core's.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Union
 
@@ -116,7 +117,7 @@ class Checker:
                 return self.problem(path, f"expected a list, got {_describe(value)}")
             (item_tp,) = typing.get_args(tp)[:1] or (Any,)
             plugin = (metadata or {}).get("plugin")
-            item_metadata = {"choices": metadata["item_choices"]} if metadata and "item_choices" in metadata else None
+            item_metadata = _item_metadata(metadata or {})
             for i, item in enumerate(value):
                 if item_metadata:
                     self.check(item, item_tp, f"{path}[{i}]", item_metadata)
@@ -144,9 +145,9 @@ class Checker:
         choices = (metadata or {}).get("choices")
         if choices and value not in choices:
             self.problem(path, f"{value!r} is not one of {', '.join(map(str, choices))}{did_you_mean(value, choices)}")
-        minimum = (metadata or {}).get("min")
-        if minimum is not None and value < minimum:
-            self.problem(path, f"must be at least {minimum}, got {value!r}")
+        out_of_range = range_problem(value, metadata or {})
+        if out_of_range:
+            self.problem(path, out_of_range)
 
     def check_section(self, value: Any, cls: type, path: str) -> None:
         if not isinstance(value, dict):
@@ -162,6 +163,44 @@ class Checker:
                 self.problem(f"{prefix}{key}", "is computed by mmadapt; remove it from the recipe")
                 continue
             self.check(sub, tp, f"{prefix}{key}", f.metadata)
+
+
+#: the range keys a field's metadata may carry: inclusive `min`/`max`, exclusive `gt`/`lt`
+RANGE_KEYS = ("min", "max", "gt", "lt")
+
+
+def describe_range(metadata: dict) -> str:
+    """The allowed range of a field, e.g. 'at least 1', 'greater than 0', 'in (0, 1)', 'in [0, 1]'."""
+    low = ("[", metadata["min"]) if "min" in metadata else ("(", metadata["gt"]) if "gt" in metadata else None
+    high = ("]", metadata["max"]) if "max" in metadata else (")", metadata["lt"]) if "lt" in metadata else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"at least {low[1]}" if low[0] == "[" else f"greater than {low[1]}"
+    if high:
+        return f"at most {high[1]}" if high[0] == "]" else f"less than {high[1]}"
+    return ""
+
+
+def range_problem(value: Any, metadata: dict) -> str | None:
+    """'must be <range>, got <value>' when a number is outside its field's range (schema metadata), else None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    bounds = {key: metadata[key] for key in RANGE_KEYS if metadata.get(key) is not None}
+    if not bounds:
+        return None
+    inside = (value >= bounds.get("min", value) and value <= bounds.get("max", value)
+              and ("gt" not in bounds or value > bounds["gt"]) and ("lt" not in bounds or value < bounds["lt"])
+              and math.isfinite(value))  # NaN and infinities are in no range
+    return None if inside else f"must be {describe_range(bounds)}, got {value!r}"
+
+
+def _item_metadata(metadata: dict) -> dict | None:
+    """What each item of a list field is checked against: `item_choices` and the `items` range."""
+    item = dict(metadata.get("items", {}))
+    if "item_choices" in metadata:
+        item["choices"] = metadata["item_choices"]
+    return item or None
 
 
 def _scalar_ok(value: Any, tp: Any) -> bool:

@@ -38,17 +38,17 @@ class QaSettings:
     """Span settings every extractive QA task takes."""
 
     #: tokens per span: question, context window and special tokens
-    max_length: int = 384
+    max_length: int = field(default=384, metadata={"min": 1})
     #: tokens shared by consecutive context windows of a long context
-    doc_stride: int = 128
+    doc_stride: int = field(default=128, metadata={"min": 1})
     #: questions are cut to this many tokens
-    max_query_length: int = 64
+    max_query_length: int = field(default=64, metadata={"min": 1})
     #: longest predicted answer, in tokens
-    max_answer_length: int = 30
+    max_answer_length: int = field(default=30, metadata={"min": 1})
     #: start and end candidates tried per span
-    n_best_size: int = 20
-    max_train_examples: Optional[int] = None
-    eval_batch_size: int = 32
+    n_best_size: int = field(default=20, metadata={"min": 1})
+    max_train_examples: Optional[int] = field(default=None, metadata={"min": 1})
+    eval_batch_size: int = field(default=32, metadata={"min": 1})
 
 
 @dataclass

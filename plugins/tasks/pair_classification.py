@@ -38,10 +38,10 @@ class PairTaskOptions:
     train_language: str = "en"
     #: languages evaluated after fine-tuning
     languages: list[str] = field(default_factory=list)
-    max_length: int = 128
+    max_length: int = field(default=128, metadata={"min": 1})
     #: use only the first N training examples (null: all)
-    max_train_examples: Optional[int] = None
-    eval_batch_size: int = 64
+    max_train_examples: Optional[int] = field(default=None, metadata={"min": 1})
+    eval_batch_size: int = field(default=64, metadata={"min": 1})
 
 
 class PairClassificationTask(Task):

@@ -1,0 +1,200 @@
+"""Faults injected into real (tiny) runs: divergence, SIGTERM, damaged checkpoints, two runs on one directory.
+
+Each asserts the exit code, a one-line message without a traceback, that nothing finished is lost and
+that no stage is marked complete by a bad run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
+from mmadapt.checkpoint import MARKER, complete_checkpoints
+from mmadapt.metrics import read_metrics
+from mmadapt.pipeline.stages import STAGE_DONE
+from mmadapt.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
+
+TINY = RECIPES / "tiny_full.yaml"
+
+
+def _command(corpus, out, *extra):
+    return mmadapt_command() + ["train", str(TINY), *tiny_overrides(corpus, out, "data.block_size=64", *extra)]
+
+
+def _run(corpus, out, *extra, env=None):
+    return subprocess.run(_command(corpus, out, *extra), capture_output=True, text=True, env=env or clean_env(),
+                          cwd=RECIPES.parent, timeout=300)
+
+
+def _losses(out):
+    return [row["loss"] for row in read_metrics(out / "pretrain" / "metrics.jsonl") if "loss" in row]
+
+
+def _one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.startswith(("error:", "stopped:"))]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+def _finite_weights(checkpoint) -> bool:
+    states = torch.load(checkpoint / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    return all(torch.isfinite(t).all() for t in states["module"].values() if torch.is_tensor(t))
+
+
+def test_a_diverging_run_stops_in_one_line_keeps_its_last_good_checkpoint_and_is_not_complete(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    proc = _run(tiny_corpus, out, "train.lr=1e6", "train.warmup_steps=0", "train.max_steps=30", "train.save_every=1",
+                "train.keep_checkpoints=1", "train.log_every=10")
+    assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
+    line = _one_line(proc.stderr)
+    assert "pretrain: the loss or gradient norm became NaN or infinite at step" in line
+    bad_step = int(line.split("at step ")[1].split(";")[0])
+    assert not (out / "pretrain" / STAGE_DONE).exists() and not (out / "pretrain" / "big").exists()
+    kept = complete_checkpoints(out / "pretrain" / "checkpoints")
+    if bad_step > 1:  # a checkpoint before the first bad step survives every later save and pruning
+        assert kept and kept[-1][0] < bad_step and f"the last good checkpoint is {kept[-1][1]}" in line
+        assert _finite_weights(kept[-1][1])
+    assert all(_finite_weights(path) for _, path in kept)  # no NaN weights were ever checkpointed
+
+
+def test_skip_mode_gives_up_after_max_nonfinite_skips(tiny_corpus, tmp_path):
+    proc = _run(tiny_corpus, tmp_path / "run", "train.lr=1e6", "train.warmup_steps=0", "train.max_steps=30",
+                "train.nonfinite=skip", "train.max_nonfinite_skips=2")
+    assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
+    assert "NaN or infinite" in _one_line(proc.stderr)
+    assert not (tmp_path / "run" / "pretrain" / STAGE_DONE).exists()
+
+
+def _wait_for(predicate, proc, seconds=240):
+    deadline = time.time() + seconds
+    while not predicate() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert predicate(), "the run ended or stalled before the fault could be injected"
+
+
+def _logged_steps(out):
+    path = out / "pretrain" / "metrics.jsonl"
+    return len(read_metrics(path)) if path.exists() else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(tiny_corpus, tmp_path, sig):
+    steps = ["train.max_steps=150", "train.save_every=0"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    assert _run(tiny_corpus, unbroken, *steps).returncode == 0
+    proc = subprocess.Popen(_command(tiny_corpus, broken, *steps), env=clean_env(), cwd=RECIPES.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _logged_steps(broken) >= 10, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_PREEMPTED, stderr[-3000:]
+    line = _one_line(stderr)
+    step = _logged_steps(broken)
+    checkpoint = broken / "pretrain" / "checkpoints" / f"step_{step:08d}"
+    assert line == (f"stopped: pretrain: {signal.Signals(sig).name} received: stopped after step {step} and saved "
+                    f"the checkpoint {checkpoint}; run the same command to resume (exit code 75)")
+    assert (checkpoint / MARKER).is_file() and not (broken / "pretrain" / STAGE_DONE).exists()
+    resumed = _run(tiny_corpus, broken, *steps)
+    assert resumed.returncode == 0 and f"resumed from {checkpoint} at step {step}" in resumed.stdout
+    assert _losses(broken) == _losses(unbroken)  # bit-identical, step for step
+
+
+@pytest.mark.slow
+def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_resumes_exactly(tiny_corpus, tmp_path):
+    def launch(out):
+        command = ["deepspeed", "--num_gpus", "2", "--module", "mmadapt", "train", str(TINY),
+                   *tiny_overrides(tiny_corpus, out, "data.block_size=64", "train.max_steps=100", "train.save_every=0")]
+        return subprocess.Popen(command, env=clean_env(OMP_NUM_THREADS="1"), cwd=RECIPES.parent,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    whole = launch(unbroken)
+    assert whole.wait(timeout=400) == 0, whole.stdout.read()[-3000:]
+    proc = launch(broken)
+    _wait_for(lambda: _logged_steps(broken) >= 8, proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # every process of the job, as a scheduler does
+    output, _ = proc.communicate(timeout=120)
+    assert "Traceback" not in output, output[-3000:]
+    step = _logged_steps(broken)
+    assert f"SIGTERM received: stopped after step {step} and saved the checkpoint" in output
+    assert (broken / "pretrain" / "checkpoints" / f"step_{step:08d}" / MARKER).is_file()
+    assert not (broken / "pretrain" / STAGE_DONE).exists()
+    resumed = launch(broken)
+    assert resumed.wait(timeout=400) == 0, resumed.stdout.read()[-3000:]
+    assert _losses(broken) == _losses(unbroken)
+
+
+@pytest.mark.slow
+def test_a_damaged_newest_checkpoint_is_passed_over_and_none_intact_is_one_line(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    settings = ["train.max_steps=20", "train.save_every=5", "train.keep_checkpoints=2"]
+    assert _run(tiny_corpus, out, *settings).returncode == 0
+    (out / "pretrain" / STAGE_DONE).unlink()  # as if the run had been stopped after its last checkpoint
+    root = out / "pretrain" / "checkpoints"
+    (older, _), (newest, newest_path) = complete_checkpoints(root)
+    with open(newest_path / "mp_rank_00_model_states.pt", "r+b") as f:
+        f.truncate(1000)
+    proc = _run(tiny_corpus, out, *settings)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (f"warning: checkpoint {newest_path} is damaged (mp_rank_00_model_states.pt has 1000 bytes" in proc.stdout)
+    assert f"resumed from {root / f'step_{older:08d}'} at step {older}" in proc.stdout
+    big = (out / "pretrain" / "big" / "model.safetensors").read_bytes()
+
+    (out / "pretrain" / STAGE_DONE).unlink()
+    for _, path in complete_checkpoints(root):
+        data = bytearray((path / "mp_rank_00_model_states.pt").read_bytes())
+        data[-10] ^= 0xFF
+        (path / "mp_rank_00_model_states.pt").write_bytes(bytes(data))
+    proc = _run(tiny_corpus, out, *settings)
+    assert proc.returncode == 2 and f"error: no intact checkpoint in {root}:" in _one_line(proc.stderr)
+    assert not (out / "pretrain" / STAGE_DONE).exists()
+    assert (out / "pretrain" / "big" / "model.safetensors").read_bytes() == big  # the finished model is untouched
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_output_dir_is_refused_within_seconds_and_a_dead_runs_lock_is_taken_over(
+        tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen(_command(tiny_corpus, out, "train.max_steps=100000"), env=clean_env(), cwd=RECIPES.parent,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: _logged_steps(out) >= 1, first)
+        started = time.time()
+        second = _run(tiny_corpus, out, "train.max_steps=5")
+        assert second.returncode == 2 and time.time() - started < 60
+        line = _one_line(second.stderr)
+        assert f"output_dir {out} is being written by another run (process {first.pid} on " in line
+        assert "started 20" in line and not (out / "pretrain" / STAGE_DONE).exists()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    holder = json.loads((out / ".run.lock").read_text())
+    assert holder["pid"] == first.pid  # left behind by the killed run
+    third = _run(tiny_corpus, out, "train.max_steps=5")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert (out / "pretrain" / STAGE_DONE).exists() and not (out / ".run.lock").exists()
+
+
+def test_a_malformed_task_row_stops_the_run_before_any_stage_works(tmp_path):
+    from conftest import run_in_process
+    from mmadapt.errors import MmadaptError
+    from task_helpers import XNLI_DIR
+
+    rows = (XNLI_DIR / "multinli_1.0_train.jsonl").read_text(encoding="utf-8").splitlines()
+    row = json.loads(rows[1])
+    del row["sentence2"]
+    rows[1] = json.dumps(row)
+    bad = tmp_path / "train.jsonl"
+    bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    with pytest.raises(MmadaptError, match=r"train.jsonl:2: missing field\(s\) sentence2"):
+        run_in_process(RECIPES / "quickstart.yaml", [f"output_dir={out}", f"tasks.0.train_file={bad}"])
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml"]  # no tokenizer, no pretraining
