@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -198,3 +199,48 @@ def test_a_malformed_task_row_stops_the_run_before_any_stage_works(tmp_path):
     with pytest.raises(MmadaptError, match=r"train.jsonl:2: missing field\(s\) sentence2"):
         run_in_process(RECIPES / "quickstart.yaml", [f"output_dir={out}", f"tasks.0.train_file={bad}"])
     assert sorted(p.name for p in out.iterdir()) == ["recipe.yaml"]  # no tokenizer, no pretraining
+
+
+#: `mmadapt` with its atomic publisher killing the process (SIGKILL) once the new `big/` is written in
+#: full and about to replace the old one: the worst moment of an export
+_KILLED_WHILE_EXPORTING = """
+import os, runpy, signal, sys
+from pathlib import Path
+import mmadapt.atomic as atomic
+publish = atomic.publish_dir
+def publish_or_die(staged, target, replace=True):
+    if Path(target).name == "big":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return publish(staged, target, replace)
+atomic.publish_dir = publish_or_die
+sys.argv = ["mmadapt", *sys.argv[1:]]
+runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
+"""
+
+
+def _weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_exporting_keeps_the_old_model_unmarked_and_the_rerun_gives_the_unbroken_model(
+        tiny_corpus, tmp_path):
+    out, unbroken = tmp_path / "run", tmp_path / "unbroken"
+    assert _run(tiny_corpus, out).returncode == 0
+    big, marker = out / "pretrain" / "big", out / "pretrain" / STAGE_DONE
+    old = _weights(big)
+    changed = "train.lr=0.002"  # other settings: the stage re-runs and re-exports over the finished model
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_EXPORTING, *_command(tiny_corpus, out, changed)[3:]],
+                            capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not marker.exists()  # the old marker went before the work: nothing vouches for a half-new stage
+    assert all(torch.equal(old[name], tensor) for name, tensor in _weights(big).items())  # the old model, whole
+
+    rerun = _run(tiny_corpus, out, changed)  # takes over the dead run's locks, resumes, exports
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert marker.exists()
+    assert _run(tiny_corpus, unbroken, changed).returncode == 0
+    expected = _weights(unbroken / "pretrain" / "big")
+    assert all(torch.equal(expected[name], tensor) for name, tensor in _weights(big).items())
