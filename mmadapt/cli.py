@@ -217,6 +217,17 @@ def score(task: str = typer.Argument(..., help="Task name (see `mmadapt plugins`
 def main() -> None:
     """Console-script entry point: user errors print one clear message, no traceback."""
     try:
+        _run_app()
+    finally:  # whatever the exit, the process group goes first (see shutdown_distributed)
+        if "torch" in sys.modules:  # commands that never loaded torch have none, and need not load it now
+            from mmadapt.distributed import shutdown_distributed
+
+            shutdown_distributed()
+
+
+def _run_app() -> None:
+    """The app, with user errors turned into one line and their exit codes (`SystemExit`)."""
+    try:
         code = app(args=_without_launcher_args(sys.argv[1:]), prog_name="mmadapt", standalone_mode=False)
         if isinstance(code, int) and code:  # click returns typer.Exit's code when not standalone
             sys.exit(code)

@@ -63,6 +63,17 @@ def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
 
 
+def shutdown_distributed() -> None:
+    """Tear the process group down before the process exits (a no-op without one).
+
+    Left to the interpreter's exit, a process group that ended early (a run refused before any
+    work) can abort the process from a C++ destructor ("terminate called without an active
+    exception", SIGABRT) after its one-line message, losing the exit code the message promised.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def barrier() -> None:
     """Wait for every rank (no-op without a process group)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
