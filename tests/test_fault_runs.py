@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -244,3 +245,24 @@ def test_a_run_killed_while_exporting_keeps_the_old_model_unmarked_and_the_rerun
     assert _run(tiny_corpus, unbroken, changed).returncode == 0
     expected = _weights(unbroken / "pretrain" / "big")
     assert all(torch.equal(expected[name], tensor) for name, tensor in _weights(big).items())
+
+
+def _unwritable_output_dirs(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    yield a_file, "it is a file, not a directory"
+    under_sys = Path("/sys") / f"mmadapt-{os.getpid()}"
+    try:  # sysfs refuses new entries; where it does not, this case says nothing
+        under_sys.mkdir()
+        under_sys.rmdir()
+    except OSError:
+        yield under_sys, ""
+
+
+@pytest.mark.slow
+def test_an_output_dir_that_cannot_be_written_exits_2_in_one_line_before_any_work(tiny_corpus, tmp_path):
+    for out, reason in _unwritable_output_dirs(tmp_path):
+        refused = _run(tiny_corpus, out)
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        line = _one_line(refused.stderr)
+        assert line.startswith(f"error: cannot write in {out}") and reason in line
