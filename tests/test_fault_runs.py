@@ -266,3 +266,41 @@ def test_an_output_dir_that_cannot_be_written_exits_2_in_one_line_before_any_wor
         assert refused.returncode == 2, refused.stderr[-3000:]
         line = _one_line(refused.stderr)
         assert line.startswith(f"error: cannot write in {out}") and reason in line
+
+
+#: `mmadapt` killed (SIGKILL) in the middle of saving its step-20 checkpoint: every file written, the
+#: marker that makes it complete not yet
+_KILLED_WHILE_CHECKPOINTING = """
+import os, runpy, signal, sys
+import mmadapt.checkpoint as checkpoint
+write_json = checkpoint.write_json_atomic
+def write_or_die(path, data, *args, **kwargs):
+    if path.name == checkpoint.MARKER and data.get("step") == 20:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write_json(path, data, *args, **kwargs)
+checkpoint.write_json_atomic = write_or_die
+sys.argv = ["mmadapt", *sys.argv[1:]]
+runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before_with_the_same_losses(
+        tiny_corpus, tmp_path):
+    settings = ("train.max_steps=30", "train.save_every=10", "train.keep_checkpoints=2")
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    assert _run(tiny_corpus, unbroken, *settings).returncode == 0
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_CHECKPOINTING,
+                             *_command(tiny_corpus, broken, *settings)[3:]],
+                            capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    checkpoints = broken / "pretrain" / "checkpoints"
+    assert [step for step, _ in complete_checkpoints(checkpoints)] == [10]  # step 20's files, but no marker
+
+    resumed = _run(tiny_corpus, broken, *settings)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and "step_00000010" in resumed.stdout
+    assert _losses(broken)[-20:] == _losses(unbroken)[-20:]  # steps 11-30, bit for bit
+    assert _weights(broken / "pretrain" / "big").keys() == _weights(unbroken / "pretrain" / "big").keys()
+    assert all(torch.equal(_weights(unbroken / "pretrain" / "big")[name], tensor)
+               for name, tensor in _weights(broken / "pretrain" / "big").items())
