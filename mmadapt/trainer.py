@@ -137,8 +137,7 @@ class Trainer:
         step, skips = self._resume(engine)
         resumed_from = step
         logger.truncate_after(step)  # a fresh start (step 0) drops rows of any earlier attempt
-        self.guard = NonFiniteGuard(cfg.get("nonfinite", "stop"), int(cfg.get("max_nonfinite_skips", 0)), dist.device,
-                                    skips)
+        self.guard = NonFiniteGuard(cfg.nonfinite, int(cfg.max_nonfinite_skips), dist.device, skips)
         samples_seen = (step * cfg.grad_accum + skips) * cfg.micro_batch_size  # a dropped batch moved the data on
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)

@@ -87,8 +87,10 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     `train.max_steps` steps: the big model picks the solution the cheaper mini-model refines.
     """
     cfg = ctx.cfg
+    over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
+    steps_over_big = int(cfg.adapt.big_model_steps) if over_mini else 0
     adapt_settings = outcome_settings(cfg.adapt)
-    if not _over_mini_model(model_dir, big_dir):  # the big-model steps change nothing for such a strategy
+    if not over_mini:  # the big-model steps change nothing for a strategy that adapts over the big model
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
 
     def fingerprint() -> str:
@@ -100,11 +102,11 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
                       cfg.deepspeed.resolved, cfg.seed)
 
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
-                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir)))
+                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir, steps_over_big)))
 
 
-def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-           big_dir: Path | None) -> tuple[dict[str, Path], dict[str, Any]]:
+def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
+           steps_over_big: int) -> tuple[dict[str, Path], dict[str, Any]]:
     """The adapt stage's work: initial and trained embeddings (and snapshots); its outputs and metrics."""
     cfg = ctx.cfg
     family = model_family(ctx)
@@ -119,7 +121,6 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     train_set, eval_set = _mlm_data(ctx, language, tokenizer)
     start: dict[str, Any] = {}
     bias = None
-    steps_over_big = int(cfg.adapt.big_model_steps) if _over_mini_model(model_dir, big_dir) else 0
     if steps_over_big > 0:
         weight, bias, start = _start_over_big_model(ctx, language, family.load_pretrained(str(big_dir)), weight,
                                                     steps_over_big, train_set)
@@ -137,11 +138,6 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
     return outputs, _with_start(metrics, start)
-
-
-def _over_mini_model(model_dir: Path, big_dir: Path | None) -> bool:
-    """Whether the embeddings train over a mini-model (the strategy made one) rather than the big model."""
-    return big_dir is not None and Path(big_dir) != Path(model_dir)
 
 
 def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
