@@ -11,7 +11,8 @@ from conftest import RECIPES, clean_env, mmadapt_command
 from mmadapt.cli import app
 from mmadapt.flops import ModelShape, adapt_flops_per_token
 
-LARGE = ModelShape(hidden_size=1024, intermediate_size=4096, num_layers=24, vocab_size=250002)
+#: XLM-R large's body with a new language's vocabulary (the recipes' tokenizer.vocab_size): what adapt trains
+LARGE_NEW_LANGUAGE = ModelShape(hidden_size=1024, intermediate_size=4096, num_layers=24, vocab_size=50000)
 
 
 def _ratio(text: str, strategy: str) -> float:
@@ -27,12 +28,13 @@ def test_the_xlmr_large_minijoint_recipe_prints_its_predicted_adapt_ratio():
     out = subprocess.run(mmadapt_command() + ["compute", str(RECIPES / "xlmr_large_minijoint.yaml")],
                          capture_output=True, text=True, env=clean_env(), timeout=120)
     assert out.returncode == 0, out.stderr
-    full = adapt_flops_per_token(LARGE, 24, 512, masked_fraction=0.15)
-    mini = adapt_flops_per_token(LARGE, 4, 512, masked_fraction=0.15)
+    full = adapt_flops_per_token(LARGE_NEW_LANGUAGE, 24, 512, masked_fraction=0.15)
+    mini = adapt_flops_per_token(LARGE_NEW_LANGUAGE, 4, 512, masked_fraction=0.15)
     assert _ratio(out.stdout, "minijoint") == pytest.approx(full / mini, abs=0.005)
     adapt = _line(out.stdout, "minijoint", "adapt")
-    assert "32768 tokens/step" in adapt  # micro batch 8 x grad_accum 8 x block 512
-    assert f"{mini * 32768:10.4g} FLOPs/step" in adapt and "mini-model (4 of 24 layers)" in adapt
+    assert "16384 tokens/step" in adapt  # adapt's micro batch 8 x grad_accum 4 x block 512
+    assert "32768 tokens/step" in _line(out.stdout, "minijoint", "pretrain")  # 8 x 8 x 512
+    assert f"{mini * 16384:10.4g} FLOPs/step" in adapt and "mini-model (4 of 24 layers)" in adapt
     assert "second head after layer 4" in _line(out.stdout, "minijoint", "pretrain")
 
 

@@ -13,6 +13,8 @@ LARGE = {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16
 #: one step of the real shape, on little data: the model is not shrunk, the batch is
 ONE_STEP = ["train.max_steps=1", "train.micro_batch_size=1", "train.grad_accum=1", "data.block_size=32",
             "train.progress_bar=false", "train.save_every=0", "train.log_every=1"]
+#: the real-size tests run the recipes' pretraining only (tests/test_xlmr_recipes.py runs every stage, small)
+PRETRAIN_ONLY = ["stages=[pretrain]"]
 
 
 def test_real_size_recipes_validate_with_xlmr_large_shape_and_user_set_paths():
@@ -20,12 +22,12 @@ def test_real_size_recipes_validate_with_xlmr_large_shape_and_user_set_paths():
     assert {k: joint.model.config[k] for k in LARGE} == LARGE
     assert (joint.strategy.name, joint.strategy.k, joint.strategy.weight, joint.strategy.layer_rule.name) == \
         ("minijoint", 4, 1.0, "first_k")
-    assert joint.model.tokenizer == joint.variables.tokenizer
-    assert list(joint.data.train) == [joint.variables.corpus]
+    assert joint.model.tokenizer == joint.variables.xlmr
+    assert list(joint.data.train) == [joint.variables.english]
     post = load_recipe(RECIPES / "xlmr_large_minipost.yaml")
     assert (post.strategy.name, post.strategy.k, post.strategy.new_layers, post.strategy.new_layer_init) == \
         ("minipost", 4, 2, "random")
-    assert post.model.pretrained == post.variables.xlmr_large_dir
+    assert post.model.pretrained == post.variables.xlmr
 
 
 def test_tiny_twins_validate_with_the_same_strategies():
@@ -61,6 +63,21 @@ def xlmr_tokenizer(tiny_corpus, tmp_path_factory):
     return xlmr_sized_tokenizer(tmp_path_factory.mktemp("xlmr-tokenizer"), words)
 
 
+def save_real_shape_xlmr_large(directory, tokenizer_dir):
+    """A real-shape "pretrained" XLM-R large (randomly initialised) with the tokenizer of `tokenizer_dir`:
+    what save_pretrained of the hub model holds."""
+    from transformers import AutoTokenizer
+
+    from mmadapt.plugins import get_plugins
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = {k: v for k, v in LARGE.items() if k != "vocab_size"}
+    big = get_plugins().model_families.get("xlmr").build_from_config(config, len(tokenizer), tokenizer)
+    big.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def check_outputs(out, mini_layers: list) -> None:
     stage = out / "pretrain"
     manifest = json.loads((stage / "manifest.json").read_text())
@@ -81,27 +98,17 @@ def check_outputs(out, mini_layers: list) -> None:
 def test_real_size_minijoint_recipe_starts_from_scratch_and_writes_its_outputs(xlmr_tokenizer, tiny_corpus, tmp_path):
     out = tmp_path / "run"
     run_cli(RECIPES / "xlmr_large_minijoint.yaml",
-            [f"variables.tokenizer={xlmr_tokenizer}", f"variables.corpus={tiny_corpus}", f"output_dir={out}",
-             *ONE_STEP])
+            [f"variables.xlmr={xlmr_tokenizer}", f"variables.english={tiny_corpus}", f"output_dir={out}",
+             *ONE_STEP, *PRETRAIN_ONLY])
     check_outputs(out, [0, 1, 2, 3])
 
 
 @pytest.mark.slow
 def test_real_size_minipost_recipe_starts_from_a_pretrained_model_and_writes_its_outputs(xlmr_tokenizer, tiny_corpus,
                                                                                        tmp_path):
-    from transformers import AutoTokenizer
-
-    from mmadapt.plugins import get_plugins
-
-    # A real-shape "pretrained" XLM-R large (randomly initialised): what save_pretrained of the hub model holds.
-    tokenizer = AutoTokenizer.from_pretrained(xlmr_tokenizer)
-    config = {k: v for k, v in LARGE.items() if k != "vocab_size"}
-    big = get_plugins().model_families.get("xlmr").build_from_config(config, len(tokenizer), tokenizer)
-    big.save_pretrained(tmp_path / "xlm-roberta-large")
-    tokenizer.save_pretrained(tmp_path / "xlm-roberta-large")
-    del big
+    large = save_real_shape_xlmr_large(tmp_path / "xlm-roberta-large", xlmr_tokenizer)
     out = tmp_path / "run"
     run_cli(RECIPES / "xlmr_large_minipost.yaml",
-            [f"variables.xlmr_large_dir={tmp_path / 'xlm-roberta-large'}", f"variables.corpus={tiny_corpus}",
-             f"output_dir={out}", *ONE_STEP])
+            [f"variables.xlmr={large}", f"variables.english={tiny_corpus}", f"output_dir={out}", *ONE_STEP,
+             *PRETRAIN_ONLY])
     check_outputs(out, [0, 1, 2, 3, None, None])
