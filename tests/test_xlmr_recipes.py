@@ -16,10 +16,13 @@ STRATEGIES = ("full", "minipost", "minijoint", "compare")
 XLMR_RECIPES = [RECIPES / f"xlmr_{size}_{strategy}.yaml" for size in ("base", "large") for strategy in STRATEGIES]
 TASKS = ("xnli", "pawsx", "mlqa")
 LANGUAGES = ("de", "zh")
-#: what each recipe's runs are: (strategy, its directory under output_dir, whether it pretrains, whether it fine-tunes)
-RUNS = {"full": [("full", ".", False, True)], "minipost": [("minipost", ".", True, True)],
-        "minijoint": [("minijoint", ".", True, True)],
-        "compare": [("minipost", "minipost", True, True), ("full", "full", False, False)]}
+TINY_LAYERS = 6
+POST_LAYERS, JOINT_LAYERS = [0, 1, 2, 3, None, None], [0, 1, 2, 3]  # each mini layer's big-model layer (None: new)
+#: each recipe's runs: (strategy, its directory under output_dir, its mini-model's layers (None: it has none, so no
+#: pretraining), whether it fine-tunes its own task models)
+RUNS = {"full": [("full", ".", None, True)], "minipost": [("minipost", ".", POST_LAYERS, True)],
+        "minijoint": [("minijoint", ".", JOINT_LAYERS, True)],
+        "compare": [("minipost", "minipost", POST_LAYERS, True), ("full", "full", None, False)]}
 
 
 def sections(recipe: Path) -> dict:
@@ -103,9 +106,10 @@ def user_data(tmp_path_factory) -> Path:
         write_corpus(root / "cc100" / f"{language}.txt", lines=400, seed=seed)
     tokenizer = tiny_tokenizer(tmp_path_factory.mktemp("tokenizer"))
     torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=6, num_attention_heads=2,
-                              intermediate_size=32, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
-                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=TINY_LAYERS,
+                              num_attention_heads=2, intermediate_size=32, max_position_embeddings=514,
+                              pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id)
     XLMRobertaForMaskedLM(config).save_pretrained(root / "tiny-xlmr")
     tokenizer.save_pretrained(root / "tiny-xlmr")
     return root
@@ -121,8 +125,9 @@ def one_step(recipe: Path, data: Path, output_dir: Path) -> list[str]:
     if "big_model_steps" in sections(recipe)["adapt"]:
         overrides.append("adapt.big_model_steps=1")
     if "minijoint" in recipe.name:  # built from model.config: the tiny model's shape instead of XLM-R's
-        overrides += ["~model.config.vocab_size", "model.config.num_hidden_layers=6", "model.config.hidden_size=16",
-                      "model.config.num_attention_heads=2", "model.config.intermediate_size=32"]
+        overrides += ["~model.config.vocab_size", f"model.config.num_hidden_layers={TINY_LAYERS}",
+                      "model.config.hidden_size=16", "model.config.num_attention_heads=2",
+                      "model.config.intermediate_size=32"]
     return overrides
 
 
@@ -137,16 +142,19 @@ def test_an_xlmr_recipe_runs_one_step_of_every_stage_and_reports_each_task_and_l
     runs = RUNS[recipe.stem.rsplit("_", 1)[1]]
     for language in LANGUAGES:
         assert (out / "tokenizers" / language / "tokenizer" / "tokenizer.json").is_file()
-    for strategy, where, pretrains, finetunes in runs:
+    for strategy, where, mini_layers, finetunes in runs:
         run_dir = out / where
-        if pretrains:
+        if mini_layers:
             assert marker(run_dir / "pretrain")["metrics"]["steps"] == 1, strategy
             manifest = json.loads((run_dir / "pretrain" / "manifest.json").read_text())
-            assert [m["big_layer"] for m in manifest["mini_layers"]][:4] == [0, 1, 2, 3], strategy
-        else:
+            assert [m["big_layer"] for m in manifest["mini_layers"]] == mini_layers, strategy
+        else:  # XLM-R as it is
             assert not (run_dir / "pretrain" / "stage_complete.json").exists(), strategy
         for language in LANGUAGES:
-            assert marker(run_dir / "adapt" / language)["metrics"]["steps"] >= 1, (strategy, language)
+            adapted = marker(run_dir / "adapt" / language)["metrics"]
+            # the mini strategies: one step over the big model, then one over the mini-model
+            assert (adapted["steps"], adapted.get("big_model_steps", 0), adapted["model_layers"]) == \
+                (1, 1 if mini_layers else 0, len(mini_layers or [None] * TINY_LAYERS)), (strategy, language)
         for task in TASKS:
             assert (run_dir / "finetune" / task / "stage_complete.json").exists() == finetunes, (strategy, task)
             if finetunes:
