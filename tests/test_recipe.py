@@ -131,13 +131,17 @@ def test_every_shipped_recipe_validates_and_says_how_to_run_it(recipe):
     assert cfg.deepspeed.resolved["train_micro_batch_size_per_gpu"] == cfg.train.micro_batch_size
 
 
-def test_the_resolved_recipe_round_trips_through_its_saved_yaml(tmp_path):
-    cfg = load_recipe(RECIPES / "tiny_full.yaml", [f"output_dir={tmp_path}"])
-    saved = save_resolved(cfg, tmp_path)
-    assert saved.name == RESOLVED_RECIPE_NAME
+def test_a_runs_saved_recipe_runs_again_as_is_with_its_deepspeed_json_beside_it(tmp_path):
+    import json
+
     from omegaconf import OmegaConf
 
-    assert OmegaConf.to_container(OmegaConf.load(saved)) == OmegaConf.to_container(cfg)
+    cfg = load_recipe(RECIPES / "tiny_full.yaml", [f"output_dir={tmp_path}", "train.max_steps=7"])
+    saved = save_resolved(cfg, tmp_path)
+    assert saved.name == RESOLVED_RECIPE_NAME
+    assert "resolved" not in OmegaConf.load(saved).deepspeed
+    assert json.loads((tmp_path / "deepspeed.json").read_text()) == OmegaConf.to_container(cfg.deepspeed.resolved)
+    assert OmegaConf.to_container(load_recipe(saved)) == OmegaConf.to_container(cfg)
 
 
 def test_the_recipe_commands_show_and_validate_from_the_command_line(tmp_path):

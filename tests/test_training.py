@@ -1,6 +1,7 @@
 """The engine and loop: ZeRO stages, launchers, exact resumption, export."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,8 +88,8 @@ def test_two_processes_under_the_deepspeed_launcher_train_with_each_zero_stage(t
     proc = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300, cwd=RECIPES.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(losses(out)) == 8 and all(l == l for l in losses(out))
-    resolved = (out / "recipe.yaml").read_text()
-    assert "train_batch_size: 16" in resolved  # 8 per rank x 2 ranks
+    resolved = json.loads((out / "deepspeed.json").read_text())
+    assert resolved["train_batch_size"] == 16  # 8 per rank x 2 ranks
     ranks = {f.name for f in (out / "pretrain" / "big").iterdir()}
     assert "model.safetensors" in ranks
 
@@ -101,7 +102,7 @@ def test_two_processes_under_torchrun_train(tiny_corpus, tmp_path):
     proc = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300, cwd=RECIPES.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(losses(out)) == 8
-    assert "train_batch_size: 16" in (out / "recipe.yaml").read_text()
+    assert json.loads((out / "deepspeed.json").read_text())["train_batch_size"] == 16
 
 
 def _train_command(corpus, out):

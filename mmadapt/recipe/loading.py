@@ -5,6 +5,7 @@ fails in a second with every problem listed at once.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,6 +20,8 @@ from mmadapt.recipe.schema import Recipe
 from mmadapt.recipe.validation import Checker
 
 RESOLVED_RECIPE_NAME = "recipe.yaml"
+#: the filled-in DeepSpeed JSON of a run, saved beside its recipe
+RESOLVED_DEEPSPEED_NAME = "deepspeed.json"
 
 
 def parse_overrides(args: Sequence[str]) -> tuple[list[tuple[str, Any]], list[str]]:
@@ -86,8 +89,17 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def save_resolved(cfg: DictConfig, directory: Path) -> Path:
-    """Write the resolved recipe beside a run (atomically) and return its path."""
-    return write_text_atomic(Path(directory) / RESOLVED_RECIPE_NAME, to_yaml(cfg))
+    """Write the resolved recipe beside a run (atomically) and return its path.
+
+    The recipe is saved without the values mmadapt computes (`deepspeed.resolved`), so that
+    `mmadapt train <output_dir>/recipe.yaml` runs it again as is; the filled-in DeepSpeed JSON
+    goes beside it, for reading.
+    """
+    directory = Path(directory)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    ds = container["deepspeed"].pop("resolved")
+    write_text_atomic(directory / RESOLVED_DEEPSPEED_NAME, json.dumps(ds, indent=2) + "\n")
+    return write_text_atomic(directory / RESOLVED_RECIPE_NAME, OmegaConf.to_yaml(OmegaConf.create(container)))
 
 
 class _Missing:
