@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from mmadapt.atomic import write_dir_atomic
+from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource, default_cache_dir
 from mmadapt.digests import json_digest
 from mmadapt.distributed import DistInfo, barrier, broadcast_object
-from mmadapt.data.packing import pack_to_file
 from mmadapt.errors import MmadaptError
 from mmadapt.progress import WorkProgress, format_bytes, format_duration
 
