@@ -176,3 +176,23 @@ def test_an_unreadable_line_in_a_worker_is_named_by_file_and_line(tmp_path, toke
     path.write_bytes(good.encode() + "caf\u00e9\n".encode("latin-1") + good.encode())
     with pytest.raises(MmadaptError, match=r"bad.txt:4001: not valid UTF-8"):
         pack_to_file([TextSource(str(path))], tokenizer, 16, tmp_path / "o.bin", 2, chunk_bytes=20_000)
+
+
+@pytest.mark.slow
+def test_two_ranks_prepare_a_corpus_once_and_both_stop_with_rank_0s_problem(tiny_corpus, tmp_path):
+    cache = tmp_path / "cache"
+
+    def torchrun(*extra):
+        command = ["torchrun", "--nproc_per_node", "2", "--master_port", "29563", "-m", "mmadapt", "data", "prepare",
+                   str(TINY), *tiny_overrides(tiny_corpus, tmp_path / "run", *extra)]
+        return subprocess.run(command, capture_output=True, text=True, env=clean_env(MMADAPT_CACHE=str(cache)),
+                              timeout=300, cwd=RECIPES.parent)
+
+    proc = torchrun()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("data.train: ") == 2  # rank 0's build line and its listing; rank 1 built nothing
+    assert len(list((cache / "mlm").iterdir())) == 1
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    proc = torchrun(f"data.eval=[{empty}]")  # rank 0 finds it empty: rank 1 stops too, instead of waiting
+    assert proc.returncode != 0 and proc.stderr.count("holds too little text") >= 2, proc.stderr[-3000:]
