@@ -13,7 +13,7 @@ app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add
                   help="Mini-model adaptation of masked language models to new languages.")
 recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes without training.")
 app.add_typer(recipe_app, name="recipe")
-data_app = typer.Typer(no_args_is_help=True, help="Make and inspect data: the built-in synthetic benchmark.")
+data_app = typer.Typer(no_args_is_help=True, help="Make data: tokenise a recipe's corpora ahead of training; the built-in synthetic benchmark.")
 app.add_typer(data_app, name="data")
 
 _OVERRIDES_HELP = "Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1), ~key deletes a key."
@@ -165,6 +165,31 @@ def data_synth(
     names = ", ".join(code if isinstance(code, str) else str(code.get("code")) for code in codes)
     typer.echo(f"wrote the synthetic benchmark (languages {names}, seed {seed}, grammar variant {grammar_variant}) "
                f"to {bench.root}; its files are listed in {bench.manifest}")
+
+
+@data_app.command("prepare", context_settings=_EXTRA_ARGS)
+def data_prepare(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+                 overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
+    """Tokenise every corpus the recipe's stages read into the data cache, ahead of training (on a CPU node
+    before a GPU job, say); `mmadapt train` with the same recipe then reuses the blocks.
+
+    The tokenizers come first, as training makes them: the pretraining one, and each new language's
+    (stage `tokenizer`, written into output_dir and skipped by the run as complete).
+    """
+    from mmadapt.distributed import init_distributed
+    from mmadapt.pipeline.prepare import prepare_recipe_data
+    from mmadapt.plugins import get_plugins
+    from mmadapt.recipe import load_recipe
+
+    plugins = get_plugins()
+    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
+    prepared = prepare_recipe_data(cfg, plugins)
+    if init_distributed().is_main:
+        for corpus in prepared:
+            state = "built" if corpus.built else "already prepared"
+            typer.echo(f"{corpus.what}: {corpus.blocks:,} blocks of {corpus.block_size} tokens ({state}) "
+                       f"-> {corpus.directory}")
+        typer.echo(f"prepared {len(prepared)} corpora; `mmadapt train {recipe}` with the same settings reuses them")
 
 
 @app.command("compute", context_settings=_EXTRA_ARGS)

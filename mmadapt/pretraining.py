@@ -36,10 +36,11 @@ def data_fingerprint(ctx: StageContext) -> dict[str, Any]:
     """`data:` as the pretrain stage's fingerprint holds it: the settings, each source by its content.
 
     `synth` and `cache_dir` are left out: they only say where the corpora come from, which their
-    contents already pin (so changing, say, the synthetic benchmark's task sizes keeps pretraining).
+    contents already pin (so changing, say, the synthetic benchmark's task sizes keeps pretraining);
+    so is `prepare_processes`, which changes how fast blocks are made, never what they hold.
     """
     data = OmegaConf.to_container(ctx.cfg.data, resolve=True)
-    for where in ("synth", "cache_dir"):
+    for where in ("synth", "cache_dir", "prepare_processes"):
         data.pop(where, None)
     data["train"] = source_fingerprints(ctx, ctx.cfg.data.train)
     data["eval"] = source_fingerprints(ctx, ctx.cfg.data.eval)
@@ -124,11 +125,13 @@ def mlm_datasets(ctx: StageContext, tokenizer: Any) -> tuple[MaskedBlocks, Maske
     data = ctx.cfg.data
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
     cache = cache_dir(ctx.cfg)
-    train = build_blocks(text_sources(ctx, data.train), tokenizer, data.block_size, cache, ctx.dist, "data.train")
+    train = build_blocks(text_sources(ctx, data.train), tokenizer, data.block_size, cache, ctx.dist, "data.train",
+                         data.prepare_processes)
     train_set = MaskedBlocks(train, spec, ctx.cfg.seed)
     eval_set = None
     if data.eval:
-        blocks = build_blocks(text_sources(ctx, data.eval), tokenizer, data.block_size, cache, ctx.dist, "data.eval")
+        blocks = build_blocks(text_sources(ctx, data.eval), tokenizer, data.block_size, cache, ctx.dist, "data.eval",
+                              data.prepare_processes)
         eval_set = MaskedBlocks(blocks, spec, ctx.cfg.seed + 1)
     return train_set, eval_set
 

@@ -101,3 +101,60 @@ def _is_terminal(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or replaced stream
         return False
+
+
+class WorkProgress:
+    """Progress through a long piece of work measured in bytes (tokenising a corpus, say): a tqdm bar
+    when stderr is a terminal, else one line to `stream` every `every_s` seconds:
+
+        data.train: 412.3 MB of 1.6 GB (25%), 103,456,789 tokens, 1,034,567 tokens/s, elapsed 0:01:40 remaining 0:05:00
+    """
+
+    def __init__(self, label: str, total_bytes: int, stream: TextIO | None = None, every_s: float = 30.0):
+        self.label, self.total = label, max(1, total_bytes)
+        self.stream = stream if stream is not None else sys.stdout
+        self.every_s = every_s
+        self.bar: Any = None
+        if _is_terminal(sys.stderr):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_bytes, desc=label, unit="B", unit_scale=True, dynamic_ncols=True)
+        self.started = self.last_line = time.perf_counter()
+        self.done = self.tokens = 0
+
+    def update(self, done_bytes: int, tokens: int) -> None:
+        """`done_bytes` of the total done so far, `tokens` made so far."""
+        if self.bar is not None:
+            self.bar.update(done_bytes - self.done)
+        self.done, self.tokens = done_bytes, tokens
+        now = time.perf_counter()
+        if self.bar is None and now - self.last_line >= self.every_s:
+            self.last_line = now
+            print(self.line(now), file=self.stream, flush=True)
+
+    def line(self, now: float | None = None) -> str:
+        """The progress so far in one line."""
+        elapsed = (now or time.perf_counter()) - self.started
+        share = min(1.0, self.done / self.total)
+        remaining = elapsed / share * (1 - share) if share > 0 else 0.0
+        rate = self.tokens / elapsed if elapsed > 0 else 0.0
+        return (f"{self.label}: {format_bytes(self.done)} of {format_bytes(self.total)} ({share:.0%}), "
+                f"{self.tokens:,} tokens, {rate:,.0f} tokens/s, elapsed {format_duration(elapsed)} "
+                f"remaining {format_duration(remaining)}")
+
+    def close(self) -> float:
+        """Close the bar, if one is drawn; the seconds the work took."""
+        if self.bar is not None:
+            self.bar.close()
+        return time.perf_counter() - self.started
+
+
+def format_bytes(count: float) -> str:
+    """`412.3 MB`, `1.6 GB` (powers of 1000, as disks are sold)."""
+    if count < 1000:
+        return f"{count:.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        count /= 1000
+        if count < 1000 or unit == "GB":
+            break
+    return f"{count:.1f} {unit}"

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, ShardedEpochSampler, build_blocks, mask_blocks, pack_documents
+from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, ShardedEpochSampler, build_blocks, mask_blocks
+from mmadapt.data.packing import pack_documents
 from mmadapt.data.sources import TextSource
 from mmadapt.errors import MmadaptError
 

@@ -16,14 +16,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from mmadapt.atomic import write_dir_atomic
+from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource, default_cache_dir
 from mmadapt.digests import json_digest
 from mmadapt.distributed import DistInfo, barrier, broadcast_object
 from mmadapt.errors import MmadaptError
+from mmadapt.progress import WorkProgress, format_bytes, format_duration
 
 #: bump when the block layout changes, so stale caches are never reused
-CACHE_VERSION = 1
-TOKENIZE_BATCH = 1000
+#: (2: raw unsigned ids, the narrowest type the vocabulary fits, beside info.json)
+CACHE_VERSION = 2
+BLOCKS_FILE = "blocks.bin"
+INFO_FILE = "info.json"
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -36,58 +40,77 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return json_digest(payload)
 
 
-def pack_documents(documents: Iterator[str], tokenizer: Any, block_size: int) -> np.ndarray:
-    """Tokenise documents (each with its special tokens), concatenate, cut into blocks."""
-    ids: list[int] = []
-    batch: list[str] = []
+def blocks_key(sources: Sequence[TextSource], tokenizer: Any, block_size: int) -> dict:
+    """What a cache entry of blocks is keyed on: the sources' contents, the tokenizer, the settings, the layout."""
+    return {
+        "version": CACHE_VERSION,
+        "sources": [s.fingerprint() for s in sources],
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "block_size": block_size,
+    }
 
-    def flush() -> None:
-        for row in tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
-            ids.extend(row)
-        batch.clear()
 
-    for doc in documents:
-        batch.append(doc)
-        if len(batch) >= TOKENIZE_BATCH:
-            flush()
-    if batch:
-        flush()
-    n_blocks = len(ids) // block_size
-    dtype = np.int32 if len(tokenizer) < 2**31 else np.int64
-    return np.asarray(ids[: n_blocks * block_size], dtype=dtype).reshape(n_blocks, block_size)
+def blocks_dir(sources: Sequence[TextSource], tokenizer: Any, block_size: int, cache_dir: Path | None) -> Path:
+    """The cache entry that holds (or will hold) the blocks of `sources`."""
+    return _entry_dir(blocks_key(sources, tokenizer, block_size), cache_dir)
+
+
+def _entry_dir(key: dict, cache_dir: Path | None) -> Path:
+    return (Path(cache_dir) if cache_dir else default_cache_dir()) / "mlm" / json_digest(key, 24)
 
 
 def build_blocks(sources: Sequence[TextSource], tokenizer: Any, block_size: int, cache_dir: Path | None,
-                 dist: DistInfo | None = None, what: str = "data.train") -> np.ndarray:
-    """The packed blocks of `sources`: built once on rank 0, cached, memory-mapped everywhere."""
-    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = None
+                 dist: DistInfo | None = None, what: str = "data.train", processes: int = 0) -> np.ndarray:
+    """The packed blocks of `sources`, memory-mapped: built once (rank 0, on `processes` processes, 0: every
+    core) into the cache, reused by every later run over the same data, tokenizer and settings.
+
+    The other ranks wait at a barrier meanwhile (at most `distributed.timeout_minutes`: a corpus that takes
+    longer is prepared ahead with `mmadapt data prepare`)."""
+    target, problem = None, None
     if dist is None or dist.is_main:
-        key = {
-            "version": CACHE_VERSION,
-            "sources": [s.fingerprint() for s in sources],
-            "tokenizer": tokenizer_fingerprint(tokenizer),
-            "block_size": block_size,
-        }
-        target = cache_root / "mlm" / json_digest(key, 24)
-        if not (target / "blocks.npy").is_file():
-            blocks = pack_documents((d for s in sources for d in s.documents()), tokenizer, block_size)
-            if len(blocks) == 0:
-                names = ", ".join(s.spec for s in sources)
+        try:
+            target = str(prepare_blocks(sources, tokenizer, block_size, cache_dir, what, processes))
+        except MmadaptError as exc:
+            problem = str(exc)
+            if dist is None or dist.world_size == 1:
+                raise
+    target, problem = broadcast_object((target, problem))
+    if problem:  # every rank stops with rank 0's reason, instead of waiting for it
+        raise MmadaptError(problem)
+    barrier()
+    return load_blocks(Path(target))
+
+
+def prepare_blocks(sources: Sequence[TextSource], tokenizer: Any, block_size: int, cache_dir: Path | None,
+                   what: str = "data.train", processes: int = 0) -> Path:
+    """The cache entry of `sources`' blocks (one process: no ranks involved), built unless it exists."""
+    key = blocks_key(sources, tokenizer, block_size)
+    target = _entry_dir(key, cache_dir)
+    if not (target / INFO_FILE).is_file():
+        names = ", ".join(s.spec for s in sources)
+
+        def write(staged: Path) -> None:
+            progress = WorkProgress(what, sum(s.size() for s in sources))
+            packed = pack_to_file(sources, tokenizer, block_size, staged / BLOCKS_FILE, processes, progress.update)
+            seconds = progress.close()
+            if packed.blocks == 0:
                 raise MmadaptError(f"{what}: {names} holds too little text for one block of {block_size} "
                                    "tokens (is it empty?); add text or lower data.block_size")
-            _write_atomically(target, blocks, key)
-    target = broadcast_object(str(target) if target else None)
-    barrier()
-    return np.load(Path(target) / "blocks.npy", mmap_mode="r")
+            info = {**key, "blocks": packed.blocks, "dtype": packed.dtype, "tokens": packed.tokens}
+            (staged / INFO_FILE).write_text(json.dumps(info, indent=1))
+            print(f"{what}: {packed.blocks:,} blocks of {block_size} tokens from {format_bytes(packed.documents_bytes)} "
+                  f"of text in {format_duration(seconds)} ({packed.tokens / max(seconds, 1e-9):,.0f} tokens/s), "
+                  f"cached in {target}", flush=True)
+
+        write_dir_atomic(target, write, replace=False)  # another process may have won the race: its copy is identical
+    return target
 
 
-def _write_atomically(target: Path, blocks: np.ndarray, key: dict) -> None:
-    def write(staged: Path) -> None:
-        np.save(staged / "blocks.npy", blocks)
-        (staged / "info.json").write_text(json.dumps({**key, "blocks": int(len(blocks))}, indent=1))
-
-    write_dir_atomic(target, write, replace=False)  # another process may have won the race: its copy is identical
+def load_blocks(target: Path) -> np.ndarray:
+    """The blocks of a cache entry, memory-mapped read-only."""
+    info = json.loads((target / INFO_FILE).read_text())
+    return np.memmap(target / BLOCKS_FILE, dtype=np.dtype(info["dtype"]), mode="r",
+                     shape=(info["blocks"], info["block_size"]))
 
 
 def _seed_for(*parts: int) -> int:

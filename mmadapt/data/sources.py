@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mmadapt.data.textfiles import read_jsonl, text_lines
+from mmadapt.data.textfiles import READ_BLOCK, block_lines, jsonl_rows, line_blocks
 from mmadapt.digests import file_digest, json_digest
 from mmadapt.errors import MmadaptError
 
@@ -106,30 +106,42 @@ class TextSource:
 
     def documents(self) -> Iterator[str]:
         """Every non-empty document, in order."""
+        for chunk in self.chunks():
+            yield from chunk.documents()
+
+    def chunks(self, size: int = READ_BLOCK) -> Iterator["DocumentChunk"]:
+        """The documents in consecutive chunks of about `size` bytes of text, each one a picklable piece of
+        work: a file's chunks hold raw lines, decoded and parsed by `DocumentChunk.documents` wherever it runs."""
         kind = self.kind
         if kind in ("hf", "dataset_dir"):
             dataset = self._load_dataset()
             if self.text_field not in dataset.column_names:
                 raise MmadaptError(f"{self.spec}: no column {self.text_field!r} (columns: "
                                    f"{', '.join(dataset.column_names)}); set data.text_field")
+            batch: list[str] = []
+            held = 0
             for text in dataset[self.text_field]:
                 if text and text.strip():
-                    yield text
+                    batch.append(text)
+                    held += len(text)
+                    if held >= size:
+                        yield DocumentChunk(kind, self.spec, self.text_field, size=held, texts=batch)
+                        batch, held = [], 0
+            if batch:
+                yield DocumentChunk(kind, self.spec, self.text_field, size=held, texts=batch)
             return
         path = self.local_path()
-        if kind == "jsonl":
-            for lineno, row in read_jsonl(path):
-                text = row.get(self.text_field)
-                if not isinstance(text, str):
-                    problem = "has no" if self.text_field not in row else f"has a {type(text).__name__} in its"
-                    raise MmadaptError(f"{path}:{lineno}: row {problem} {self.text_field!r} field; "
-                                       "set data.text_field")
-                if text.strip():
-                    yield text
-            return
-        for _, line in text_lines(path):
-            if line.strip():
-                yield line
+        for first_lineno, data in line_blocks(path, size):
+            yield DocumentChunk(kind, str(path), self.text_field, size=len(data), first_lineno=first_lineno, raw=data)
+
+    def size(self) -> int:
+        """About how many bytes of text the source holds (for progress: its chunks' sizes add up to it)."""
+        if self.kind in ("hf", "dataset_dir"):
+            dataset = self._load_dataset()
+            if self.text_field not in dataset.column_names:
+                return 0
+            return int(dataset.data.column(self.text_field).nbytes)
+        return self.local_path().stat().st_size
 
     def _load_dataset(self) -> Any:
         import datasets
@@ -173,3 +185,37 @@ def hf_offline() -> Iterator[None]:
             os.environ.pop("HF_DATASETS_OFFLINE", None)
         else:
             os.environ["HF_DATASETS_OFFLINE"] = saved[2]
+
+
+@dataclass
+class DocumentChunk:
+    """Consecutive documents of one source: raw lines of a file (`raw`, from line `first_lineno`) or the texts
+    of a dataset's rows (`texts`). `size` is about how many bytes of text it holds."""
+
+    kind: str
+    where: str
+    text_field: str
+    size: int
+    first_lineno: int = 1
+    raw: bytes | None = None
+    texts: list[str] | None = None
+
+    def documents(self) -> Iterator[str]:
+        """Every non-empty document of the chunk, in order; a malformed line raises a DataError naming it."""
+        if self.texts is not None:
+            yield from self.texts
+            return
+        lines = block_lines(Path(self.where), self.first_lineno, self.raw or b"")
+        if self.kind == "jsonl":
+            for lineno, row in jsonl_rows(Path(self.where), lines):
+                text = row.get(self.text_field)
+                if not isinstance(text, str):
+                    problem = "has no" if self.text_field not in row else f"has a {type(text).__name__} in its"
+                    raise MmadaptError(f"{self.where}:{lineno}: row {problem} {self.text_field!r} field; "
+                                       "set data.text_field")
+                if text.strip():
+                    yield text
+            return
+        for _, line in lines:
+            if line.strip():
+                yield line

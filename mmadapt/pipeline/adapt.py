@@ -146,11 +146,11 @@ def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedB
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
     section = cfg.languages[language]
     blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache_dir(cfg), ctx.dist,
-                          f"languages.{language}.corpus")
+                          f"languages.{language}.corpus", data.prepare_processes)
     eval_set = None
     if section.eval_corpus:
         eval_blocks = build_blocks(text_sources(ctx, section.eval_corpus), tokenizer, data.block_size, cache_dir(cfg),
-                                   ctx.dist, f"languages.{language}.eval_corpus")
+                                   ctx.dist, f"languages.{language}.eval_corpus", data.prepare_processes)
         eval_set = MaskedBlocks(eval_blocks, spec, cfg.seed + 1)
     return MaskedBlocks(blocks, spec, cfg.seed), eval_set
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mmadapt.errors import RecipeError
 from mmadapt.plugins import get_plugins
-from mmadapt.pipeline.plan import plan_runs, starts_from_pretrained, task_languages
+from mmadapt.pipeline.plan import plan_runs, stage_work_listed, starts_from_pretrained, task_languages
 from mmadapt.recipe.schema import STAGES
 
 Problems = list[tuple[str, str]]
@@ -154,7 +154,13 @@ def report_problems(cfg: Any) -> Problems:
 
 
 def missing_data_files(cfg: Any) -> Problems:
-    """`data.train` / `data.eval` entries naming a local file or directory that does not exist."""
-    return [(f"data.{section}[{i}]", f"{spec}: no such file or directory")
-            for section in ("train", "eval") for i, spec in enumerate(map(str, cfg.data[section]))
+    """`data.train` / `data.eval` entries, and the corpora of the languages a recipe adapts (when it trains
+    their tokenizers), naming a local file or directory that does not exist."""
+    named = [(f"data.{section}[{i}]", str(spec)) for section in ("train", "eval") for i, spec in enumerate(cfg.data[section])]
+    if stage_work_listed("tokenizer", list(cfg.stages)):
+        for language in list(cfg.adapt.languages) or list(cfg.languages):
+            section = cfg.languages.get(language) or {}
+            named += [(f"languages.{language}.{key}[{i}]", str(spec))
+                      for key in ("corpus", "eval_corpus") for i, spec in enumerate(section.get(key) or [])]
+    return [(where, f"{spec}: no such file or directory") for where, spec in named
             if not spec.startswith(("hf:", "synth:")) and not os.path.exists(spec)]

@@ -57,6 +57,9 @@ class DataSection:
     #: where tokenized blocks are cached; keyed on a fingerprint of data, tokenizer, settings
     cache_dir: Optional[str] = None
     num_workers: int = field(default=0, metadata={"min": 0})
+    #: processes that tokenise a corpus into cached blocks (`mmadapt data prepare`, or a run's first
+    #: read of it); 0: one per core. The blocks are the same for any count.
+    prepare_processes: int = field(default=0, metadata={"min": 0})
     #: settings of the built-in synthetic benchmark, used by `synth:LANG` sources
     synth: dict[str, Any] = field(default_factory=lambda: {"seed": 0})
 
