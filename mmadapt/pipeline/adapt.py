@@ -2,9 +2,10 @@
 
 Trainable: the word embeddings and the LM head's output bias (the decoder stays tied to
 the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
-the rest of the head. For mini strategies only the mini-model directory is loaded: the big
-model's upper layers never enter memory, unless `adapt.big_model_steps` asks for a few first
-steps over the big model.
+the rest of the head. For mini strategies only the mini-model is trained over: the big model's
+upper layers never enter training, unless `adapt.big_model_steps` asks for a few first steps
+over the big model (rank 0 loads the big model once, before training, on the CPU, for the
+digest of the body the language pack fits).
 
 Besides the embeddings (and snapshots), each language's stage publishes a language pack in
 `pack/` (mmadapt.packs): the trained embeddings, the tokenizer and a manifest naming the body
@@ -24,8 +25,8 @@ from mmadapt.digests import digest
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
-from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
+from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings

@@ -16,8 +16,8 @@ from mmadapt.digests import digest
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
-from mmadapt.packs import BODY_RECORD, body_record_text, describe_body
 from mmadapt.objectives import SupervisedObjective
+from mmadapt.packs import BODY_RECORD, body_record_text, describe_body
 from mmadapt.pipeline.stages import (StageRecord, StageUnit, outcome_settings, run_stage, task_data_digests,
                                      task_settings)
 from mmadapt.pretraining import model_family
