@@ -180,3 +180,14 @@ def test_packs_lists_each_pack_of_a_run_with_its_manifest(pack):
     listed = json.loads(subprocess.run(mmadapt_command() + ["packs", str(run), "--json"], capture_output=True,
                                        text=True, env=clean_env()).stdout)
     assert listed == [{"pack": str(pack[0]), "manifest": json.loads((pack[0] / "manifest.json").read_text())}]
+
+
+def test_packs_says_when_a_directory_holds_no_packs_and_refuses_one_that_does_not_exist(tmp_path):
+    empty = subprocess.run(mmadapt_command() + ["packs", str(tmp_path)], capture_output=True, text=True,
+                           env=clean_env())
+    assert empty.returncode == 0 and empty.stdout.strip() == (
+        f"no language packs under {tmp_path} (each adapt stage writes one, in adapt/<language>/pack)")
+    missing = subprocess.run(mmadapt_command() + ["packs", str(tmp_path / "nope")], capture_output=True, text=True,
+                             env=clean_env())
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [f"error: {tmp_path / 'nope'} is not a directory (give a run's output_dir)"]
