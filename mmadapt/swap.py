@@ -25,6 +25,7 @@ def swap_language(model_dir: Path, pack_dir: Path, out_dir: Path, plugins: Any, 
 
     from mmadapt.distributed import DistInfo
     from mmadapt.export import save_pretrained_atomic
+    from mmadapt.progress import quiet_third_party_bars
     from mmadapt.surgery import load_embeddings, swap_vocabulary
 
     model_dir, pack_dir, out_dir = Path(model_dir), Path(pack_dir), Path(out_dir)
@@ -33,6 +34,7 @@ def swap_language(model_dir: Path, pack_dir: Path, out_dir: Path, plugins: Any, 
             raise MmadaptError(f"OUT_DIR {out_dir} is an input of the swap; give another directory")
     manifest = read_manifest(pack_dir)
     body = manifest["body"]
+    quiet_third_party_bars()
     check_shapes(body, model_config(model_dir), model_dir)
     family = plugins.model_families.get(body["family"])
     model = load_saved_model(model_dir)
