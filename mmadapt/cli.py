@@ -218,6 +218,44 @@ def list_plugins() -> None:
             typer.echo(f"    {kind}: {', '.join(names)}")
 
 
+@app.command("swap")
+def swap(model_dir: Path = typer.Argument(..., help="A fine-tuned model (save_pretrained directory, any task head)."),
+         pack_dir: Path = typer.Argument(..., help="A language pack (<run>/adapt/<language>/pack)."),
+         out_dir: Path = typer.Argument(..., help="Where to write the target-language model (replaced if it exists)."),
+         force: bool = typer.Option(False, "--force", help="Swap even when the model's body cannot be shown to be "
+                                                           "the pack's (shapes must still agree).")) -> None:
+    """Build the target-language model: the pack's embeddings and tokenizer swapped into MODEL_DIR.
+
+    The pack must fit the model's body (same pretrained body, or a model fine-tuned from it by
+    mmadapt); one that does not is refused with the reason.
+    """
+    from mmadapt.plugins import get_plugins
+    from mmadapt.swap import swap_language
+
+    for warning in swap_language(model_dir, pack_dir, out_dir, get_plugins(), force=force):
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {out_dir}: {model_dir} with the language pack {pack_dir} (model and tokenizer)")
+
+
+@app.command("packs")
+def packs(run_dir: Path = typer.Argument(..., help="A run's output_dir."),
+          as_json: bool = typer.Option(False, "--json", help="Print a JSON list of {pack, manifest} instead.")) -> None:
+    """List the language packs a run's adapt stages wrote, with their manifests."""
+    import json
+
+    from mmadapt.packs import find_packs, packs_table
+
+    if not run_dir.is_dir():
+        raise MmadaptError(f"{run_dir} is not a directory (give a run's output_dir)")
+    found = find_packs(run_dir)
+    if as_json:
+        typer.echo(json.dumps([{"pack": str(path), "manifest": manifest} for path, manifest in found], indent=1))
+    elif not found:
+        typer.echo(f"no language packs under {run_dir} (each adapt stage writes one, in adapt/<language>/pack)")
+    else:
+        typer.echo(packs_table(found, run_dir))
+
+
 @app.command("score")
 def score(task: str = typer.Argument(..., help="Task name (see `mmadapt plugins`), e.g. xnli, pawsx, mlqa."),
           gold: Path = typer.Argument(..., help="The benchmark's official gold file."),

@@ -57,3 +57,14 @@ def path_digest(path: Path) -> str:
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         sha.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\n".encode())
     return sha.hexdigest()
+
+
+def tensors_digest(tensors: dict[str, Any]) -> str:
+    """sha256 over named tensors (model weights), by name, shape and their values as float32: the same
+    weights give the same digest whatever class or device holds them."""
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").float().contiguous()
+        sha.update(f"{name}\0{list(tensor.shape)}\n".encode())
+        sha.update(tensor.numpy().tobytes())
+    return sha.hexdigest()

@@ -25,6 +25,20 @@ def swap_word_embeddings(model: Any, weight: torch.Tensor, lm_bias: torch.Tensor
             head.bias.copy_(lm_bias if lm_bias is not None else torch.zeros_like(head.bias))
 
 
+def swap_vocabulary(model: Any, weight: torch.Tensor, lm_bias: torch.Tensor | None = None) -> None:
+    """`swap_word_embeddings`, checked: every weight but the word embeddings and the LM head's bias
+    is bit-identical afterwards. The one way mmadapt builds a target-language model (the transfer
+    stage and `mmadapt swap`)."""
+    vocabulary = {t.data_ptr() for t in (model.get_input_embeddings().weight, lm_head_bias(model)) if t is not None}
+    before = {k: v.clone() for k, v in model.state_dict().items() if v.data_ptr() not in vocabulary}
+    swap_word_embeddings(model, weight, lm_bias)
+    after = model.state_dict()
+    # anything else changed would silently change results
+    changed = [k for k, v in before.items() if not torch.equal(after[k], v)]
+    if changed:
+        raise RuntimeError(f"embedding swap changed non-embedding weights: {changed[:5]}")
+
+
 def lm_head_bias(model: Any) -> torch.Tensor | None:
     """The output bias of an MLM's decoder (None for models without an LM head)."""
     head = model.get_output_embeddings()

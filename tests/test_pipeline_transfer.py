@@ -143,6 +143,66 @@ def test_the_target_model_is_the_finetuned_model_with_only_the_vocabulary_swappe
     assert model(**tokenizer(["ха суду"], return_tensors="pt")).logits.shape == (1, 3)
 
 
+def test_every_adapt_stage_writes_a_language_pack_for_the_big_models_body_with_its_cost(small_run):
+    from mmadapt.packs import describe_body, read_manifest
+    from mmadapt.plugins import get_plugins
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    out, cfg, result = small_run
+    family = get_plugins().model_families.get("xlmr")
+    # minipost reuses full's big model and adapts over a 2-layer mini-model cut from it: its packs are for
+    # the big model's body all the same
+    body = describe_body(AutoModelForMaskedLM.from_pretrained(out / "full" / "pretrain" / "big"), "xlmr", family)
+    for strategy in ("full", "minipost"):
+        for language in ("vo", "na"):
+            pack = out / strategy / "adapt" / language / "pack"
+            manifest = read_manifest(pack)
+            assert result.outputs[f"{strategy}/adapt/{language}"]["pack"] == pack
+            stage = json.loads((out / strategy / "adapt" / language / "stage_complete.json").read_text())
+            assert (manifest["language"], manifest["strategy"], manifest["k"]) == (
+                language, strategy, 1 if strategy == "minipost" else None)
+            assert manifest["steps"] == ADAPT_STEPS[strategy] and manifest["flops"] == stage["metrics"]["flops"] > 0
+            assert manifest["body"] == body and manifest["adapt_fingerprint"] == stage["fingerprint"]
+            assert manifest["init"] == cfg.adapt.init.name
+            assert manifest["vocab_size"] == len(AutoTokenizer.from_pretrained(pack / "tokenizer"))
+            trained, packed = (load_file(p) for p in (out / strategy / "adapt" / language / "embeddings.safetensors",
+                                                      pack / "embeddings.safetensors"))
+            assert set(packed) == {"word_embeddings", "lm_head_bias"}
+            assert all(torch.equal(trained[k], packed[k]) for k in packed)
+            assert packed["word_embeddings"].shape[0] == manifest["vocab_size"]
+
+
+def test_a_swapped_model_gives_the_logits_of_the_pipelines_own_target_model(small_run, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = small_run[0]
+    for strategy in ("full", "minipost"):  # minipost takes full's fine-tuned model
+        swapped_dir = tmp_path / strategy
+        proc = subprocess.run(mmadapt_command() + ["swap", str(out / "full" / "finetune" / "xnli" / "model"),
+                                                   str(out / strategy / "adapt" / "na" / "pack"), str(swapped_dir)],
+                              capture_output=True, text=True, env=clean_env())
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        target_dir = out / strategy / "transfer" / "xnli" / "na" / "model"
+        tokenizer = AutoTokenizer.from_pretrained(swapped_dir)
+        batch = tokenizer(["ха суду", "суду ха ха"], ["ха", "суду"], return_tensors="pt", padding=True)
+        assert batch["input_ids"].tolist() == AutoTokenizer.from_pretrained(target_dir)(
+            ["ха суду", "суду ха ха"], ["ха", "суду"], return_tensors="pt", padding=True)["input_ids"].tolist()
+        with torch.no_grad():
+            swapped = AutoModelForSequenceClassification.from_pretrained(swapped_dir).eval()(**batch).logits
+            target = AutoModelForSequenceClassification.from_pretrained(target_dir).eval()(**batch).logits
+        assert torch.equal(swapped, target)
+
+
+def test_packs_lists_every_pack_of_a_run(small_run):
+    out = small_run[0]
+    proc = subprocess.run(mmadapt_command() + ["packs", str(out)], capture_output=True, text=True, env=clean_env())
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[-1]) for r in rows] == [
+        ("na", "full", "full/adapt/na/pack"), ("vo", "full", "full/adapt/vo/pack"),
+        ("na", "minipost", "minipost/adapt/na/pack"), ("vo", "minipost", "minipost/adapt/vo/pack")]
+
+
 def test_target_test_data_share_no_surface_tokens_with_the_source_vocabulary(small_run):
     from mmadapt.data.sources import synth_file
     import csv

@@ -2,9 +2,14 @@
 
 Trainable: the word embeddings and the LM head's output bias (the decoder stays tied to
 the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
-the rest of the head. For mini strategies only the mini-model directory is loaded: the big
-model's upper layers never enter memory, unless `adapt.big_model_steps` asks for a few first
-steps over the big model.
+the rest of the head. For mini strategies only the mini-model is trained over: the big model's
+upper layers never enter training, unless `adapt.big_model_steps` asks for a few first steps
+over the big model (rank 0 loads the big model once, before training, on the CPU, for the
+digest of the body the language pack fits).
+
+Besides the embeddings (and snapshots), each language's stage publishes a language pack in
+`pack/` (mmadapt.packs): the trained embeddings, the tokenizer and a manifest naming the body
+they fit, for `mmadapt swap`.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
@@ -19,6 +25,7 @@ from mmadapt.digests import digest
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
+from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
 from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
@@ -112,6 +119,9 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
+    big = family.load_pretrained(str(big_dir)) if steps_over_big > 0 else None
+    # before any training: under ZeRO-3 the weights are partitioned from then on
+    body = _pack_body(ctx, family, model, model_dir, big_dir, big)
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
     weight = init.initialise(tokenizer, family.load_tokenizer(str(model_dir)), model.get_input_embeddings().weight.detach(),
@@ -122,8 +132,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     start: dict[str, Any] = {}
     bias = None
     if steps_over_big > 0:
-        weight, bias, start = _start_over_big_model(ctx, language, family.load_pretrained(str(big_dir)), weight,
-                                                    steps_over_big, train_set)
+        weight, bias, start = _start_over_big_model(ctx, language, big, weight, steps_over_big, train_set)
     swap_word_embeddings(model, weight, bias)
     every = cfg.adapt.snapshot_every
     on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
@@ -131,13 +140,29 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
             f"({model_dir})")
     _, metrics = _train_embeddings(ctx, model, train_set, eval_set, on_step)
     outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
-               "tokenizer": tokenizer_dir}
+               "tokenizer": tokenizer_dir, "pack": ctx.stage_dir / PACK_DIR}
     if every > 0:
         outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
     trained_weight, trained_bias = trained_embeddings(model)
+    metrics = _with_start(metrics, start)
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
-    return outputs, _with_start(metrics, start)
+        manifest = pack_manifest(language, OmegaConf.to_container(cfg.strategy, resolve=True), cfg.adapt.init.name,
+                                 metrics, body, len(tokenizer), ctx.fingerprint)
+        write_pack(outputs["pack"], outputs["embeddings"], tokenizer_dir, manifest)
+    return outputs, metrics
+
+
+def _pack_body(ctx: StageContext, family: Any, model: Any, model_dir: Path, big_dir: Path | None,
+               big: Any) -> dict[str, Any] | None:
+    """The body the pack fits (rank 0; `mmadapt.packs.describe_body`): the big model's, which the
+    embeddings are for, even when they are trained over a mini-model (loaded here only for its digest
+    when the stage has no other use for it)."""
+    if not ctx.dist.is_main:
+        return None
+    if big is None:
+        big = model if big_dir is None or Path(big_dir) == Path(model_dir) else family.load_pretrained(str(big_dir))
+    return describe_body(big, ctx.cfg.model.family, family)
 
 
 def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:

@@ -1,7 +1,9 @@
 """Stage `finetune`: the big model on the source-language task, embedding module frozen.
 
 The word, position and type embeddings and their LayerNorm stay as pretrained: the new
-languages' embeddings were learned against exactly those, so they must still fit after.
+languages' embeddings were learned against exactly those, so they must still fit after. The
+model directory also holds `mmadapt_body.json`, naming the pretrained body it started from, so
+`mmadapt swap` can tell which language packs fit it (mmadapt.packs).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
+from mmadapt.packs import BODY_RECORD, body_record_text, describe_body
 from mmadapt.pipeline.stages import (StageRecord, StageUnit, outcome_settings, run_stage, task_data_digests,
                                      task_settings)
 from mmadapt.pretraining import model_family
@@ -42,12 +45,16 @@ def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) ->
     seed_everything(cfg.seed)
     tokenizer = family.load_tokenizer(str(big_dir))
     model = task.build_model(family, str(big_dir))
+    # the pretrained body this model starts from, for `mmadapt swap` (mmadapt.packs); taken before
+    # training, which changes the layers (and under ZeRO-3 partitions them)
+    record = (body_record_text(describe_body(model, cfg.model.family, family)["digest"], cfg.model.family)
+              if ctx.dist.is_main else "")
     for p in family.embeddings(model).parameters():
         p.requires_grad_(False)
     features = task.train_features(task.train_examples(task_section), tokenizer, task_section)
     objective = SupervisedObjective(model)
     result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, cfg.seed)).train()
-    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer)
+    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, {BODY_RECORD: record})
     seq_len = int(features[0]["input_ids"].shape[-1]) if features else 0
     flops_per_token = finetune_flops_per_token(model.config, seq_len)
     metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),
