@@ -26,7 +26,6 @@ gap to full+random, and `alignment_at_1` of the initial embeddings. Then the iss
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
@@ -34,7 +33,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer_robustness import _fmt, _mean, run_seed  # noqa: E402  (the same pipeline runs, one per seed)
+from transfer_robustness import _fmt, _mean, grid_parser, run_seed  # noqa: E402  (the same pipeline runs, one per seed)
 
 from mmadapt.pipeline.curves import REACH_FRACTION, first_reaching  # noqa: E402
 
@@ -132,12 +131,8 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "quickstart.yaml")
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="synthetic language codes")
-    parser.add_argument("--seeds", default="0,1,2", help="seed i: seed, data.synth.seed and grammar_variant")
+    parser = grid_parser(__doc__, DEFAULT_VARIANTS, REPO / "runs" / "bench_init")
     parser.add_argument("--inits", default=",".join(GRID), help="initialisers to run (random is the baseline)")
-    parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench_init")
     parser.add_argument("--summarise-only", action="store_true", help="read the reports of finished runs")
     parser.add_argument("overrides", nargs="*", help="recipe overrides (key=value) for every run")
     args = parser.parse_args()

@@ -51,15 +51,20 @@ def mmadapt_register_strategies(registry):
 '''
 
 
+def install_plugin(tmp_path, monkeypatch, module: str, code: str, entry: str, version: str):
+    """A plugin module plus dist-info metadata declaring it in the `mmadapt` entry-point group as `entry`."""
+    (tmp_path / f"{module}.py").write_text(code)
+    info = tmp_path / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[mmadapt]\n{entry} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 @pytest.fixture
 def third_party_dist(tmp_path, monkeypatch):
-    """A plugin package plus dist-info metadata declaring it in the `mmadapt` entry-point group."""
-    (tmp_path / "mmadapt_body_only.py").write_text(THIRD_PARTY)
-    info = tmp_path / "mmadapt_body_only-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmadapt-body-only\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[mmadapt]\nbody_only = mmadapt_body_only\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    """A strategy plugin package declared in the `mmadapt` entry-point group."""
+    install_plugin(tmp_path, monkeypatch, "mmadapt_body_only", THIRD_PARTY, "body_only", "0.1")
     yield tmp_path
     sys.modules.pop("mmadapt_body_only", None)
 
@@ -202,12 +207,7 @@ def mmadapt_register_embedding_inits(registry):
 @pytest.fixture
 def third_party_init(tmp_path, monkeypatch):
     """An embedding-initialiser package declared in the `mmadapt` entry-point group."""
-    (tmp_path / "mmadapt_constant_init.py").write_text(THIRD_PARTY_INIT)
-    info = tmp_path / "mmadapt_constant_init-0.2.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmadapt-constant-init\nVersion: 0.2\n")
-    (info / "entry_points.txt").write_text("[mmadapt]\nconstant_init = mmadapt_constant_init\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    install_plugin(tmp_path, monkeypatch, "mmadapt_constant_init", THIRD_PARTY_INIT, "constant_init", "0.2")
     yield tmp_path
     sys.modules.pop("mmadapt_constant_init", None)
 
