@@ -8,7 +8,6 @@ steps over the big model.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.digests import digest
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
-from mmadapt.interfaces import InitInputs
 from mmadapt.objectives import MaskedLMObjective
-from mmadapt.pipeline.alignment import read_dictionary
+from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings, with_init_cost
 from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
@@ -94,7 +92,7 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     steps_over_big = int(cfg.adapt.big_model_steps) if over_mini else 0
     adapt_settings = outcome_settings(cfg.adapt)
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
-    init_data = _init_data_fingerprints(ctx, language) if init.reads_corpora else None
+    init_data = init_data_fingerprints(ctx, language) if init.reads_corpora else None
     if not over_mini:  # the big-model steps change nothing for a strategy that adapts over the big model
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
 
@@ -118,7 +116,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
-    weight, init_cost = _initial_embeddings(ctx, language, model, tokenizer, family.load_tokenizer(str(model_dir)))
+    weight, init_cost = initial_embeddings(ctx, language, model, tokenizer, family.load_tokenizer(str(model_dir)))
     if ctx.dist.is_main:
         save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
     train_set, eval_set = _mlm_data(ctx, language, tokenizer)
@@ -140,53 +138,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     trained_weight, trained_bias = trained_embeddings(model)
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
-    return outputs, _with_init(_with_start(metrics, start), init_cost)
-
-
-def _init_dictionary_spec(ctx: StageContext, language: str) -> str | None:
-    """The bilingual dictionary an initialiser learns from: `init_dictionary`, else `dictionary`."""
-    section = ctx.cfg.languages[language]
-    return section.get("init_dictionary") or section.get("dictionary")
-
-
-def _init_inputs(ctx: StageContext, language: str, reads_corpora: bool) -> InitInputs:
-    """The corpora and dictionary an initialiser may read for `language` (corpora read lazily, when it does)."""
-    cfg = ctx.cfg
-
-    def documents(specs: Any):
-        return lambda: (doc for source in text_sources(ctx, specs) for doc in source.documents())
-
-    spec = _init_dictionary_spec(ctx, language) if reads_corpora else None
-    pairs = read_dictionary(text_sources(ctx, [spec])[0].local_path()) if spec else []
-    return InitInputs(language, documents(cfg.data.train), documents(cfg.languages[language].corpus), pairs)
-
-
-def _init_data_fingerprints(ctx: StageContext, language: str) -> list[list[str]]:
-    """The content of what `_init_inputs` hands an initialiser that reads corpora: part of the fingerprint."""
-    spec = _init_dictionary_spec(ctx, language)
-    return [source_fingerprints(ctx, ctx.cfg.data.train), source_fingerprints(ctx, [spec] if spec else [])]
-
-
-def _initial_embeddings(ctx: StageContext, language: str, model: Any, tokenizer: Any,
-                        source_tokenizer: Any) -> tuple[torch.Tensor, dict[str, Any]]:
-    """The initialiser's embeddings, and its cost: the FLOPs it booked and the seconds it took."""
-    cfg = ctx.cfg
-    init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
-    inputs = _init_inputs(ctx, language, init.reads_corpora)
-    started = time.perf_counter()
-    weight = init.initialise(tokenizer, source_tokenizer, model.get_input_embeddings().weight.detach(), model.config,
-                             torch.Generator().manual_seed(cfg.seed), cfg.adapt.init, inputs)
-    seconds = time.perf_counter() - started
-    if inputs.flops:
-        ctx.log(f"adapt[{language}]: initialiser {cfg.adapt.init.name!r} took {seconds:.1f} s and "
-                f"{inputs.flops:.3g} FLOPs ({', '.join(f'{k} {v:.3g}' for k, v in inputs.parts.items())})")
-    return weight, {"flops": inputs.flops, "seconds": round(seconds, 3), "parts": dict(inputs.parts)}
-
-
-def _with_init(metrics: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
-    """The adapt metrics with the initialiser's own cost added (it comes first: step 0 of the curve)."""
-    return {**metrics, "flops": metrics["flops"] + cost["flops"], "seconds": round(metrics["seconds"] + cost["seconds"], 3),
-            "init_flops": cost["flops"], "init_seconds": cost["seconds"], "init_flops_parts": cost["parts"]}
+    return outputs, with_init_cost(_with_start(metrics, start), init_cost)
 
 
 def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
