@@ -128,12 +128,18 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
     return failures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def grid_parser(doc: str, variants: tuple[str, ...], output_dir: Path) -> argparse.ArgumentParser:
+    """The arguments of a benchmark over synthetic variants x seeds: recipe, variants, seeds, output directory."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes" / "quickstart.yaml")
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="synthetic language codes")
+    parser.add_argument("--variants", default=",".join(variants), help="synthetic language codes")
     parser.add_argument("--seeds", default="0,1,2", help="seed i: seed, data.synth.seed and grammar_variant")
-    parser.add_argument("--output-dir", type=Path, default=REPO / "runs" / "bench_robustness")
+    parser.add_argument("--output-dir", type=Path, default=output_dir)
+    return parser
+
+
+def main() -> None:
+    parser = grid_parser(__doc__, DEFAULT_VARIANTS, REPO / "runs" / "bench_robustness")
     parser.add_argument("--model", choices=("deep", "quickstart"), default="deep",
                         help="deep: the recipe over an 8-layer model (DEEP_MODEL); quickstart: the recipe as it is")
     parser.add_argument("--summarise-only", action="store_true", help="read the reports of finished runs")

@@ -14,7 +14,7 @@ from mmadapt.errors import DataError, MmadaptError
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import FlopCount, MLMHead, ModelShape, StrategyCompute, training_flops_per_token
 from mmadapt.hookspecs import hookimpl
-from mmadapt.interfaces import EmbeddingInit, LayerRule, ModelFamily, Named, NoOptions, Strategy, Task
+from mmadapt.interfaces import EmbeddingInit, InitInputs, LayerRule, ModelFamily, Named, NoOptions, Strategy, Task
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
                                select_layers, write_manifest)
 from mmadapt.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
@@ -25,7 +25,7 @@ from mmadapt.trainer import Trainer, TrainResult
 
 __all__ = [
     # hooks and what they receive
-    "hookimpl", "Registry", "StageContext",
+    "hookimpl", "Registry", "StageContext", "InitInputs",
     # base classes
     "Named", "NoOptions", "Strategy", "ModelFamily", "LayerRule", "EmbeddingInit", "Task",
     # errors

@@ -6,9 +6,9 @@ against, so a plugin extends the recipe schema just by declaring it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from mmadapt.data.sources import fill_language
 
@@ -196,14 +196,47 @@ class Task(Named):
         raise NotImplementedError
 
 
+@dataclass
+class InitInputs:
+    """What an embedding initialiser may read besides the two vocabularies, and where it books its cost.
+
+    `source_documents()` and `new_documents()` iterate the source language's corpus (`data.train`)
+    and the new language's (`languages.<code>.corpus`), one document a string; `dictionary` holds
+    the language's bilingual dictionary as (source word, new word) pairs (`languages.<code>.
+    init_dictionary`, else `dictionary`; empty without one). An initialiser that reads any of them
+    sets `reads_corpora = True`, so the adapt stage's fingerprint holds their content. `spend(flops)`
+    books the arithmetic the initialiser did (static vectors, alignment): the adapt stage adds it,
+    with the initialiser's measured seconds, to the language's adapt compute, at step 0 of its curve.
+    """
+
+    language: str
+    source_documents: Callable[[], Iterator[str]]
+    new_documents: Callable[[], Iterator[str]]
+    dictionary: list[tuple[str, str]] = field(default_factory=list)
+    #: the FLOPs booked so far (`spend`)
+    flops: int = 0
+    #: what each booked part cost, by the name given to `spend`
+    parts: dict[str, int] = field(default_factory=dict)
+
+    def spend(self, flops: float, what: str) -> None:
+        """Book `flops` (an analytic count) of the initialiser's own work, under the name `what`."""
+        self.flops += int(round(flops))
+        self.parts[what] = self.parts.get(what, 0) + int(round(flops))
+
+
 class EmbeddingInit(Named):
     """How new-language word embeddings are initialised before training."""
 
+    #: True: `initialise` reads the corpora or the dictionary of `inputs` (the adapt stage then re-runs
+    #: when their content changes)
+    reads_corpora: ClassVar[bool] = False
+
     def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: "torch.Tensor", config: Any,
-                   generator: "torch.Generator", options: Any) -> "torch.Tensor":
+                   generator: "torch.Generator", options: Any, inputs: InitInputs) -> "torch.Tensor":
         """A `[len(new_tokenizer), hidden]` float matrix of initial word embeddings.
 
         `source_weight` is the (mini-)model's current word-embedding matrix, `config` its
-        Hugging Face config, `options` the recipe's `adapt.init` section.
+        Hugging Face config, `options` the recipe's `adapt.init` section, `inputs` the corpora
+        and dictionary it may learn from and where it books its cost (`InitInputs`).
         """
         raise NotImplementedError

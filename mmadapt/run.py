@@ -208,6 +208,7 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: Stage
             "target_score": m["target_score"], "control_score": m["control_score"],
             "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
             "adapt_big_model_steps": a.get("big_model_steps", 0),
+            "adapt_init_flops": a.get("init_flops", 0), "adapt_init_seconds": a.get("init_seconds", 0.0),
             "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
             "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],

@@ -1,4 +1,5 @@
-"""Built-in initialisers of new-language word embeddings: `random` and `overlap`."""
+"""Built-in initialisers of new-language word embeddings: `random` and `overlap` (the ones learning
+static vectors first, `dictionary` and `focus`, are in `static_vector_inits`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,7 +15,7 @@ class RandomInit(EmbeddingInit):
     description = "normal(0, initializer_range) for every token"
 
     def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: torch.Tensor, config: Any,
-                   generator: torch.Generator, options: Any) -> torch.Tensor:
+                   generator: torch.Generator, options: Any, inputs: Any) -> torch.Tensor:
         std = getattr(config, "initializer_range", 0.02)
         return torch.randn(len(new_tokenizer), source_weight.shape[1], generator=generator) * std
 
@@ -24,8 +25,8 @@ class OverlapInit(RandomInit):
 
     description = "source embedding for tokens shared with the source vocabulary, random otherwise"
 
-    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options):
-        weight = super().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options)
+    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
+        weight = super().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs)
         source_vocab = source_tokenizer.get_vocab()
         for token, new_id in new_tokenizer.get_vocab().items():
             old_id = source_vocab.get(token)

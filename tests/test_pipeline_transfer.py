@@ -98,8 +98,10 @@ def test_each_row_has_a_score_curve_over_adapt_snapshots_ending_at_the_final_emb
     for row in report["rows"]:
         curve = row["curve"]
         steps = ADAPT_STEPS[row["strategy"]]
-        assert [p["step"] for p in curve] == [5, 10, steps]  # every 5 steps, and the last step
-        assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / steps) for s in (5, 10, steps)]
+        # the initial embeddings (at the initialiser's cost: none for `overlap`), every 5 steps, and the last step
+        assert [p["step"] for p in curve] == [0, 5, 10, steps]
+        assert [p["adapt_flops"] for p in curve] == [round(row["adapt_flops"] * s / steps) for s in (0, 5, 10, steps)]
+        assert curve[0]["target_score"] == row["control_score"]
         assert curve[-1]["target_score"] == row["target_score"]  # the last snapshot is the final embeddings:
         adapt_dir = out / row["strategy"] / "adapt" / row["language"]  # scored once, and truly the same file content
         last = load_file(adapt_dir / "snapshots" / f"step_{steps:08d}.safetensors")
@@ -308,7 +310,7 @@ def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
         for row in rows:
             for point in row["curve"]:
                 point.pop("adapt_seconds")  # wall time differs; steps, FLOPs and scores must not
-        return [{k: v for k, v in r.items() if k not in ("adapt_seconds", "adapt_peak_memory_bytes",
+        return [{k: v for k, v in r.items() if k not in ("adapt_seconds", "adapt_init_seconds", "adapt_peak_memory_bytes",
                                                          "adapt_data_wait_fraction", "stage_metrics")} for r in rows]
 
     assert comparable(broken) == comparable(unbroken)
@@ -332,6 +334,6 @@ def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_co
     assert (tmp_path / "minipost" / "adapt" / "vo" / "big_model_steps").is_dir()
     per_mini_step = (spent["flops"] - spent["big_model_flops"]) / spent["steps"]
     assert per_mini_step < full["adapt_flops"] / full["adapt_steps"]
-    for point in mini["curve"]:  # the curve starts after the big-model steps' cost
+    for point in mini["curve"][1:]:  # after the initial embeddings, the curve starts after the big-model steps' cost
         assert point["adapt_flops"] == pytest.approx(spent["big_model_flops"] + per_mini_step * point["step"], abs=1)
         assert point["adapt_seconds"] >= spent["big_model_seconds"]

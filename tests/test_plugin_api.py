@@ -20,7 +20,7 @@ from mmadapt.api import build_plugins
 DOC = REPO / "docs" / "plugins.md"
 PLUGINS_DIR = REPO / "plugins"
 #: the objects handed to plugins, documented member by member like the base classes
-RECEIVED = (api.Registry, api.StageContext)
+RECEIVED = (api.Registry, api.StageContext, api.InitInputs)
 
 
 def backticked(text: str) -> set[str]:
@@ -77,7 +77,8 @@ def test_every_public_member_of_a_base_class_is_documented_in_its_section(cls):
 def test_every_base_class_of_the_interfaces_module_is_exported_and_checked_above():
     classes = {name for name, obj in vars(interfaces).items()
                if inspect.isclass(obj) and obj.__module__ == interfaces.__name__}
-    assert classes == {"Named", "NoOptions", "Strategy", "ModelFamily", "LayerRule", "EmbeddingInit", "Task"}
+    assert classes == {"Named", "NoOptions", "Strategy", "ModelFamily", "LayerRule", "EmbeddingInit", "Task",
+                       "InitInputs"}
     assert classes <= set(api.__all__)
 
 
@@ -143,7 +144,8 @@ def test_the_documented_examples_compute_what_they_describe(examples):
     source = torch.randn(50, 8)
     init = plugins.embedding_inits.get("mean")
     weight = init.initialise(list(range(30)), None, source, types.SimpleNamespace(initializer_range=0.02),
-                             torch.Generator().manual_seed(0), init.Options(noise=0.0))
+                             torch.Generator().manual_seed(0), init.Options(noise=0.0),
+                             api.InitInputs("xx", lambda: iter(()), lambda: iter(())))
     assert weight.shape == (30, 8) and torch.allclose(weight, source.mean(dim=0).expand(30, 8))
     family = plugins.model_families.get("bert")
     model = family.build_from_config({"num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2,

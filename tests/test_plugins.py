@@ -7,6 +7,7 @@ import sys
 
 import pluggy
 import pytest
+import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process, tiny_overrides
 from mmadapt import hookspecs
@@ -50,15 +51,20 @@ def mmadapt_register_strategies(registry):
 '''
 
 
+def install_plugin(tmp_path, monkeypatch, module: str, code: str, entry: str, version: str):
+    """A plugin module plus dist-info metadata declaring it in the `mmadapt` entry-point group as `entry`."""
+    (tmp_path / f"{module}.py").write_text(code)
+    info = tmp_path / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[mmadapt]\n{entry} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
 @pytest.fixture
 def third_party_dist(tmp_path, monkeypatch):
-    """A plugin package plus dist-info metadata declaring it in the `mmadapt` entry-point group."""
-    (tmp_path / "mmadapt_body_only.py").write_text(THIRD_PARTY)
-    info = tmp_path / "mmadapt_body_only-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmadapt-body-only\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[mmadapt]\nbody_only = mmadapt_body_only\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    """A strategy plugin package declared in the `mmadapt` entry-point group."""
+    install_plugin(tmp_path, monkeypatch, "mmadapt_body_only", THIRD_PARTY, "body_only", "0.1")
     yield tmp_path
     sys.modules.pop("mmadapt_body_only", None)
 
@@ -165,3 +171,82 @@ def test_the_stage_finished_hook_fires_after_pretraining_with_its_measured_metri
 
 def test_the_hook_markers_use_the_mmadapt_project_name():
     assert isinstance(hookimpl, pluggy.HookimplMarker) and hookimpl.project_name == "mmadapt"
+
+
+THIRD_PARTY_INIT = '''
+"""A throwaway third-party embedding initialiser: every token at `value`, its cost booked."""
+from dataclasses import dataclass
+
+import torch
+
+from mmadapt.api import EmbeddingInit, hookimpl
+
+BOOKED = 10**9
+
+
+class ConstantInit(EmbeddingInit):
+    @dataclass
+    class Options:
+        value: float = 0.0
+
+    description = "every coordinate of every token at `value`"
+    reads_corpora = True
+
+    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
+        assert next(iter(inputs.new_documents())).strip() and next(iter(inputs.source_documents())).strip()
+        inputs.spend(BOOKED, "constant")
+        return torch.full((len(new_tokenizer), source_weight.shape[1]), options.value)
+
+
+@hookimpl
+def mmadapt_register_embedding_inits(registry):
+    registry.add("constant", ConstantInit())
+'''
+
+
+@pytest.fixture
+def third_party_init(tmp_path, monkeypatch):
+    """An embedding-initialiser package declared in the `mmadapt` entry-point group."""
+    install_plugin(tmp_path, monkeypatch, "mmadapt_constant_init", THIRD_PARTY_INIT, "constant_init", "0.2")
+    yield tmp_path
+    sys.modules.pop("mmadapt_constant_init", None)
+
+
+def test_a_third_party_initialiser_from_entry_point_metadata_is_registered_with_its_options(third_party_init):
+    from mmadapt.errors import RecipeError
+    from mmadapt.recipe import load_recipe
+
+    plugins = build_plugins()
+    assert "constant" in plugins.embedding_inits.names()
+    info = {i.name: i for i in plugins.describe()}["constant_init"]
+    assert (info.package, info.version) == ("mmadapt-constant-init", "0.2")
+    cfg = load_recipe(RECIPES / "quickstart.yaml", ["adapt.init={name: constant, value: 0.5}"], plugins)
+    assert cfg.adapt.init.value == 0.5
+    with pytest.raises(RecipeError, match=r"adapt.init.valeu: unknown key \(did you mean 'value'\?\)"):
+        load_recipe(RECIPES / "quickstart.yaml", ["adapt.init.name=constant", "adapt.init.valeu=1"], plugins)
+
+
+@pytest.mark.slow
+def test_a_third_party_initialisers_embeddings_and_booked_cost_reach_the_adapt_stage_and_the_curve(
+        third_party_init, tmp_path):
+    from safetensors.torch import load_file
+
+    from test_pipeline_transfer import QUICKSTART, SHRINK
+
+    out = tmp_path / "run"
+    _, result = run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "adapt.init={name: constant, value: 0.25}",
+                                            "strategies=[{name: full}]", "languages={vo: {corpus: [synth:vo]}}",
+                                            "tasks.0.languages=[src, vo]"], build_plugins())
+    [row] = result.rows
+    initial = load_file(out / "full" / "adapt" / "vo" / "embeddings_init.safetensors")["word_embeddings"]
+    assert torch.equal(initial, torch.full_like(initial, 0.25))
+    booked = sys.modules["mmadapt_constant_init"].BOOKED
+    spent = row["stage_metrics"]["adapt"]
+    assert row["adapt_init_flops"] == spent["init_flops"] == booked and spent["init_flops_parts"] == {"constant": booked}
+    per_step = (row["adapt_flops"] - booked) / row["adapt_steps"]
+    assert per_step > 0 and row["adapt_seconds"] >= spent["init_seconds"]
+    # step 0 is the initial embeddings at the initialiser's cost; every later point adds the training after it
+    assert row["curve"][0] == {"step": 0, "adapt_flops": booked, "adapt_seconds": spent["init_seconds"],
+                               "target_score": row["control_score"]}
+    for point in row["curve"][1:]:
+        assert point["adapt_flops"] == pytest.approx(booked + per_step * point["step"], abs=1)

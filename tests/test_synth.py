@@ -277,3 +277,29 @@ def test_describe_names_every_language_and_the_files():
     text = describe()
     assert all(f"  {code} " in text for code in BUILTIN_LANGUAGES)
     assert "xnli" in text and "multinli_1.0_train.jsonl" in text
+
+
+def test_a_dictionary_fraction_writes_that_share_of_each_dictionary_for_initialisers_and_keeps_the_full_one(tmp_path):
+    plain = generate_benchmark(tmp_path / "plain", seed=3, languages=("src", "vo"), **SMALL)
+    part = generate_benchmark(tmp_path / "part", seed=3, languages=("src", "vo"), dictionary_fraction=0.25, **SMALL)
+    assert plain.train_dictionaries == {} and not (plain.root / "dictionaries" / "src-vo.train.txt").exists()
+    full = plain.dictionaries["vo"].read_text(encoding="utf-8").splitlines()
+    assert part.dictionaries["vo"].read_text(encoding="utf-8").splitlines() == full  # the diagnostic's, unchanged
+    train = part.train_dictionaries["vo"].read_text(encoding="utf-8").splitlines()
+    assert len(train) == round(0.25 * len(full)) and set(train) < set(full) and train == sorted(train)
+    assert _files(plain.root).keys() == _files(part.root).keys() - {"dictionaries/src-vo.train.txt"}
+    with pytest.raises(ValueError, match="dictionary_fraction must be in"):
+        generate_benchmark(tmp_path / "bad", dictionary_fraction=0, **SMALL)
+
+
+def test_shared_words_give_a_share_of_the_nouns_the_source_forms_in_every_new_language(tmp_path):
+    bench = generate_benchmark(tmp_path / "b", seed=3, languages=("src", "vo", "na"), shared_words=0.25, **SMALL)
+    lexicons = {code: set(bench.lexicons[code].read_text(encoding="utf-8").split()) for code in ("src", "vo", "na")}
+    nouns = len(build_meanings(3).nouns)
+    for code in ("vo", "na"):
+        assert len(lexicons["src"] & lexicons[code]) == 2 * round(0.25 * nouns)  # singular and plural forms
+    assert lexicons["src"] & lexicons["vo"] == lexicons["src"] & lexicons["na"]
+    pairs = [line.split() for line in bench.dictionaries["vo"].read_text(encoding="utf-8").splitlines()]
+    assert sum(s == t for s, t in pairs) == 2 * round(0.25 * nouns)
+    corpus = bench.corpora["vo"].read_text(encoding="utf-8").split()
+    assert any(word in lexicons["src"] for word in corpus)

@@ -26,6 +26,7 @@ from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
+from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings, with_init_cost
 from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
@@ -97,6 +98,8 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
     steps_over_big = int(cfg.adapt.big_model_steps) if over_mini else 0
     adapt_settings = outcome_settings(cfg.adapt)
+    init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
+    init_data = init_data_fingerprints(ctx, language) if init.reads_corpora else None
     if not over_mini:  # the big-model steps change nothing for a strategy that adapts over the big model
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
 
@@ -106,7 +109,7 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
                       source_fingerprints(ctx, cfg.languages[language].corpus),
                       source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
                       cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
-                      cfg.deepspeed.resolved, cfg.seed)
+                      cfg.deepspeed.resolved, cfg.seed, *([init_data] if init_data else []))
 
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
                                lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir, steps_over_big)))
@@ -123,9 +126,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     # before any training: under ZeRO-3 the weights are partitioned from then on
     body = _pack_body(ctx, family, model, model_dir, big_dir, big)
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
-    init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
-    weight = init.initialise(tokenizer, family.load_tokenizer(str(model_dir)), model.get_input_embeddings().weight.detach(),
-                             model.config, torch.Generator().manual_seed(cfg.seed), cfg.adapt.init)
+    weight, init_cost = initial_embeddings(ctx, language, model, tokenizer, family.load_tokenizer(str(model_dir)))
     if ctx.dist.is_main:
         save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
     train_set, eval_set = _mlm_data(ctx, language, tokenizer)
@@ -144,7 +145,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     if every > 0:
         outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
     trained_weight, trained_bias = trained_embeddings(model)
-    metrics = _with_start(metrics, start)
+    metrics = with_init_cost(_with_start(metrics, start), init_cost)
     if ctx.dist.is_main:
         save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
         manifest = pack_manifest(language, OmegaConf.to_container(cfg.strategy, resolve=True), cfg.adapt.init.name,

@@ -84,6 +84,7 @@ def language_alignment(ctx: Any, language: str, adapted: Any, model_dir: Path) -
     source = family.load_pretrained(str(model_dir)).get_input_embeddings().weight.detach()
     by_step = {}
     if outputs.get("snapshots"):
+        by_step[0] = alignment_at_1(load_embeddings(Path(outputs["initial_embeddings"]))[0], source, pairs)
         for step, _, path in snapshots(Path(outputs["snapshots"]), adapted.fingerprint):
             by_step[step] = alignment_at_1(load_embeddings(path)[0], source, pairs)
     return {"alignment_at_1": alignment_at_1(load_embeddings(Path(outputs["embeddings"]))[0], source, pairs),

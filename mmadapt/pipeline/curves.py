@@ -72,7 +72,8 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
     for ax, (task, language) in zip(axes[0], panels):
         for row in (r for r in rows if (r["task"], r["language"]) == (task, language) and r.get("curve")):
-            curve = sorted(row["curve"], key=lambda p: p["step"])
+            # a log axis has no 0: the initial embeddings of a free initialiser (`random`) cost nothing
+            curve = sorted((p for p in row["curve"] if p["adapt_flops"] > 0), key=lambda p: p["step"])
             ax.plot([p["adapt_flops"] for p in curve], [p["target_score"] for p in curve], marker="o",
                     markersize=3, label=row["strategy"])
         control = next(r["control_score"] for r in rows if (r["task"], r["language"]) == (task, language))

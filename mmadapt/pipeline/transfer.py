@@ -72,23 +72,28 @@ def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageR
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, extra)
     if outputs.get("snapshots"):
         metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
-                                        metrics["target_score"])
+                                        metrics["control_score"], metrics["target_score"])
     return {"model": target_dir}, metrics
 
 
 def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
-                 adapted: StageRecord, final_score: float) -> list[dict[str, float]]:
-    """Target score of each adapt snapshot, swapped into `model` (the fine-tuned target model).
+                 adapted: StageRecord, initial_score: float, final_score: float) -> list[dict[str, float]]:
+    """Target score of the initial embeddings and of each adapt snapshot, swapped into `model`.
 
     One point per snapshot: adapt steps, analytic FLOPs and training seconds spent to reach
-    it, and the score; the report draws these as score against adapt compute. The snapshot
-    of the last step holds the final embeddings, already scored as `final_score`.
+    it, and the score; the report draws these as score against adapt compute. Step 0 is the
+    initial embeddings (scored as the control, `initial_score`), at the initialiser's own cost;
+    every later point adds the training after it. The snapshot of the last step holds the
+    final embeddings, already scored as `final_score`.
     """
     spent = adapted.metrics
-    # with `adapt.big_model_steps`, those steps' cost comes first, then the (mini-)model's steps
-    start_flops, start_seconds = spent.get("big_model_flops", 0), spent.get("big_model_seconds", 0.0)
+    # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps
+    init_flops, init_seconds = spent.get("init_flops", 0), spent.get("init_seconds", 0.0)
+    start_flops = init_flops + spent.get("big_model_flops", 0)
+    start_seconds = init_seconds + spent.get("big_model_seconds", 0.0)
     flops_per_step = (spent["flops"] - start_flops) / spent["steps"]
-    points = []
+    points = [{"step": 0, "adapt_flops": int(init_flops), "adapt_seconds": round(init_seconds, 3),
+               "target_score": initial_score}]
     for step, seconds, path in snapshots(Path(adapted.outputs["snapshots"]), adapted.fingerprint):
         if step == spent["steps"]:
             score = final_score

@@ -148,6 +148,9 @@ class LanguageSection:
     #: a bilingual dictionary (MUSE layout: one `source_word target_word` pair per line) for the
     #: report's `alignment_at_1` diagnostic only; `synth:dictionaries/src-<code>.txt` for synthetic languages
     dictionary: Optional[str] = None
+    #: the bilingual dictionary (same layout) an initialiser learns from (`adapt.init.name: dictionary`);
+    #: empty: `dictionary`. Give a part of the words here to keep `alignment_at_1` measured on unseen pairs
+    init_dictionary: Optional[str] = None
 
 
 @dataclass

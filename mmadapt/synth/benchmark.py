@@ -15,6 +15,7 @@ Layout (paths relative to the output directory, all listed in ``manifest.json``)
     mlqa/dev/dev-context-<lang>-question-<lang>.json    QA dev set per language (translations)
     mlqa/test/test-context-<lang>-question-<lang>.json  QA test set per language (translations)
     dictionaries/src-<lang>.txt           bilingual dictionary per new language (MUSE layout), diagnostics
+    dictionaries/src-<lang>.train.txt     with `dictionary_fraction` < 1: that share of its pairs, for initialisers
 
 Every task's evaluation examples are the same meanings rendered in each language, so
 ids and labels (and answers, up to translation) are parallel across languages. Languages
@@ -34,7 +35,7 @@ from mmadapt.synth import writers
 from mmadapt.synth.custom import spec_from_settings
 from mmadapt.synth.grammar import Grammar
 from mmadapt.synth.languages import BUILTIN_LANGUAGES, SOURCE, Language, LanguageSpec
-from mmadapt.synth.lexicon import SCRIPTS, build_meanings, dictionary_pairs
+from mmadapt.synth.lexicon import SCRIPTS, build_meanings, dictionary_pairs, shared_lemmas, with_shared_forms
 from mmadapt.synth.nli import LABELS, NliGenerator
 from mmadapt.synth.paraphrase import LABELS as PARAPHRASE_LABELS
 from mmadapt.synth.paraphrase import ParaphraseGenerator, render_words
@@ -91,6 +92,8 @@ class SynthBenchmark:
     qa_dev: dict[str, Path]
     qa_test: dict[str, Path]
     dictionaries: dict[str, Path]  # new language -> its src-<lang> dictionary
+    #: new language -> its src-<lang>.train dictionary (`dictionary_fraction` < 1; else empty)
+    train_dictionaries: dict[str, Path]
 
 
 def generate_benchmark(
@@ -110,6 +113,8 @@ def generate_benchmark(
     qa_test: int = 400,
     pawsx_frames: Sequence[str] = DEFAULT_PAWSX_FRAMES,
     grammar_variant: int | None = 0,
+    dictionary_fraction: float = 1.0,
+    shared_words: float = 0.0,
 ) -> SynthBenchmark:
     """Generate the synthetic benchmark into `out_dir` and return its paths.
 
@@ -119,7 +124,11 @@ def generate_benchmark(
     questions), NLI and paraphrase pairs, and QA questions; `pawsx_frames` picks the
     paraphrase frames ("and", "relative": see `mmadapt.synth.paraphrase`);
     `grammar_variant` k > 0 draws another source grammar from the seed (0 or None: the
-    source grammar; see `mmadapt.synth.variants`). The directory is built beside `out_dir`
+    source grammar; see `mmadapt.synth.variants`). `dictionary_fraction` below 1 also writes, per
+    new language, `dictionaries/src-<lang>.train.txt`: that share of its dictionary's pairs, drawn
+    from the seed, for an initialiser to learn from (the full dictionary stays for `alignment_at_1`).
+    `shared_words` is the share of noun lemmas every new language writes as the source does (as
+    real language pairs share names and loanwords; 0: none). The directory is built beside `out_dir`
     and renamed into place (replacing an older one), and the same seed and settings
     always give byte-identical files.
     """
@@ -128,20 +137,31 @@ def generate_benchmark(
              "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
              "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
     _check_sizes(sizes)
+    if not 0 < dictionary_fraction <= 1:
+        raise ValueError(f"dictionary_fraction must be in (0, 1]; got {dictionary_fraction!r}")
     out_dir = Path(out_dir)
     variant = draw_grammar_variant(seed, grammar_variant)
     meanings = build_meanings(seed, variant.inventory, variant.variant)
     langs = [Language.build(spec, meanings, seed) for spec in specs]
-    grammar = Grammar(meanings, variant.weights)
     source = next(lang for lang in langs if lang.code == SOURCE)
+    shared = shared_lemmas(meanings, shared_words, seed)
+    if shared:
+        langs = [lang if lang is source else Language(lang.spec, with_shared_forms(lang.lexicon, source.lexicon, shared))
+                 for lang in langs]
+    grammar = Grammar(meanings, variant.weights)
     paws = ParaphraseGenerator(grammar, render_words(source), pawsx_frames)  # checks the frames before any work
-    files = _layout([lang.code for lang in langs])
+    files = _layout([lang.code for lang in langs], with_train_dictionaries=dictionary_fraction < 1)
     settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": variant.variant}
+    # only when set, so the manifest (and every file) of the default settings stays as it was
+    if dictionary_fraction != 1:
+        settings["dictionary_fraction"] = dictionary_fraction
+    if shared_words:
+        settings["shared_words"] = shared_words
 
     def write(staged: Path) -> None:
         _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
         _write_tasks(staged, files, langs, grammar, paws, seed, sizes)
-        _write_dictionaries(staged, files, langs)
+        _write_dictionaries(staged, files, langs, dictionary_fraction, seed)
         writers.write_json(staged / "manifest.json", _manifest(seed, settings, langs, files, variant))
 
     write_dir_atomic(out_dir, write)
@@ -169,6 +189,7 @@ def _benchmark_paths(out_dir: Path, files: dict) -> SynthBenchmark:
         qa_dev=paths(files["qa"]["dev"]),
         qa_test=paths(files["qa"]["test"]),
         dictionaries=paths(files["dictionary"]),
+        train_dictionaries=paths(files.get("train_dictionary", {})),
     )
 
 
@@ -178,13 +199,17 @@ def _check_sizes(sizes: dict) -> None:
         raise ValueError(f"benchmark sizes must be positive integers: {', '.join(bad)}")
 
 
-def _write_dictionaries(root: Path, files: dict, langs: list[Language]) -> None:
-    """Each new language's MUSE-layout dictionary: `source_word target_word` per line, sorted."""
+def _write_dictionaries(root: Path, files: dict, langs: list[Language], fraction: float, seed: int) -> None:
+    """Each new language's MUSE-layout dictionary: `source_word target_word` per line, sorted; and with
+    `fraction` < 1 its training part, that share of the pairs drawn from the seed."""
     source = next(lang for lang in langs if lang.code == SOURCE)
     for lang in langs:
         if lang.code != SOURCE:
             pairs = dictionary_pairs(source.lexicon, lang.lexicon)
             writers.write_lines(root / files["dictionary"][lang.code], (f"{s} {t}" for s, t in pairs))
+            if fraction < 1:
+                part = sorted(random.Random(f"{seed}:dictionary:{lang.code}").sample(pairs, round(fraction * len(pairs))))
+                writers.write_lines(root / files["train_dictionary"][lang.code], (f"{s} {t}" for s, t in part))
 
 
 def _write_tasks(root: Path, files: dict, langs: list[Language], grammar: Grammar, paws: ParaphraseGenerator,
@@ -208,8 +233,9 @@ def _write_tasks(root: Path, files: dict, langs: list[Language], grammar: Gramma
             writers.write_squad_json(root / where, paragraphs, lang, split)
 
 
-def _layout(codes: list[str]) -> dict:
+def _layout(codes: list[str], with_train_dictionaries: bool = False) -> dict:
     """Every file's path relative to the benchmark root, as listed in the manifest."""
+    train = {"train_dictionary": {code: f"dictionaries/{SOURCE}-{code}.train.txt" for code in codes if code != SOURCE}}
     return {
         "corpus": {code: f"corpus/{code}.txt" for code in codes},
         "lexicon": {code: f"lexicon/{code}.txt" for code in codes},
@@ -229,6 +255,7 @@ def _layout(codes: list[str]) -> dict:
                for split in ("dev", "test")},
         },
         "dictionary": {code: f"dictionaries/{SOURCE}-{code}.txt" for code in codes if code != SOURCE},
+        **(train if with_train_dictionaries else {}),
     }
 
 

@@ -261,3 +261,30 @@ def _synonym_lemmas(content: list[str], share: float, stream: str) -> set[str]:
 def dictionary_pairs(source: Lexicon, target: Lexicon) -> list[tuple[str, str]]:
     """(source word, target word) for every form of every (lemma, inflection), synonyms included, sorted."""
     return sorted({(s, t) for key in source.forms for s in source.variants(*key) for t in target.variants(*key)})
+
+
+def shared_lemmas(meanings: "Meanings", share: float, seed: int) -> list[str]:
+    """`share` of the noun lemmas (rounded), drawn from the seed: the ones every new language writes as the
+    source does, as real language pairs share names and loanwords."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"shared_words must be a share between 0 and 1; got {share!r}")
+    return sorted(random.Random(f"{seed}:shared_words").sample(list(meanings.nouns), round(share * len(meanings.nouns))))
+
+
+def with_shared_forms(target: Lexicon, source: Lexicon, lemmas: list[str]) -> Lexicon:
+    """`target` with the source's forms (and no synonyms) for every inflection of `lemmas`.
+
+    A lemma whose source form `target` already uses for another meaning (two languages of one
+    script) keeps its own forms, so forms stay unique.
+    """
+    lex = Lexicon(target.language, target.script, dict(target.forms), dict(target.synonyms))
+    chosen = set(lemmas)
+    for lemma in sorted(chosen):
+        keys = [key for key in source.forms if key[0] == lemma]
+        others = {w for key in target.forms if key[0] != lemma for w in target.variants(*key)}
+        if any(source.forms[key] in others for key in keys):
+            continue
+        for key in keys:
+            lex.forms[key] = source.forms[key]
+            lex.synonyms.pop(key, None)
+    return lex
