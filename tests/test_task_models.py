@@ -35,17 +35,17 @@ def test_xnli_fine_tunes_on_multinli_and_predicts_official_labels(mlm_dir, token
     task = XnliTask()
     options = task_options(task, train_file=str(XNLI_DIR / "multinli_1.0_train.jsonl"),
                            dev_file=str(XNLI_DIR / "xnli.dev.tsv"), max_length=48, eval_batch_size=2)
+    torch.manual_seed(0)  # the new head's initialisation, whatever ran before
     model = task.build_model(XLMRobertaFamily(), str(mlm_dir))
     assert type(model).__name__ == "XLMRobertaForSequenceClassification" and model.config.num_labels == 3
     features = task.train_features(task.train_examples(options), tokenizer, options)
     assert len(features) == 6 and set(features[0]) == {"input_ids", "attention_mask", "labels"}
     assert features[0]["input_ids"].shape == (48,) and features[1]["labels"].item() == 2  # contradiction
     batch = default_collate(features)
-    torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     losses = []
-    for _ in range(25):
+    for _ in range(60):
         loss = model(**batch).loss
         optimizer.zero_grad()
         loss.backward()
