@@ -328,7 +328,8 @@ def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_co
     # 4 steps over the big model cost what 4 of full's steps cost (same model and vocabulary), on 32 sequences
     # per step instead of the adapt stage's micro-batch
     per_full_step = full["adapt_flops"] / full["adapt_steps"]
-    share = 32 / cfg.train.micro_batch_size
+    adapt_micro_batch = full["adapt_tokens"] // full["adapt_steps"] // cfg.data.block_size  # the stage's own
+    share = 32 / adapt_micro_batch
     assert share < 1
     assert spent["big_model_flops"] == pytest.approx(4 * per_full_step * share, rel=1e-6)
     assert (tmp_path / "minipost" / "adapt" / "vo" / "big_model_steps").is_dir()
