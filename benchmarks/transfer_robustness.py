@@ -150,12 +150,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="recipe overrides (key=value) for every run")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
-    overrides = args.overrides
     reports = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.output_dir / f"seed_{seed}"
         reports[seed] = out / "report.json" if args.summarise_only else run_seed(args.recipe, out, seed, variants,
-                                                                                  overrides)
+                                                                                  args.overrides)
     print_verdict("acceptance", summarise(collect({s: p for s, p in reports.items() if p.is_file()}, variants)))
 
 

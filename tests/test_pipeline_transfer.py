@@ -318,7 +318,7 @@ def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
 
 def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_count_in_its_adapt_compute(tmp_path):
     cfg, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, "adapt.big_model_steps=4",
-                                              "adapt.big_model_micro_batch_size=32",
+                                              "adapt.big_model_micro_batch_size=32", "adapt.train.micro_batch_size=64",
                                               "languages={vo: {corpus: [synth:vo]}}", "tasks.0.languages=[src, vo]"])
     rows = {row["strategy"]: row for row in result.rows}
     full, mini = rows["full"], rows["minipost"]
@@ -328,9 +328,8 @@ def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_co
     # 4 steps over the big model cost what 4 of full's steps cost (same model and vocabulary), on 32 sequences
     # per step instead of the adapt stage's micro-batch
     per_full_step = full["adapt_flops"] / full["adapt_steps"]
-    adapt_micro_batch = full["adapt_tokens"] // full["adapt_steps"] // cfg.data.block_size  # the stage's own
-    share = 32 / adapt_micro_batch
-    assert share < 1
+    assert full["adapt_tokens"] == full["adapt_steps"] * 64 * cfg.data.block_size  # the stage's own micro-batch
+    share = 32 / 64
     assert spent["big_model_flops"] == pytest.approx(4 * per_full_step * share, rel=1e-6)
     assert (tmp_path / "minipost" / "adapt" / "vo" / "big_model_steps").is_dir()
     per_mini_step = (spent["flops"] - spent["big_model_flops"]) / spent["steps"]
