@@ -15,6 +15,8 @@ from mmadapt.errors import MmadaptError
 from mmadapt.locks import held_lock
 from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
+from mmadapt.pipeline.basin import language_basin_check
+from mmadapt.pipeline.collapse import add_agreement, add_collapse_check
 from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.finetune import finetune_task
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, stage_work_listed, task_languages
@@ -22,7 +24,7 @@ from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_bi
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import StageRecord
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
-from mmadapt.pipeline.transfer import source_scores, transfer_language
+from mmadapt.pipeline.transfer import predictions_path, snapshot_predictions_path, source_scores, transfer_language
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
@@ -63,6 +65,9 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         for run in runs:
             pipeline.run_strategy(run)
         if pipeline.result.rows and dist.is_main:
+            add_agreement(pipeline.result.rows, pipeline.predictions, cfg.report.baseline)
+            for warning in add_collapse_check(pipeline.result.rows):
+                print(warning, flush=True)
             write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
             print(table(pipeline.result.rows), flush=True)
         barrier()
@@ -82,6 +87,10 @@ class Pipeline:
         #: by strategy, then unit ("pretrain", "adapt/<language>", "finetune/<task>")
         self.records: dict[str, dict[str, StageRecord]] = {}
         self.alignments: dict[str, dict[str, dict]] = {}
+        #: by strategy, then language: the basin check's losses (mmadapt.pipeline.basin)
+        self.basins: dict[str, dict[str, dict]] = {}
+        #: (strategy, task, language) -> the transfer stage's target predictions files (mmadapt.pipeline.collapse)
+        self.predictions: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def _keep(self, run: StrategyRun, unit: str, record: StageRecord, reused: bool = False) -> StageRecord:
         """Note a unit's record and outputs (and whether this run skipped it) under its result key."""
@@ -126,7 +135,7 @@ class Pipeline:
 
     def run_strategy(self, run: StrategyRun) -> None:
         """Every listed stage of one strategy, in pipeline order."""
-        self.records[run.name], self.alignments[run.name] = {}, {}
+        self.records[run.name], self.alignments[run.name], self.basins[run.name] = {}, {}, {}
         self.pretrain(run)
         if "adapt" in self.stages:
             for lang in self.languages:
@@ -154,7 +163,10 @@ class Pipeline:
         record = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint,
                                 Path(pretrained.outputs["big"]))
         self._keep(run, f"adapt/{lang}", record)
-        self.alignments[run.name][lang] = language_alignment(ctx, lang, record, model_dir) if self.dist.is_main else {}
+        if self.dist.is_main:
+            self.alignments[run.name][lang] = language_alignment(ctx, lang, record, model_dir)
+            self.basins[run.name][lang] = language_basin_check(ctx, lang, record, model_dir,
+                                                               Path(pretrained.outputs["big"]))
 
     def finetune(self, run: StrategyRun, task_section: DictConfig) -> None:
         """Stage `finetune` for one task (or the fine-tuned model of the strategy this one reuses)."""
@@ -179,9 +191,14 @@ class Pipeline:
             adapted = records[f"adapt/{lang}"]
             record = transfer_language(ctx, task_section, finetuned, lang, adapted)
             self._keep(run, f"transfer/{task}/{lang}", record)
-            row = _row(run.name, task, lang, source, record, adapted, self.alignments[run.name].get(lang, {}))
+            row = _row(run.name, task, lang, source, record, adapted, self.alignments[run.name].get(lang, {}),
+                       self.basins[run.name].get(lang, {}))
             row["stage_metrics"] = {"pretrain": records["pretrain"].metrics, "adapt": adapted.metrics,
                                     "finetune": finetuned.metrics}
+            plugin = self.plugins.tasks.get(task)
+            self.predictions[run.name, task, lang] = {
+                "final": predictions_path(ctx.stage_dir, "target", plugin), "read": plugin.read_predictions,
+                "steps": {p["step"]: snapshot_predictions_path(ctx.stage_dir, p["step"], plugin) for p in row["curve"]}}
             self.result.rows.append(row)
 
 
@@ -199,10 +216,11 @@ def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
 
 
 def _row(strategy: str, task: str, language: str, source: float, transfer: StageRecord, adapted: StageRecord,
-         alignment: dict) -> dict[str, Any]:
+         alignment: dict, basin: dict) -> dict[str, Any]:
     m, a = transfer.metrics, adapted.metrics
-    by_step = alignment.get("alignment_by_step", {})
-    curve = [{**point, "alignment_at_1": by_step[point["step"]]} if point["step"] in by_step else point
+    per_step = {"alignment_at_1": alignment.get("alignment_by_step", {}),
+                **{f"{model}_model_mlm_loss": losses for model, losses in basin.get("basin_losses", {}).items()}}
+    curve = [{**point, **{key: by_step[point["step"]] for key, by_step in per_step.items() if point["step"] in by_step}}
              for point in m.get("curve", [])]
     return {"strategy": strategy, "task": task, "language": language, "source_score": source,
             "target_score": m["target_score"], "control_score": m["control_score"],
@@ -213,4 +231,5 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: Stage
             "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
             "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
             "alignment_at_1": alignment.get("alignment_at_1"), "alignment_pairs": alignment.get("alignment_pairs"),
+            "basin_check_flops": basin.get("basin_check_flops"),
             "curve": curve}

@@ -129,7 +129,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     weight, init_cost = initial_embeddings(ctx, language, model, tokenizer, family.load_tokenizer(str(model_dir)))
     if ctx.dist.is_main:
         save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
-    train_set, eval_set = _mlm_data(ctx, language, tokenizer)
+    train_set, eval_set = language_mlm_data(ctx, language, tokenizer)
     start: dict[str, Any] = {}
     bias = None
     if steps_over_big > 0:
@@ -166,7 +166,7 @@ def _pack_body(ctx: StageContext, family: Any, model: Any, model_dir: Path, big_
     return describe_body(big, ctx.cfg.model.family, family)
 
 
-def _mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
+def language_mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
     """The language's masked MLM blocks for training (and evaluation, with an `eval_corpus`)."""
     cfg, data = ctx.cfg, ctx.cfg.data
     spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mmadapt.atomic import write_text_atomic
+from mmadapt.pipeline.collapse import collapse_table
 from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach, plot_curves, reach_table
 
 REPORT_JSON = "report.json"
@@ -55,6 +56,12 @@ def write_report(output_dir: Path, rows: list[dict[str, Any]], baseline: str) ->
         markdown += (f"\n## Target score against adapt-stage compute\n\n![target score against adapt compute]"
                      f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `{baseline}`'s final target "
                      f"score (ratios above 1: cheaper than `{baseline}`):\n\n" + reach_table(reach, baseline) + "\n")
+    if any("basin_gap" in row for row in rows):
+        markdown += ("\n## Collapse check\n\nNo target labels: the big model's masked-LM loss with the new "
+                     "embeddings minus the mini-model's, on the language's corpus (a gap above the limit means the "
+                     "embeddings fit the mini-model but not the big one), and, where the baseline ran, the share of "
+                     "target inputs on which the strategy predicts what the baseline predicts.\n\n"
+                     + collapse_table(rows) + "\n")
     paths = []
     for name, text in ((REPORT_JSON, json.dumps({"rows": rows, "compute_to_reach": reach}, indent=1)),
                        (REPORT_MD, markdown)):

@@ -63,7 +63,7 @@ def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageR
         model = task.build_model(family, finetuned.outputs["model"])
         swap_vocabulary(model, *load_embeddings(Path(file)))
         scores = evaluate(ctx, task, task_section, model, tokenizer, language,
-                          ctx.stage_dir / f"predictions_{kind}.{task.predictions_suffix}")
+                          predictions_path(ctx.stage_dir, kind, task))
         metrics[f"{kind}_score"] = scores[task.metric_names[0]]
         metrics[f"{kind}_metrics"] = scores
     # the target model keeps the fine-tuned model's record of its body: packs swap into it too
@@ -74,6 +74,20 @@ def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageR
         metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
                                         metrics["control_score"], metrics["target_score"])
     return {"model": target_dir}, metrics
+
+
+#: the target predictions of each adapt snapshot (the last one's are `predictions_target.*`)
+SNAPSHOT_PREDICTIONS_DIR = "snapshot_predictions"
+
+
+def predictions_path(stage_dir: Path, kind: str, task: Any) -> Path:
+    """Where a transfer stage writes the `kind` ("control", "target") embeddings' predictions."""
+    return Path(stage_dir) / f"predictions_{kind}.{task.predictions_suffix}"
+
+
+def snapshot_predictions_path(stage_dir: Path, step: int, task: Any) -> Path:
+    """Where a transfer stage writes the target predictions of the adapt snapshot of `step`."""
+    return Path(stage_dir) / SNAPSHOT_PREDICTIONS_DIR / f"step_{step:08d}.{task.predictions_suffix}"
 
 
 def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
@@ -100,7 +114,8 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
         else:
             weight, _ = load_embeddings(path)
             swap_word_embeddings(model, weight)
-            score = evaluate(ctx, task, task_section, model, tokenizer, language)[task.metric_names[0]]
+            score = evaluate(ctx, task, task_section, model, tokenizer, language,
+                             snapshot_predictions_path(ctx.stage_dir, step, task))[task.metric_names[0]]
         points.append({"step": step, "adapt_flops": int(round(start_flops + flops_per_step * step)),
                        "adapt_seconds": round(start_seconds + seconds, 3), "target_score": score})
     return points

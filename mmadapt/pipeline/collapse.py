@@ -1,0 +1,100 @@
+"""The collapse check: a label-free warning that a strategy's new embeddings landed in a wrong basin.
+
+A mini strategy can end 20-30 points under `full`, at chance, with nothing in its own numbers
+saying so. Two quantities need no target labels:
+
+- `basin_gap` (any mini strategy, no baseline needed): the big model's masked-LM loss with the
+  embeddings minus the loss of the mini-model they were trained over, on the language's own corpus
+  (mmadapt.pipeline.basin). Embeddings in the big model's basin are read by it about as well as by
+  the mini-model; embeddings that only fit the mini-model are not.
+- `agreement_with_baseline` (when the run also adapted the baseline, `report.baseline`): the share
+  of the target test inputs on which the strategy's fine-tuned model predicts what the baseline's does.
+
+Both are recorded per curve point and per row; the rule that fires the warning is `collapse_rule`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def agreement(predictions: dict[str, Any], reference: dict[str, Any]) -> float | None:
+    """Share of the reference's example ids on which `predictions` give the same answer."""
+    if not reference:
+        return None
+    return sum(predictions.get(key) == value for key, value in reference.items()) / len(reference)
+
+
+def add_agreement(rows: list[dict[str, Any]], predictions: dict[tuple[str, str, str], dict[str, Any]],
+                  baseline: str) -> None:
+    """Give every non-baseline row (and its curve points) `agreement_with_baseline`, in place.
+
+    `predictions[(strategy, task, language)]` holds `{"final": path, "steps": {step: path}}` of the
+    target predictions files the transfer stage wrote, and a `read` callable for them.
+    """
+    for row in rows:
+        key = (row["strategy"], row["task"], row["language"])
+        base = predictions.get((baseline, row["task"], row["language"]))
+        mine = predictions.get(key)
+        if row["strategy"] == baseline or base is None or mine is None or not Path(base["final"]).is_file():
+            continue
+        reference = base["read"](base["final"])
+        if Path(mine["final"]).is_file():
+            row["agreement_with_baseline"] = round(agreement(mine["read"](mine["final"]), reference), 4)
+        for point in row.get("curve", []):
+            path = mine["steps"].get(point["step"])
+            if path is not None and Path(path).is_file():
+                point["agreement_with_baseline"] = round(agreement(mine["read"](path), reference), 4)
+            elif point["step"] == row.get("adapt_steps") and "agreement_with_baseline" in row:
+                point["agreement_with_baseline"] = row["agreement_with_baseline"]
+
+
+#: the warning fires when the big model's masked-LM loss with the final embeddings exceeds the mini-model's by
+#: more than this (nats per masked token). Chosen on the dev split (docs/benchmarks.md, "Collapse protocol"):
+#: there the two collapsed cells (13 and 10 points under the baseline) had gaps of 0.34 and 0.49, every other mini
+#: cell at most 0.25 (MiniJoint's healthy cells -0.05 to 0.21, MiniPost's 0.12 to 0.25).
+BASIN_GAP_LIMIT = 0.30
+
+
+def basin_gap(point: dict[str, Any]) -> float | None:
+    """Big-model minus mini-model masked-LM loss at a curve point (None without a mini-model)."""
+    big, mini = point.get("big_model_mlm_loss"), point.get("mini_model_mlm_loss")
+    return None if big is None or mini is None else round(big - mini, 5)
+
+
+def add_collapse_check(rows: list[dict[str, Any]], limit: float = BASIN_GAP_LIMIT) -> list[str]:
+    """Give rows and curve points `basin_gap`, rows `collapse_suspected`; return one warning per suspect row."""
+    warnings = []
+    for row in rows:
+        for point in row.get("curve", []):
+            gap = basin_gap(point)
+            if gap is not None:
+                point["basin_gap"] = gap
+        final = next((p for p in reversed(row.get("curve", [])) if "basin_gap" in p), None)
+        if final is None:
+            continue
+        row["basin_gap"] = final["basin_gap"]
+        row["collapse_suspected"] = final["basin_gap"] > limit
+        if row["collapse_suspected"]:
+            warnings.append(
+                f"warning: {row['strategy']} {row['language']}: the big model reads the new embeddings worse than "
+                f"the mini-model they were trained over (masked-LM loss {final['big_model_mlm_loss']:.3f} against "
+                f"{final['mini_model_mlm_loss']:.3f}, gap {final['basin_gap']:.3f} > {limit}): the embeddings may "
+                f"have landed in a wrong basin and transfer far below the baseline; raise adapt.big_model_steps, or "
+                f"compare with the baseline strategy (report.baseline) on this language")
+    return warnings
+
+
+def collapse_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the collapse check per strategy and language, with its value at each snapshot."""
+    lines = ["| strategy | task | language | basin gap (final) | collapse suspected | agreement with baseline | "
+             "basin gap by step |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "basin_gap" not in row:
+            continue
+        steps = ", ".join(f"{p['step']}: {p['basin_gap']:.3f}" for p in row["curve"] if "basin_gap" in p)
+        agree = row.get("agreement_with_baseline")
+        lines.append(f"| {row['strategy']} | {row['task']} | {row['language']} | {row['basin_gap']:.3f} | "
+                     f"{'YES' if row['collapse_suspected'] else 'no'} | {'-' if agree is None else f'{agree:.3f}'} | "
+                     f"{steps} |")
+    return "\n".join(lines)
