@@ -108,14 +108,13 @@ class ClausalNliGenerator(NliGenerator):
     def _with_relative(self, rng: random.Random) -> Clause:
         """A premise whose subject has a transitive relative clause with an animate object."""
         clause = self.g.clause(rng)
-        verbs = [v for v in self.m.transitive if any(h in dict(self.m.animate_classes) for h in self.m.verb_objects[v])]
-        verb = rng.choice(verbs)
-        animate = [h for h in self.m.verb_objects[verb] if h in dict(self.m.animate_classes)]
         subj = clause.subj.noun
         related = {subj, self.m.hypernym.get(subj)} | {n for n, h in self.m.hypernym.items() if h == subj}
-        obj_noun = subj
-        while obj_noun in related:  # another referent, so "the cat runs" is not said of the subject
-            obj_noun = self.g.pick(rng, rng.choice(animate))
+        animate = dict(self.m.animate_classes)
+        # (verb, another animate referent it takes), so "the cat runs" is never said of the subject
+        options = [(v, n) for v in self.m.transitive for h in self.m.verb_objects[v] if h in animate
+                   for n in (h, *animate[h]) if n not in related]
+        verb, obj_noun = rng.choice(options)
         obj = replace(self.g.noun_phrase(rng, obj_noun), rel=None, definite=True)
         rel = RelativeClause(verb, obj, neg=rng.random() < 0.5)
         return clause.with_subj(rel=rel, definite=True)
