@@ -32,6 +32,8 @@ from typing import Any, Mapping, Sequence, Union
 from mmadapt.atomic import write_dir_atomic
 from mmadapt.errors import did_you_mean
 from mmadapt.synth import writers
+from mmadapt.synth.clausal import (CLAUSAL_INVENTORY, CLAUSAL_WEIGHTS, DEFAULT_FAMILY, FAMILIES, ClausalGrammar,
+                                   ClausalNliGenerator, family_seed, hard_share)
 from mmadapt.synth.custom import spec_from_settings
 from mmadapt.synth.grammar import Grammar
 from mmadapt.synth.languages import BUILTIN_LANGUAGES, SOURCE, Language, LanguageSpec
@@ -115,6 +117,8 @@ def generate_benchmark(
     grammar_variant: int | None = 0,
     dictionary_fraction: float = 1.0,
     shared_words: float = 0.0,
+    family: str = DEFAULT_FAMILY,
+    nli_difficulty: str | float = "easy",
 ) -> SynthBenchmark:
     """Generate the synthetic benchmark into `out_dir` and return its paths.
 
@@ -140,7 +144,12 @@ def generate_benchmark(
     if not 0 < dictionary_fraction <= 1:
         raise ValueError(f"dictionary_fraction must be in (0, 1]; got {dictionary_fraction!r}")
     out_dir = Path(out_dir)
-    variant = draw_grammar_variant(seed, grammar_variant)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown grammar family {family!r}{did_you_mean(family, FAMILIES)}; "
+                         f"available: {', '.join(FAMILIES)}")
+    hard = hard_share(nli_difficulty)
+    user_seed, seed = seed, family_seed(seed, family)
+    variant = _family_variant(seed, family, grammar_variant)
     meanings = build_meanings(seed, variant.inventory, variant.variant)
     langs = [Language.build(spec, meanings, seed) for spec in specs]
     source = next(lang for lang in langs if lang.code == SOURCE)
@@ -148,7 +157,8 @@ def generate_benchmark(
     if shared:
         langs = [lang if lang is source else Language(lang.spec, with_shared_forms(lang.lexicon, source.lexicon, shared))
                  for lang in langs]
-    grammar = Grammar(meanings, variant.weights)
+    grammar = ClausalGrammar(meanings, variant.weights) if family == "clausal" else Grammar(meanings, variant.weights)
+    nli = ClausalNliGenerator(grammar, hard) if family == "clausal" else NliGenerator(grammar)
     paws = ParaphraseGenerator(grammar, render_words(source), pawsx_frames)  # checks the frames before any work
     files = _layout([lang.code for lang in langs], with_train_dictionaries=dictionary_fraction < 1)
     settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": variant.variant}
@@ -157,15 +167,27 @@ def generate_benchmark(
         settings["dictionary_fraction"] = dictionary_fraction
     if shared_words:
         settings["shared_words"] = shared_words
+    if family != DEFAULT_FAMILY:
+        settings.update(family=family, nli_difficulty=nli_difficulty)
 
     def write(staged: Path) -> None:
         _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
-        _write_tasks(staged, files, langs, grammar, paws, seed, sizes)
+        _write_tasks(staged, files, langs, nli, paws, seed, sizes)
         _write_dictionaries(staged, files, langs, dictionary_fraction, seed)
-        writers.write_json(staged / "manifest.json", _manifest(seed, settings, langs, files, variant))
+        writers.write_json(staged / "manifest.json", _manifest(user_seed, settings, langs, files, variant))
 
     write_dir_atomic(out_dir, write)
     return _benchmark_paths(out_dir, files)
+
+
+def _family_variant(seed: int, family: str, grammar_variant: int | None) -> GrammarVariant:
+    """The grammar of `family`: `basic` and its variants, or the clausal family's own inventory and weights."""
+    if family == DEFAULT_FAMILY:
+        return draw_grammar_variant(seed, grammar_variant)
+    if grammar_variant:
+        raise ValueError(f"grammar_variant applies to the basic family only; got {grammar_variant!r} with "
+                         f"family {family!r}")
+    return GrammarVariant(0, CLAUSAL_INVENTORY, CLAUSAL_WEIGHTS)
 
 
 def _benchmark_paths(out_dir: Path, files: dict) -> SynthBenchmark:
@@ -212,11 +234,11 @@ def _write_dictionaries(root: Path, files: dict, langs: list[Language], fraction
                 writers.write_lines(root / files["train_dictionary"][lang.code], (f"{s} {t}" for s, t in part))
 
 
-def _write_tasks(root: Path, files: dict, langs: list[Language], grammar: Grammar, paws: ParaphraseGenerator,
+def _write_tasks(root: Path, files: dict, langs: list[Language], nli: NliGenerator, paws: ParaphraseGenerator,
                  seed: int, sizes: dict) -> None:
     """The NLI, paraphrase and QA files: training data in the source language, evaluation data in every one."""
     source = next(lang for lang in langs if lang.code == SOURCE)
-    nli = NliGenerator(grammar)
+    grammar = nli.g
     nli_splits = {split: nli.examples(random.Random(f"{seed}:nli:{split}"), sizes[f"nli_{split}"])
                   for split in ("train", "dev", "test")}
     writers.write_multinli_jsonl(root / files["nli"]["train"], nli_splits["train"], source)
@@ -313,9 +335,10 @@ def resolve_languages(languages: Sequence[LanguageLike]) -> list[LanguageSpec]:
 
 
 def language_words(seed: int = 0, languages: Sequence[LanguageLike] = DEFAULT_LANGUAGES,
-                   grammar_variant: int | None = 0) -> dict[str, list[str]]:
+                   grammar_variant: int | None = 0, family: str = DEFAULT_FAMILY) -> dict[str, list[str]]:
     """Every word form of each language (sorted), as `generate_benchmark` with these settings writes them."""
-    variant = draw_grammar_variant(seed, grammar_variant)
+    seed = family_seed(seed, family)
+    variant = _family_variant(seed, family, grammar_variant)
     meanings = build_meanings(seed, variant.inventory, variant.variant)
     return {spec.code: Language.build(spec, meanings, seed).lexicon.words() for spec in resolve_languages(languages)}
 

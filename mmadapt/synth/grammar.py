@@ -33,6 +33,7 @@ class RelativeClause:
 
     verb: str
     obj: NounPhrase | None = None
+    neg: bool = False  # "that does not VERB": only the clausal family (`clausal.py`) negates one
 
 
 @dataclass(frozen=True)

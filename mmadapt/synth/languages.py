@@ -212,12 +212,13 @@ class Language:
         if sentence.conj is None:
             return clauses[0]
         conj = (("CC" if sentence.conj == lx.AND else "IN"), self.word(sentence.conj))
+        if sentence.conj == lx.AND:  # two or (clausal family) more conjuncts
+            return ("S", [part for c in clauses for part in (conj, c)][1:])
         first, second = clauses
         if sentence.conj == lx.BECAUSE and self.order.cause_first:
             return ("S", [("SBAR", [second, conj]), first])
         if sentence.conj == lx.BECAUSE:
             return ("S", [first, ("SBAR", [conj, second])])
-        return ("S", [first, conj, second])
 
     def clause_node(self, clause: Clause) -> Node:
         subj = self.np_node(clause.subj, past=clause.past)
@@ -267,6 +268,9 @@ class Language:
     def relative_node(self, rel: RelativeClause, *, plural: bool, past: bool) -> Node:
         # The head noun is the relative clause's subject, so the verb agrees with it.
         verb = self.verb_leaf(rel.verb, plural, past)
+        if rel.neg:
+            neg = ("RB", self.word(lx.NEG))
+            verb = ("VP", [verb, neg] if self.order.negation_after_verb else [neg, verb])
         body = [verb] if rel.obj is None else [verb, self.np_node(rel.obj, past=past)]
         if self.order.clause == "SOV":
             body = body[::-1]
