@@ -29,7 +29,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
                 + report_problems(cfg) + shape_problems(cfg, plugins or get_plugins())
                 + model_problems(cfg))
     if data_files:
-        problems += missing_data_files(cfg)
+        problems += missing_data_files(cfg, plugins)
     if problems:
         raise RecipeError(problems, source)
 
@@ -153,14 +153,69 @@ def report_problems(cfg: Any) -> Problems:
                                 "compute_to_reach measures the others against it: name one of them")]
 
 
-def missing_data_files(cfg: Any) -> Problems:
+def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:
     """`data.train` / `data.eval` entries, and the corpora of the languages a recipe adapts (when it trains
-    their tokenizers), naming a local file or directory that does not exist."""
+    their tokenizers), and the task files the finetune and transfer stages read, naming a local file or
+    directory that does not exist; a `model.pretrained` found nowhere."""
     named = [(f"data.{section}[{i}]", str(spec)) for section in ("train", "eval") for i, spec in enumerate(cfg.data[section])]
     if stage_work_listed("tokenizer", list(cfg.stages)):
         for language in list(cfg.adapt.languages) or list(cfg.languages):
             section = cfg.languages.get(language) or {}
             named += [(f"languages.{language}.{key}[{i}]", str(spec))
                       for key in ("corpus", "eval_corpus") for i, spec in enumerate(section.get(key) or [])]
-    return [(where, f"{spec}: no such file or directory") for where, spec in named
-            if not spec.startswith(("hf:", "synth:")) and not os.path.exists(spec)]
+    named += task_files(cfg, plugins or get_plugins())
+    missing = [(where, f"{spec}: no such file or directory") for where, spec in named
+               if not spec.startswith(("hf:", "synth:")) and not os.path.exists(os.path.expanduser(spec))]
+    return missing + pretrained_problems(cfg)
+
+
+def task_files(cfg: Any, plugins: Any) -> list[tuple[str, str]]:
+    """(dotted path, file) for every local task file the recipe's finetune and transfer stages read."""
+    stages = list(cfg.stages)
+    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    named: list[tuple[str, str]] = []
+    for i, section in enumerate(cfg.tasks):
+        if section.name not in plugins.tasks:
+            continue  # reported where the recipe is loaded
+        task = plugins.tasks.get(section.name)
+        reads = [("train", cfg.transfer.source_language)] if stage_work_listed("finetune", stages) else []
+        if "transfer" in stages:
+            reads += [(cfg.transfer.split, lang)
+                      for lang in [cfg.transfer.source_language, *task_languages(section, languages)]]
+        for split, language in reads:
+            named += [(f"tasks[{i}] ({split}, {language})", path) for path in task.data_files(section, split, language)]
+    first: dict[str, str] = {}
+    for where, path in named:  # each file once, under the first place that reads it
+        first.setdefault(path, where)
+    return [(where, path) for path, where in first.items()]
+
+
+def pretrained_problems(cfg: Any) -> Problems:
+    """`model.pretrained` that is neither a local directory nor a model in the local hub cache."""
+    spec = str(cfg.model.pretrained or "")
+    if not spec or Path(spec).expanduser().exists():
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except ValueError:  # not a hub name either (e.g. an absolute path)
+        cached = None
+    if isinstance(cached, str):
+        return []
+    return [("model.pretrained", f"{spec}: no such directory, nor a model in the local hub cache")]
+
+
+def check_before_work(recipe: Path, overrides: list[str], plugins: Any, local_files: str = "error") -> tuple[Any, Problems]:
+    """The resolved recipe of `recipe` with `overrides`, checked as `train` checks it before any work:
+    schema and ranges, the pipeline, positions, `model.pretrained` and every local data and task file.
+
+    Every command that reads a recipe (`train`, `recipe validate`, `recipe show`, `compute`) calls this.
+    Missing local files raise with the rest (`local_files="error"`) or are returned as warnings
+    (`"warn"`: a recipe is often shown or checked on a machine other than the one holding its data).
+    """
+    from mmadapt.recipe import load_recipe
+
+    cfg = load_recipe(recipe, overrides, plugins)
+    check_pipeline(cfg, str(recipe), data_files=local_files == "error", plugins=plugins)
+    return cfg, ([] if local_files == "error" else missing_data_files(cfg, plugins))
