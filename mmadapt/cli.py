@@ -66,11 +66,18 @@ def _without_launcher_args(argv: List[str]) -> List[str]:
 
 @app.command(context_settings=_EXTRA_ARGS)
 def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-          overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
-    """Run a recipe: validate it, then train and write everything into its output_dir."""
+          overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP),
+          rerun: bool = typer.Option(False, "--rerun", help="Re-run finished stages whose settings changed, replacing "
+                                                            "their outputs (without it they are refused, with what "
+                                                            "changed); same as rerun=true.")) -> None:
+    """Run a recipe: validate it, then train and write everything into its output_dir.
+
+    Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.
+    """
     from mmadapt.run import run_recipe
 
-    cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args, local_files="error")
+    extra = ["rerun=true"] if rerun else []
+    cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args + extra, local_files="error")
     result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 

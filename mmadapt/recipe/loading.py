@@ -136,13 +136,15 @@ def to_yaml(cfg: DictConfig) -> str:
 def save_resolved(cfg: DictConfig, directory: Path) -> Path:
     """Write the resolved recipe beside a run (atomically) and return its path.
 
-    The recipe is saved without the values mmadapt computes (`deepspeed.resolved`), so that
+    The recipe is saved without the values mmadapt computes (`deepspeed.resolved`) and without
+    `rerun`, so that
     `mmadapt train <output_dir>/recipe.yaml` runs it again as is; the filled-in DeepSpeed JSON
     goes beside it, for reading.
     """
     directory = Path(directory)
     container = OmegaConf.to_container(cfg, resolve=True)
     ds = container["deepspeed"].pop("resolved")
+    container.pop("rerun", None)  # a choice of one command, not a setting of the run
     write_text_atomic(directory / RESOLVED_DEEPSPEED_NAME, json.dumps(ds, indent=2) + "\n")
     return write_text_atomic(directory / RESOLVED_RECIPE_NAME, OmegaConf.to_yaml(OmegaConf.create(container)))
 
