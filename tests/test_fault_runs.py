@@ -233,13 +233,14 @@ def test_a_run_killed_while_exporting_keeps_the_old_model_unmarked_and_the_rerun
     big, marker = out / "pretrain" / "big", out / "pretrain" / STAGE_DONE
     old = _weights(big)
     changed = "train.lr=0.002"  # other settings: the stage re-runs and re-exports over the finished model
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_EXPORTING, *_command(tiny_corpus, out, changed)[3:]],
+    command = _command(tiny_corpus, out, changed, "rerun=true")[3:]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_EXPORTING, *command],
                             capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not marker.exists()  # the old marker went before the work: nothing vouches for a half-new stage
     assert all(torch.equal(old[name], tensor) for name, tensor in _weights(big).items())  # the old model, whole
 
-    rerun = _run(tiny_corpus, out, changed)  # takes over the dead run's locks, resumes, exports
+    rerun = _run(tiny_corpus, out, changed, "rerun=true")  # takes over the dead run's locks, resumes, exports
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert marker.exists()
     assert _run(tiny_corpus, unbroken, changed).returncode == 0

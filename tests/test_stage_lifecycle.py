@@ -31,8 +31,8 @@ class Plugins:
         self.hook = Hooks()
 
 
-def _unit(tmp_path, fingerprint="f1", work=None, plugins=None):
-    ctx = StageContext(OmegaConf.create({}), plugins or Plugins(), MAIN, tmp_path, tmp_path / "stage")
+def _unit(tmp_path, fingerprint="f1", work=None, plugins=None, rerun=False):
+    ctx = StageContext(OmegaConf.create({"rerun": rerun}), plugins or Plugins(), MAIN, tmp_path, tmp_path / "stage")
     calls = []
 
     def default_work():
@@ -68,7 +68,7 @@ def test_the_old_marker_is_gone_before_a_rerun_does_any_work(tmp_path):
         raise RuntimeError("killed mid-stage")
 
     with pytest.raises(RuntimeError):
-        run_stage(_unit(tmp_path, "f2", work)[0])
+        run_stage(_unit(tmp_path, "f2", work, rerun=True)[0])
     assert seen == [False]
     assert not (tmp_path / "stage" / STAGE_DONE).exists()  # half-new outputs are never vouched for
     assert not (tmp_path / "stage" / STAGE_LOCK).exists()

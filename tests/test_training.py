@@ -209,7 +209,7 @@ def test_a_stage_rerun_with_other_settings_never_resumes_from_the_old_checkpoint
     assert (out / "pretrain" / "checkpoints" / "step_00000004").is_dir()
     first = losses(out)
     capsys.readouterr()
-    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4", "train.lr=0.002"))
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4", "train.lr=0.002", "rerun=true"))
     assert "resumed from" not in capsys.readouterr().out
     second = losses(out)
     assert len(second) == 8 and second[0] == pytest.approx(first[0], abs=1e-6) and second[-1] != first[-1]

@@ -86,8 +86,9 @@ class StageRecord:
 
     def marker(self) -> dict[str, Any]:
         """The record as `stage_complete.json` holds it, with the settings its fingerprint digests."""
+        settings = getattr(self.fingerprint, "settings", None)
         return {"fingerprint": self.fingerprint, "outputs": self.outputs, "metrics": self.metrics,
-                "settings": getattr(self.fingerprint, "settings", None)}
+                **({"settings": settings} if settings is not None else {})}
 
 
 @dataclass
