@@ -46,8 +46,8 @@ def _checked(recipe: Path, overrides: List[str], local_files: str = "warn") -> t
 
     plugins = get_plugins()
     cfg, warnings = check_before_work(recipe, overrides, plugins, local_files)
-    for where, message in warnings:
-        typer.echo(f"warning: {recipe}: {where}: {message} here (train needs it)", err=True)
+    for warning in warnings:
+        typer.echo(f"warning: {recipe}: {warning}", err=True)
     return cfg, plugins
 
 

@@ -211,7 +211,8 @@ def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: to
     if ctx.cfg.adapt.big_model_micro_batch_size > 0:  # choosing the solution takes fewer sequences than refining it
         overrides["micro_batch_size"] = int(ctx.cfg.adapt.big_model_micro_batch_size)
     cfg = stage_cfg(ctx.cfg, overrides)
-    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR)
+    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR,
+                       strategy=ctx.strategy)
     sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"
     swap_word_embeddings(big, weight)
     ctx.log(f"adapt[{language}]: the first {steps} steps over the big model ({big.config.num_hidden_layers} layers)")

@@ -20,7 +20,7 @@ from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
     """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings)."""
     cfg = run.pretrain_cfg()
-    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain")
+    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
 
     def fingerprint() -> str:
         strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
