@@ -75,10 +75,12 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
     Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.
     """
     from mmadapt.run import run_recipe
+    from mmadapt.stopping import stop_on_signal
 
     extra = ["rerun=true"] if rerun else []
-    cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args + extra, local_files="error")
-    result = run_recipe(cfg, plugins)
+    with stop_on_signal():  # a signal before (or between) training loops: one line, exit 75
+        cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args + extra, local_files="error")
+        result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 
     if init_distributed().is_main:

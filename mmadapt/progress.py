@@ -4,7 +4,7 @@ A cluster job's stdout is a file: a progress bar there is a carriage-return line
 and says nothing once the job is gone. So when stdout is not a terminal, or
 `train.progress_bar` is off, rank 0 prints one line per `train.log_every` steps instead:
 
-    pretrain step 40/300 loss 5.1234 lr 9.80e-04 tokens/s 12,345 elapsed 0:01:23 remaining 0:08:59
+    2026-12-04 18:20:01 [full] pretrain step 40/300 loss 5.1234 lr 9.80e-04 tokens/s 12,345 elapsed 0:01:23 ...
 
 tokens/s and the remaining time are averages over this run of the loop (since its start or
 resumption). Third-party progress bars (transformers' "Loading weights" and "Writing model

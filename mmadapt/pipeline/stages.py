@@ -29,6 +29,7 @@ from mmadapt.digests import path_digest
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 from mmadapt.locks import held_lock
+from mmadapt.stopping import doing
 
 STAGE_DONE = "stage_complete.json"
 #: held (by rank 0) while a stage unit runs in its directory
@@ -117,6 +118,7 @@ def run_stage(unit: StageUnit) -> StageRecord:
 
 def _lifecycle(unit: StageUnit) -> StageRecord:
     ctx, collective = unit.ctx, not unit.main_only
+    doing(f"{unit.name} (checking its inputs, preparing its data and model, or writing its outputs)")
     fingerprint = unit.fingerprint()
     done = completed(ctx.stage_dir, fingerprint)
     if done:
@@ -136,6 +138,7 @@ def _lifecycle(unit: StageUnit) -> StageRecord:
         record = StageRecord(fingerprint, {key: str(value) for key, value in outputs.items()}, metrics or {})
         if ctx.dist.is_main:
             write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
+            doing(f"going on after {unit.name} finished")
             ctx.plugins.hook.mmadapt_stage_finished(stage=unit.name, output_dir=str(ctx.stage_dir),
                                                     metrics=dict(record.metrics))
         if collective:
