@@ -69,7 +69,10 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
           overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP),
           rerun: bool = typer.Option(False, "--rerun", help="Re-run finished stages whose settings changed, replacing "
                                                             "their outputs (without it they are refused, with what "
-                                                            "changed); same as rerun=true.")) -> None:
+                                                            "changed); same as rerun=true."),
+          smoke: bool = typer.Option(False, "--smoke", help="Try the recipe: every stage's steps capped at "
+                                                            "--smoke-steps, written to <output_dir>-smoke."),
+          smoke_steps: int = typer.Option(2, "--smoke-steps", min=1, help="The steps of each stage with --smoke.")) -> None:
     """Run a recipe: validate it, then train and write everything into its output_dir.
 
     Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.
@@ -77,9 +80,11 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
     from mmadapt.run import run_recipe
     from mmadapt.stopping import stop_on_signal
 
-    extra = ["rerun=true"] if rerun else []
+    given = list(overrides or []) + ctx.args + (["rerun=true"] if rerun else [])
     with stop_on_signal():  # a signal before (or between) training loops: one line, exit 75
-        cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args + extra, local_files="error")
+        if smoke:
+            given += _smoke_overrides(recipe, given, smoke_steps)
+        cfg, plugins = _checked(recipe, given, local_files="error")
         result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 
@@ -91,6 +96,17 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
         if result.rows:
             typer.echo(f"report: {result.output_dir / 'report.md'} and report.json")
         typer.echo(f"run directory: {result.output_dir} (resolved recipe: {result.output_dir / 'recipe.yaml'})")
+
+
+def _smoke_overrides(recipe: Path, overrides: List[str], steps: int) -> List[str]:
+    """`--smoke`'s overrides for the recipe as given (mmadapt.recipe.smoke), announced in one line."""
+    from mmadapt.recipe import load_recipe
+    from mmadapt.recipe.smoke import smoke_overrides
+
+    caps = smoke_overrides(load_recipe(recipe, overrides), steps)
+    typer.echo(f"smoke run: every stage capped at {steps} steps, into {caps[0].split('=', 1)[1]} "
+               f"({' '.join(caps[1:]) or 'no other change'})")
+    return caps
 
 
 @recipe_app.command("show", context_settings=_EXTRA_ARGS)

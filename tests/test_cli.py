@@ -113,3 +113,30 @@ def test_the_readmes_deletion_example_is_accepted():
 
     cfg = load_recipe(REPO / args[0], args[1:])
     assert cfg is not None
+
+
+@pytest.mark.parametrize("recipe", ["quickstart.yaml", "quickstart_tasks.yaml", "xlmr_base_compare.yaml"])
+def test_smoke_caps_every_stage_of_every_strategy_and_task(recipe, tmp_path):
+    from mmadapt.pipeline.plan import plan_runs
+    from mmadapt.recipe import load_recipe
+    from mmadapt.recipe.smoke import smoke_overrides
+
+    given = [f"variables.data={tmp_path}", f"output_dir={tmp_path / 'run'}"]
+    cfg = load_recipe(RECIPES / recipe, given + smoke_overrides(load_recipe(RECIPES / recipe, given), 2))
+    assert cfg.output_dir == f"{tmp_path / 'run'}-smoke"
+    assert cfg.adapt.big_model_steps <= 2 and cfg.adapt.snapshot_every <= 2
+    for run in plan_runs(cfg):
+        stages = [run.pretrain_cfg(), run.adapt_cfg(), *[run.finetune_cfg(task) for task in cfg.tasks]]
+        assert all(0 < stage.train.max_steps <= 2 and stage.train.warmup_steps <= 2 for stage in stages), run.name
+
+
+def test_train_smoke_runs_two_steps_into_its_own_directory(tmp_path):
+    from conftest import tiny_overrides, write_corpus
+
+    corpus = write_corpus(tmp_path / "c.txt", lines=400)
+    out = tmp_path / "run"
+    proc = mmadapt("train", RECIPES / "tiny_full.yaml", *tiny_overrides(corpus, out), "--smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"smoke run: every stage capped at 2 steps, into {out}-smoke (train.max_steps=2 train.warmup_steps=2)" in proc.stdout
+    summary = json.loads((tmp_path / "run-smoke" / "pretrain" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and not out.exists()
