@@ -145,3 +145,16 @@ def test_a_rerun_removes_the_replaced_units_checkpoints_events_and_metrics_but_n
     assert not run_stage(unit).skipped
     assert seen == [["nested", "out.txt", "sub"]]
     assert not (stage / "sub" / "checkpoints").exists() and (stage / "nested" / "checkpoints" / "step_1" / "x").exists()
+
+
+def test_a_rank_zero_only_unit_is_refused_the_same_way(tmp_path):
+    from mmadapt.pipeline.stages import FinishedStageChanged
+
+    first, _ = _recorded_unit(tmp_path, {"tokenizer": {"vocab_size": 400}})
+    first.main_only = True
+    run_stage(first)
+    changed, calls = _recorded_unit(tmp_path, {"tokenizer": {"vocab_size": 300}})
+    changed.main_only = True
+    with pytest.raises(FinishedStageChanged, match="tokenizer.vocab_size: 400 -> 300"):
+        run_stage(changed)
+    assert calls == []

@@ -111,8 +111,18 @@ def run_stage(unit: StageUnit) -> StageRecord:
     """Run `unit` through the lifecycle (module docstring); its record, whether it ran or was complete."""
     if not unit.main_only:
         return _lifecycle(unit)
-    record = _lifecycle(unit) if unit.ctx.dist.is_main else None
+    record, refused = None, None
+    if unit.ctx.dist.is_main:
+        try:
+            record = _lifecycle(unit)
+        except FinishedStageChanged as exc:  # every rank stops with it, none waits for rank 0
+            refused = exc
     barrier()
+    message = broadcast_object(str(refused) if refused else None)
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise MmadaptError(message)
     return broadcast_object(record)
 
 
