@@ -47,8 +47,9 @@ def run_seed(recipe: Path, output_dir: Path, seed: int, variants: list[str], ove
     languages = ", ".join(f"{v}: {{corpus: [synth:{v}], dictionary: synth:dictionaries/src-{v}.txt}}"
                           for v in variants)
     synth = f"{{seed: {seed}, grammar_variant: {seed}, languages: [src, {', '.join(variants)}], nli_test: 1000}}"
-    command = [sys.executable, "-m", "mmadapt", "train", "--rerun", str(recipe), f"output_dir={output_dir}", f"seed={seed}",
-               "train.progress_bar=false", f"data.synth={synth}", f"languages={{{languages}}}",
+    # --rerun: a seed's directory may hold a run with other settings (another grid, another init)
+    command = [sys.executable, "-m", "mmadapt", "train", "--rerun", str(recipe), f"output_dir={output_dir}",
+               f"seed={seed}", "train.progress_bar=false", f"data.synth={synth}", f"languages={{{languages}}}",
                f"tasks.0.languages=[src, {', '.join(variants)}]", *overrides]
     print("$ " + " ".join(command), flush=True)
     subprocess.run(command, check=True, cwd=REPO)

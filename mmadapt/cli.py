@@ -11,12 +11,14 @@ from mmadapt.errors import MmadaptError
 
 #: `-h` as well as `--help`, on every command
 _HELP = {"help_option_names": ["-h", "--help"]}
-app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add_completion=False, context_settings=_HELP,
-                  help="Mini-model adaptation of masked language models to new languages.")
-recipe_app = typer.Typer(no_args_is_help=True, context_settings=_HELP, help="Inspect and check recipes without training.")
+app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add_completion=False,
+                  context_settings=_HELP, help="Mini-model adaptation of masked language models to new languages.")
+recipe_app = typer.Typer(no_args_is_help=True, context_settings=_HELP,
+                         help="Inspect and check recipes without training.")
 app.add_typer(recipe_app, name="recipe")
 data_app = typer.Typer(no_args_is_help=True, context_settings=_HELP,
-                       help="Make data: tokenise a recipe's corpora ahead of training; the built-in synthetic benchmark.")
+                       help="Make data: tokenise a recipe's corpora ahead of training; "
+                            "the built-in synthetic benchmark.")
 app.add_typer(data_app, name="data")
 
 _OVERRIDES_HELP = ("Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1 tasks.0.max_length=64), "
@@ -25,6 +27,7 @@ _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, **_HELP
 
 
 def _print_version(value: bool) -> None:
+    """`--version`: print the installed version and stop."""
     if value:
         from importlib.metadata import version
 
@@ -72,7 +75,8 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
                                                             "changed); same as rerun=true."),
           smoke: bool = typer.Option(False, "--smoke", help="Try the recipe: every stage's steps capped at "
                                                             "--smoke-steps, written to <output_dir>-smoke."),
-          smoke_steps: int = typer.Option(2, "--smoke-steps", min=1, help="The steps of each stage with --smoke.")) -> None:
+          smoke_steps: int = typer.Option(2, "--smoke-steps", min=1,
+                                          help="The steps of each stage with --smoke.")) -> None:
     """Run a recipe: validate it, then train and write everything into its output_dir.
 
     Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.

@@ -129,3 +129,23 @@ def test_a_per_task_value_beating_a_command_line_override_is_warned_about_with_b
                         "for 'pawsx'; set tasks.0.finetune_train.max_steps=10 to change it"]
     _, warnings = check_before_work(RECIPES / "quickstart_tasks.yaml", ["finetune.train.max_steps=6000"], get_plugins())
     assert warnings == []  # the same value: nothing is lost
+
+
+def test_a_strategy_that_declares_no_mini_layers_option_only_gets_a_warning_for_a_deep_k():
+    from types import SimpleNamespace
+
+    from mmadapt.pipeline.checks import layer_count_problems
+    from mmadapt.plugins import get_plugins
+
+    class Registry(dict):
+        get = dict.__getitem__
+
+    plugins = SimpleNamespace(model_families=Registry(xlmr=object()),
+                              strategies=Registry(other=SimpleNamespace(),
+                                                  minijoint=get_plugins().strategies.get("minijoint")))
+    cfg = OmegaConf.create({"model": {"family": "xlmr", "pretrained": None, "config": {"num_hidden_layers": 4}},
+                            "strategy": {"name": "full"},
+                            "strategies": [{"name": "other", "k": 4}, {"name": "minijoint", "k": 6}]})
+    problems, warnings = layer_count_problems(cfg, plugins)
+    assert [path for path, _ in problems] == ["strategies[1].k"] and [path for path, _ in warnings] == ["strategies[0].k"]
+    assert warnings[0][1].startswith("4 is not below the big model's 4 layers (num_hidden_layers in model.config)")
