@@ -148,4 +148,4 @@ def test_a_strategy_that_declares_no_mini_layers_option_only_gets_a_warning_for_
                             "strategies": [{"name": "other", "k": 4}, {"name": "minijoint", "k": 6}]})
     problems, warnings = layer_count_problems(cfg, plugins)
     assert [path for path, _ in problems] == ["strategies[1].k"] and [path for path, _ in warnings] == ["strategies[0].k"]
-    assert warnings[0][1].startswith("4 is not below the big model's 4 layers (num_hidden_layers in model.config)")
+    assert warnings[0][1].startswith("4 is not below the big model's 4 layers (model.config.num_hidden_layers)")

@@ -132,7 +132,12 @@ def model_positions(cfg: Any, plugins: Any) -> tuple[int | None, str]:
     config, where = model_config(cfg, plugins)
     if config is None:
         return None, ""
-    return plugins.model_families.get(cfg.model.family).max_positions(config), f"max_position_embeddings in {where}"
+    return plugins.model_families.get(cfg.model.family).max_positions(config), _config_key("max_position_embeddings", where)
+
+
+def _config_key(key: str, where: str) -> str:
+    """How a message names a model config key read from `where` (`model_config`)."""
+    return f"model.config.{key}" if where == "model.config" else f"{key} in {where}"
 
 
 def model_config(cfg: Any, plugins: Any) -> tuple[dict | None, str]:
@@ -171,7 +176,7 @@ def layer_count_problems(cfg: Any, plugins: Any) -> tuple[Problems, Problems]:
         value = entry.get(option or "k")
         if not isinstance(value, int) or value < layers:
             continue
-        message = (f"{value} is not below the big model's {layers} layers (num_hidden_layers in {where}): the "
+        message = (f"{value} is not below the big model's {layers} layers ({_config_key('num_hidden_layers', where)}): the "
                    f"mini-model would be as deep as the big one and save no compute; the allowed range is 1 to "
                    f"{layers - 1}")
         (problems if option else warnings).append((f"{path}.{option or 'k'}", message))
