@@ -215,7 +215,8 @@ def end_to_end(corpus: Path, work: Path, sentences: int, vocab: int) -> dict:
     """One `mmadapt train` of a tiny model on `corpus` with an empty cache, under /usr/bin/time -v."""
     cache = work / "e2e-cache"
     out = work / "e2e-run"
-    argv = ["/usr/bin/time", "-v", sys.executable, "-m", "mmadapt", "train", str(REPO / "recipes" / "tiny_full.yaml"),
+    argv = ["/usr/bin/time", "-v", sys.executable, "-m", "mmadapt", "train", "--rerun",  # the run dir may hold an older run
+            str(REPO / "recipes" / "tiny_full.yaml"),
             f"data.train=[{corpus}]", f"output_dir={out}", f"model.train_tokenizer.vocab_size={vocab}",
             f"model.train_tokenizer.input_sentence_size={sentences}", "train.max_steps=5", "train.log_every=1",
             "train.save_every=0", "train.progress_bar=false"]

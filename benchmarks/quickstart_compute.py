@@ -24,7 +24,7 @@ PAPER_RATIO = 2.3
 
 
 def run_quickstart(output_dir: Path, overrides: list[str]) -> Path:
-    command = [sys.executable, "-m", "mmadapt", "train", str(REPO / "recipes" / "quickstart.yaml"),
+    command = [sys.executable, "-m", "mmadapt", "train", "--rerun", str(REPO / "recipes" / "quickstart.yaml"),
                f"output_dir={output_dir}", "train.progress_bar=false", *overrides]
     print("$ " + " ".join(command), flush=True)
     subprocess.run(command, check=True, cwd=REPO)

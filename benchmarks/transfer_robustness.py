@@ -48,11 +48,12 @@ def run_seed(recipe: Path, output_dir: Path, seed: int, variants: list[str], ove
     """One pipeline run adapting every variant (on `threads` torch threads); returns its report.json."""
     languages = ", ".join(f"{v}: {{corpus: [synth:{v}], dictionary: synth:dictionaries/src-{v}.txt}}"
                           for v in variants)
-    chosen_family = f"family: {family}, " if family else ""
-    synth = (f"{{{chosen_family}seed: {seed}, grammar_variant: {seed}, languages: [src, {', '.join(variants)}], "
-             "nli_test: 1000}")
-    command = [sys.executable, "-m", "mmadapt", "train", str(recipe), f"output_dir={output_dir}", f"seed={seed}",
-               "train.progress_bar=false", f"data.synth={synth}", f"languages={{{languages}}}",
+    # the clausal family draws its own grammar from the seed: `grammar_variant` is the basic family's
+    chosen = f"family: {family}, " if family else f"grammar_variant: {seed}, "
+    synth = f"{{{chosen}seed: {seed}, languages: [src, {', '.join(variants)}], nli_test: 1000}}"
+    # --rerun: a seed's directory may hold a run with other settings (another grid, another init)
+    command = [sys.executable, "-m", "mmadapt", "train", "--rerun", str(recipe), f"output_dir={output_dir}",
+               f"seed={seed}", "train.progress_bar=false", f"data.synth={synth}", f"languages={{{languages}}}",
                f"tasks.0.languages=[src, {', '.join(variants)}]", *overrides]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     print(("" if not threads else f"OMP_NUM_THREADS={threads} ") + "$ " + " ".join(command), flush=True)

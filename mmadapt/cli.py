@@ -9,15 +9,49 @@ import typer
 
 from mmadapt.errors import MmadaptError
 
+#: `-h` as well as `--help`, on every command
+_HELP = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(pretty_exceptions_show_locals=False, no_args_is_help=True, add_completion=False,
-                  help="Mini-model adaptation of masked language models to new languages.")
-recipe_app = typer.Typer(no_args_is_help=True, help="Inspect and check recipes without training.")
+                  context_settings=_HELP, help="Mini-model adaptation of masked language models to new languages.")
+recipe_app = typer.Typer(no_args_is_help=True, context_settings=_HELP,
+                         help="Inspect and check recipes without training.")
 app.add_typer(recipe_app, name="recipe")
-data_app = typer.Typer(no_args_is_help=True, help="Make data: tokenise a recipe's corpora ahead of training; the built-in synthetic benchmark.")
+data_app = typer.Typer(no_args_is_help=True, context_settings=_HELP,
+                       help="Make data: tokenise a recipe's corpora ahead of training; "
+                            "the built-in synthetic benchmark.")
 app.add_typer(data_app, name="data")
 
-_OVERRIDES_HELP = "Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1), ~key deletes a key."
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+_OVERRIDES_HELP = ("Recipe overrides: key=value (e.g. train.max_steps=10 output_dir=runs/try1 tasks.0.max_length=64), "
+                   "~key deletes a key the recipe file sets.")
+_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, **_HELP}
+
+
+def _print_version(value: bool) -> None:
+    """`--version`: print the installed version and stop."""
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"mmadapt {version('mmadapt')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                                help="Print mmadapt's version and exit.")) -> None:
+    """Mini-model adaptation of masked language models to new languages."""
+
+
+def _checked(recipe: Path, overrides: List[str], local_files: str = "warn") -> tuple:
+    """The recipe resolved and checked as `train` checks it (`check_before_work`), its local-file warnings
+    printed when `local_files="warn"`; (cfg, plugins)."""
+    from mmadapt.pipeline.checks import check_before_work
+    from mmadapt.plugins import get_plugins
+
+    plugins = get_plugins()
+    cfg, warnings = check_before_work(recipe, overrides, plugins, local_files)
+    for warning in warnings:
+        typer.echo(f"warning: {recipe}: {warning}", err=True)
+    return cfg, plugins
 
 
 def _without_launcher_args(argv: List[str]) -> List[str]:
@@ -35,17 +69,27 @@ def _without_launcher_args(argv: List[str]) -> List[str]:
 
 @app.command(context_settings=_EXTRA_ARGS)
 def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
-          overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
-    """Run a recipe: validate it, then train and write everything into its output_dir."""
-    from mmadapt.pipeline.checks import check_pipeline
-    from mmadapt.plugins import get_plugins
-    from mmadapt.recipe import load_recipe
-    from mmadapt.run import run_recipe
+          overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP),
+          rerun: bool = typer.Option(False, "--rerun", help="Re-run finished stages whose settings changed, replacing "
+                                                            "their outputs (without it they are refused, with what "
+                                                            "changed); same as rerun=true."),
+          smoke: bool = typer.Option(False, "--smoke", help="Try the recipe: every stage's steps capped at "
+                                                            "--smoke-steps, written to <output_dir>-smoke."),
+          smoke_steps: int = typer.Option(2, "--smoke-steps", min=1,
+                                          help="The steps of each stage with --smoke.")) -> None:
+    """Run a recipe: validate it, then train and write everything into its output_dir.
 
-    plugins = get_plugins()
-    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
-    check_pipeline(cfg, str(recipe), plugins=plugins)  # as `recipe validate` does, naming the file; run_recipe again
-    result = run_recipe(cfg, plugins)
+    Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.
+    """
+    from mmadapt.run import run_recipe
+    from mmadapt.stopping import stop_on_signal
+
+    given = list(overrides or []) + ctx.args + (["rerun=true"] if rerun else [])
+    with stop_on_signal():  # a signal before (or between) training loops: one line, exit 75
+        if smoke:
+            given += _smoke_overrides(recipe, given, smoke_steps)
+        cfg, plugins = _checked(recipe, given, local_files="error")
+        result = run_recipe(cfg, plugins)
     from mmadapt.distributed import init_distributed
 
     if init_distributed().is_main:
@@ -58,33 +102,43 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
         typer.echo(f"run directory: {result.output_dir} (resolved recipe: {result.output_dir / 'recipe.yaml'})")
 
 
+def _smoke_overrides(recipe: Path, overrides: List[str], steps: int) -> List[str]:
+    """`--smoke`'s overrides for the recipe as given (mmadapt.recipe.smoke), announced in one line."""
+    from mmadapt.recipe import load_recipe
+    from mmadapt.recipe.smoke import smoke_overrides
+
+    caps = smoke_overrides(load_recipe(recipe, overrides), steps)
+    typer.echo(f"smoke run: every stage capped at {steps} steps, into {caps[0].split('=', 1)[1]} "
+               f"({' '.join(caps[1:]) or 'no other change'})")
+    return caps
+
+
 @recipe_app.command("show", context_settings=_EXTRA_ARGS)
 def recipe_show(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
                 overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
-    """Print the resolved recipe (defaults <- file <- overrides) as YAML."""
-    from mmadapt.recipe import load_recipe, to_yaml
+    """Print the resolved recipe (defaults <- file <- overrides) as YAML, after the checks `train` makes
+    before any work (a missing local file is a warning here)."""
+    from mmadapt.recipe import to_yaml
 
-    typer.echo(to_yaml(load_recipe(recipe, list(overrides or []) + ctx.args)), nl=False)
+    cfg, _ = _checked(recipe, list(overrides or []) + ctx.args)
+    typer.echo(to_yaml(cfg), nl=False)
 
 
-@recipe_app.command("validate")
-def recipe_validate(recipes: List[Path] = typer.Argument(..., help="Recipe YAML files.")) -> None:
+@recipe_app.command("validate", context_settings=_EXTRA_ARGS)
+def recipe_validate(ctx: typer.Context, args: List[str] = typer.Argument(
+        ..., help="Recipe YAML files, then overrides (key=value, ~key) applied to each.")) -> None:
     """Check recipes without training, as `train` does before any work; report every problem of every recipe.
 
-    A local data file that does not exist is only a warning here: the recipe may be meant for
-    another machine (`train` refuses it).
+    A local data file (or task file, or `model.pretrained`) that does not exist is only a warning
+    here: the recipe may be meant for another machine (`train` refuses it).
     """
-    from mmadapt.pipeline.checks import check_pipeline, missing_data_files
-    from mmadapt.recipe import load_recipe
-
+    words = list(args) + ctx.args
+    overrides = [word for word in words if "=" in word or word.startswith(("~", "-"))]
     failed = 0
-    for path in recipes:
+    for path in [Path(word) for word in words if word not in overrides]:
         try:
-            cfg = load_recipe(path)
-            check_pipeline(cfg, str(path), data_files=False)
+            _checked(path, overrides)
             typer.echo(f"ok: {path}")
-            for where, message in missing_data_files(cfg):
-                typer.echo(f"warning: {path}: {where}: {message} here (train needs it)", err=True)
         except MmadaptError as exc:
             failed += 1
             typer.echo(f"invalid: {exc}", err=True)
@@ -197,11 +251,8 @@ def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe 
             overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
     """Predict the training FLOPs per step of each stage, and adapt's full/mini ratio, without training."""
     from mmadapt.compute import predict, report
-    from mmadapt.plugins import get_plugins
-    from mmadapt.recipe import load_recipe
 
-    plugins = get_plugins()
-    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
+    cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args)
     predictions, source = predict(cfg, plugins)
     typer.echo(report(cfg, predictions, source))
 

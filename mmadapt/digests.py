@@ -68,3 +68,20 @@ def tensors_digest(tensors: dict[str, Any]) -> str:
         sha.update(f"{name}\0{list(tensor.shape)}\n".encode())
         sha.update(tensor.numpy().tobytes())
     return sha.hexdigest()
+
+
+class Fingerprint(str):
+    """A stage fingerprint (the digest) that also keeps the named settings it digests, so that a finished
+    stage's marker can record them and a later run can say which of them changed."""
+
+    settings: dict[str, Any]
+
+
+def stage_fingerprint(kind: str, **named: Any) -> Fingerprint:
+    """The fingerprint of a stage of `kind` over `named` settings and input digests (the same digest as
+    `digest(kind, *named.values())`), keeping them as plain data."""
+    plain = {name: OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+             for name, value in named.items()}
+    fingerprint = Fingerprint(digest(kind, *plain.values()))
+    fingerprint.settings = json.loads(json.dumps(plain, default=str))
+    return fingerprint

@@ -106,6 +106,9 @@ class Strategy(Named):
     #: strategy may then take a given big model as it is, with `reuse: <strategy>` or with
     #: `model.pretrained` and no pretrain stage (`full` does; a strategy that makes a mini-model does not)
     uses_pretrained_as_is: bool = False
+    #: the option (e.g. "k") naming how many big-model layers the strategy's mini-model takes, which must be
+    #: fewer than the big model has: a recipe asking for as many is refused before any work (None: no such option)
+    mini_layers_option: str | None = None
 
     def pretrain(self, ctx: "StageContext") -> dict[str, Path]:
         """Run the pretraining stage into `ctx.stage_dir`; return the directories written."""

@@ -4,7 +4,7 @@ A cluster job's stdout is a file: a progress bar there is a carriage-return line
 and says nothing once the job is gone. So when stdout is not a terminal, or
 `train.progress_bar` is off, rank 0 prints one line per `train.log_every` steps instead:
 
-    pretrain step 40/300 loss 5.1234 lr 9.80e-04 tokens/s 12,345 elapsed 0:01:23 remaining 0:08:59
+    2026-12-04 18:20:01 [full] pretrain step 40/300 loss 5.1234 lr 9.80e-04 tokens/s 12,345 elapsed 0:01:23 ...
 
 tokens/s and the remaining time are averages over this run of the loop (since its start or
 resumption). Third-party progress bars (transformers' "Loading weights" and "Writing model
@@ -42,11 +42,19 @@ def format_duration(seconds: float) -> str:
     return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
+def line_prefix(strategy: str | None = None, now: float | None = None) -> str:
+    """What every stage log line starts with: the wall-clock time, then the strategy in brackets (when
+    the line belongs to one): `2026-12-04 18:20:01 [minijoint]`."""
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    return f"{clock} [{strategy}]" if strategy else clock
+
+
 def log_line(label: str, step: int, total: int, metrics: dict[str, float], tokens_per_s: float, elapsed: float,
-             remaining: float) -> str:
-    """One plain log line: step, every loss (`loss` first), lr, tokens/s, elapsed and remaining time."""
+             remaining: float, prefix: str = "") -> str:
+    """One plain log line: `prefix` (`line_prefix`), step, every loss (`loss` first), lr, tokens/s, elapsed and
+    remaining time."""
     losses = sorted((k for k in metrics if k != "lr"), key=lambda k: (k != "loss", k))
-    parts = [f"{label} step {step}/{total}"] + [f"{k} {metrics[k]:.4f}" for k in losses]
+    parts = ([prefix] if prefix else []) + [f"{label} step {step}/{total}"] + [f"{k} {metrics[k]:.4f}" for k in losses]
     if "lr" in metrics:
         parts.append(f"lr {metrics['lr']:.2e}")
     parts += [f"tokens/s {tokens_per_s:,.0f}", f"elapsed {format_duration(elapsed)}",
@@ -62,15 +70,16 @@ class TrainingProgress:
     """
 
     def __init__(self, label: str, total: int, initial: int, enabled: bool, progress_bar: bool,
-                 stream: TextIO | None = None):
-        self.label, self.total, self.initial = label, total, initial
+                 stream: TextIO | None = None, strategy: str | None = None):
+        self.label, self.total, self.initial, self.strategy = label, total, initial, strategy
         self.stream = stream if stream is not None else sys.stdout
         self.lines = enabled and (not progress_bar or not _is_terminal(self.stream))
         self.bar: Any = None
         if enabled and progress_bar and _is_terminal(sys.stderr):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=label, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=f"[{strategy}] {label}" if strategy else label,
+                            dynamic_ncols=True)
         self.started = time.perf_counter()
 
     def advance(self) -> None:
@@ -88,7 +97,8 @@ class TrainingProgress:
         done = step - self.initial
         remaining = elapsed / done * (self.total - step) if done > 0 else 0.0
         rate = tokens / elapsed if elapsed > 0 else 0.0
-        print(log_line(self.label, step, self.total, metrics, rate, elapsed, remaining), file=self.stream, flush=True)
+        print(log_line(self.label, step, self.total, metrics, rate, elapsed, remaining, line_prefix(self.strategy)),
+              file=self.stream, flush=True)
 
     def close(self) -> None:
         """Close the bar, if one is drawn."""

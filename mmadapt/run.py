@@ -158,7 +158,8 @@ class Pipeline:
     def adapt(self, run: StrategyRun, lang: str) -> None:
         """Stage `adapt` for one language, and its `alignment_at_1` (rank 0)."""
         pretrained = self.records[run.name]["pretrain"]
-        ctx = StageContext(run.adapt_cfg(), self.plugins, self.dist, run.run_dir, run.run_dir / "adapt" / lang)
+        ctx = StageContext(run.adapt_cfg(), self.plugins, self.dist, run.run_dir, run.run_dir / "adapt" / lang,
+                           strategy=run.name)
         model_dir = adapt_model_dir(pretrained.outputs)
         record = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint,
                                 Path(pretrained.outputs["big"]))
@@ -176,7 +177,7 @@ class Pipeline:
         else:
             pretrained = self.records[run.name]["pretrain"]
             ctx = StageContext(run.finetune_cfg(task_section), self.plugins, self.dist, run.run_dir,
-                               run.run_dir / "finetune" / task)
+                               run.run_dir / "finetune" / task, strategy=run.name)
             record = finetune_task(ctx, task_section, Path(pretrained.outputs["big"]), pretrained.fingerprint)
         self._keep(run, f"finetune/{task}", record, reused=bool(run.reuse))
 
@@ -184,10 +185,12 @@ class Pipeline:
         """Stage `transfer` for one task: the source score, then each evaluated language and its report row."""
         task, records = task_section.name, self.records[run.name]
         finetuned = records[f"finetune/{task}"]
-        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task)
+        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task,
+                           strategy=run.name)
         source = source_scores(ctx, task_section, finetuned)[self.plugins.tasks.get(task).metric_names[0]]
         for lang in task_languages(task_section, self.languages):
-            ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task / lang)
+            ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task / lang,
+                               strategy=run.name)
             adapted = records[f"adapt/{lang}"]
             record = transfer_language(ctx, task_section, finetuned, lang, adapted)
             self._keep(run, f"transfer/{task}/{lang}", record)

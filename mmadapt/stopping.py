@@ -10,9 +10,10 @@ Exit codes of `mmadapt` (also in README, "Failures and recovery"):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -36,6 +37,45 @@ class Preempted(MmadaptError):
 
     exit_code = EXIT_PREEMPTED
     label = "stopped"
+
+
+class SignalledOutsideTraining(MmadaptError):
+    """A preemption signal arrived outside a training loop (data preparation, set-up, between stages)."""
+
+    exit_code = EXIT_PREEMPTED
+    label = "stopped"
+
+
+#: what the run is doing outside its training loops, named when a signal stops it there
+_WORK = ["setting up the run"]
+
+
+def doing(what: str) -> None:
+    """Note what the run does now (`pretrain: preparing data and the model`), for `stop_on_signal`'s message."""
+    _WORK[0] = what
+
+
+@contextlib.contextmanager
+def stop_on_signal() -> Iterator[None]:
+    """Turn a preemption signal outside a training loop into `SignalledOutsideTraining` (one line, exit 75):
+    a training loop's `PreemptionWatch` takes the signals over while it runs, and gives them back after."""
+    def stop(signum: int, frame: Any) -> None:
+        raise SignalledOutsideTraining(
+            f"{signal.Signals(signum).name} received while {_WORK[0]} (before a training loop saved anything of "
+            "it): nothing finished was lost (finished stages and saved checkpoints stay); run the same command "
+            "again to continue")
+
+    doing("setting up the run (reading the recipe, starting the processes)")
+    previous = {}
+    try:
+        previous = {sig: signal.signal(sig, stop) for sig in PREEMPTION_SIGNALS}
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class PreemptionWatch:

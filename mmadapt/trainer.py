@@ -142,7 +142,8 @@ class Trainer:
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
                       if self.eval_data is not None and cfg.eval_every > 0 else [])
-        progress = TrainingProgress(self._label(), cfg.max_steps, step, dist.is_main, cfg.progress_bar)
+        progress = TrainingProgress(self._label(), cfg.max_steps, step, dist.is_main, cfg.progress_bar,
+                                    strategy=ctx.strategy)
         memory = PeakMemory(dist.device)
         memory.start()
         counters = _LoopCounters()

@@ -84,6 +84,8 @@ class MiniJointObjective(torch.nn.Module):
 class MiniJointStrategy(Strategy):
     """MLM on the big model plus a secondary MLM head after layer k; writes big/, mini/, manifest."""
 
+    mini_layers_option = "k"  # the mini-model takes k of the big model's layers: k must be fewer
+
     @dataclass
     class Options:
         #: the secondary head reads the hidden state after this many layers (paper: 4 of 24)

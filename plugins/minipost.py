@@ -93,6 +93,8 @@ class DistilledMLMObjective(torch.nn.Module):
 class MiniPostStrategy(Strategy):
     """Freeze a pretrained model's embeddings + selected layers, train new layers and a head on top."""
 
+    mini_layers_option = "k"  # the mini-model takes k of the big model's layers: k must be fewer
+
     @dataclass
     class Options:
         #: how many big-model layers the mini-model takes (with first_k: the bottom k)

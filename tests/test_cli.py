@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import clean_env, mmadapt_command
+import pytest
+
+from conftest import REPO, RECIPES, clean_env, mmadapt_command
 from mmadapt.synth import generate_benchmark
 
 
@@ -38,3 +40,103 @@ def test_an_unknown_command_is_a_usage_error_not_a_traceback():
     out = mmadapt("trian", "recipes/quickstart.yaml")
     assert out.returncode == 2
     assert "No such command 'trian'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_version_and_h_print_without_a_traceback():
+    from importlib.metadata import version
+
+    out = mmadapt("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"mmadapt {version('mmadapt')}"
+    for command in (["-h"], ["train", "-h"], ["recipe", "validate", "-h"], ["data", "synth", "-h"]):
+        out = mmadapt(*command)
+        assert out.returncode == 0 and "Usage: mmadapt" in out.stdout and "Traceback" not in out.stderr, command
+
+
+def test_an_override_may_use_a_variable_another_override_sets(tmp_path):
+    out = mmadapt("recipe", "show", RECIPES / "tiny_full.yaml", "output_dir=${variables.data}/runs",
+                  f"variables.data={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert f"output_dir: {tmp_path}/runs" in out.stdout.splitlines()
+
+
+@pytest.mark.parametrize("override, line", [
+    ("output_dir=${variables.nope}", "  output_dir: Interpolation key 'variables.nope' not found"),
+    ("tasks.5.max_length=1", "  tasks.5.max_length: tasks has 2 item(s) in the recipe file (index 0 to 1): no item 5"),
+    ("data.train.3=x", "  data.train.3: data.train has 1 item(s) in the recipe file (index 0 to 0): no item 3"),
+])
+def test_a_bad_override_is_a_recipe_problem_not_a_traceback(override, line):
+    out = mmadapt("recipe", "show", RECIPES / "quickstart_tasks.yaml", override)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.splitlines() == ["error: 1 problem(s) in " + str(RECIPES / "quickstart_tasks.yaml") + ":", line]
+
+
+def test_a_list_item_override_sets_that_item_only():
+    from mmadapt.recipe import load_recipe
+
+    cfg = load_recipe(RECIPES / "quickstart_tasks.yaml", ["tasks.1.max_length=24"])
+    base = load_recipe(RECIPES / "quickstart_tasks.yaml")
+    assert [t.max_length for t in cfg.tasks] == [base.tasks[0].max_length, 24]
+
+
+@pytest.mark.parametrize("command", [["recipe", "show"], ["recipe", "validate"], ["compute"]])
+def test_show_validate_and_compute_refuse_a_block_size_train_refuses(command):
+    out = mmadapt(*command, RECIPES / "tiny_full.yaml", "data.block_size=1000")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("data.block_size: 1000 + 2 positions exceed the model's 130 (model.config.max_position_embeddings); "
+            "the allowed range is 1 to 128") in out.stderr
+    assert out.stdout == ""
+
+
+def test_validate_takes_overrides_and_names_missing_task_files_and_model(tmp_path):
+    out = mmadapt("recipe", "validate", RECIPES / "xlmr_base_compare.yaml", f"variables.data={tmp_path}")
+    assert out.returncode == 0 and out.stdout.strip() == f"ok: {RECIPES / 'xlmr_base_compare.yaml'}"
+    warnings = out.stderr.splitlines()
+    assert (f"warning: {RECIPES / 'xlmr_base_compare.yaml'}: tasks[0] (train, en): "
+            f"{tmp_path}/multinli_1.0/multinli_1.0_train.jsonl: no such file or directory here (train needs it)") in warnings
+    assert any(f"model.pretrained: {tmp_path}/xlm-roberta-base: no such directory, nor a model in the local hub cache"
+               in line for line in warnings)
+
+
+def test_train_refuses_a_missing_task_file_before_any_work(tmp_path):
+    out = mmadapt("train", RECIPES / "quickstart_tasks.yaml", f"output_dir={tmp_path / 'run'}",
+                  f"tasks.0.train_file={tmp_path / 'none.jsonl'}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"  tasks[0] (train, src): {tmp_path / 'none.jsonl'}: no such file or directory" in out.stderr.splitlines()
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_readmes_deletion_example_is_accepted():
+    readme = (REPO / "README.md").read_text()
+    example = next(line for line in readme.splitlines() if "~key deletes a key" in line)
+    args = example.split("#")[0].split()[2:]  # `mmadapt train RECIPE ...`
+    from mmadapt.recipe import load_recipe
+
+    cfg = load_recipe(REPO / args[0], args[1:])
+    assert cfg is not None
+
+
+@pytest.mark.parametrize("recipe", ["quickstart.yaml", "quickstart_tasks.yaml", "xlmr_base_compare.yaml"])
+def test_smoke_caps_every_stage_of_every_strategy_and_task(recipe, tmp_path):
+    from mmadapt.pipeline.plan import plan_runs
+    from mmadapt.recipe import load_recipe
+    from mmadapt.recipe.smoke import smoke_overrides
+
+    given = [f"variables.data={tmp_path}", f"output_dir={tmp_path / 'run'}"]
+    cfg = load_recipe(RECIPES / recipe, given + smoke_overrides(load_recipe(RECIPES / recipe, given), 2))
+    assert cfg.output_dir == f"{tmp_path / 'run'}-smoke"
+    assert cfg.adapt.big_model_steps <= 2 and cfg.adapt.snapshot_every <= 2
+    for run in plan_runs(cfg):
+        stages = [run.pretrain_cfg(), run.adapt_cfg(), *[run.finetune_cfg(task) for task in cfg.tasks]]
+        assert all(0 < stage.train.max_steps <= 2 and stage.train.warmup_steps <= 2 for stage in stages), run.name
+
+
+def test_train_smoke_runs_two_steps_into_its_own_directory(tmp_path):
+    from conftest import tiny_overrides, write_corpus
+
+    corpus = write_corpus(tmp_path / "c.txt", lines=400)
+    out = tmp_path / "run"
+    proc = mmadapt("train", RECIPES / "tiny_full.yaml", *tiny_overrides(corpus, out), "--smoke")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"smoke run: every stage capped at 2 steps, into {out}-smoke (train.max_steps=2 train.warmup_steps=2)" in proc.stdout
+    summary = json.loads((tmp_path / "run-smoke" / "pretrain" / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and not out.exists()

@@ -233,13 +233,14 @@ def test_a_run_killed_while_exporting_keeps_the_old_model_unmarked_and_the_rerun
     big, marker = out / "pretrain" / "big", out / "pretrain" / STAGE_DONE
     old = _weights(big)
     changed = "train.lr=0.002"  # other settings: the stage re-runs and re-exports over the finished model
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_EXPORTING, *_command(tiny_corpus, out, changed)[3:]],
+    command = _command(tiny_corpus, out, changed, "rerun=true")[3:]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_EXPORTING, *command],
                             capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not marker.exists()  # the old marker went before the work: nothing vouches for a half-new stage
     assert all(torch.equal(old[name], tensor) for name, tensor in _weights(big).items())  # the old model, whole
 
-    rerun = _run(tiny_corpus, out, changed)  # takes over the dead run's locks, resumes, exports
+    rerun = _run(tiny_corpus, out, changed, "rerun=true")  # takes over the dead run's locks, resumes, exports
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert marker.exists()
     assert _run(tiny_corpus, unbroken, changed).returncode == 0
@@ -304,3 +305,31 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before_wit
     assert _weights(broken / "pretrain" / "big").keys() == _weights(unbroken / "pretrain" / "big").keys()
     assert all(torch.equal(_weights(unbroken / "pretrain" / "big")[name], tensor)
                for name, tensor in _weights(broken / "pretrain" / "big").items())
+
+
+_SIGNALLED_WHILE_READING_DATA = """
+import os, runpy, signal, sys
+import mmadapt.pretraining as pretraining
+sources = pretraining.text_sources
+def sources_then_signal(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, while the stage reads its data
+    return sources(*args, **kwargs)
+pretraining.text_sources = sources_then_signal
+sys.argv = ["mmadapt", *sys.argv[1:]]
+runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_signal_before_training_starts_is_one_line_exit_75_and_loses_nothing_finished(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert _run(tiny_corpus, out).returncode == 0
+    marker, model = out / "pretrain" / STAGE_DONE, out / "pretrain" / "big" / "model.safetensors"
+    kept = (marker.read_text(), model.stat().st_mtime_ns)
+    proc = subprocess.run([sys.executable, "-c", _SIGNALLED_WHILE_READING_DATA, *_command(tiny_corpus, out)[3:]],
+                          capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
+    assert proc.returncode == EXIT_PREEMPTED, proc.stderr[-3000:]
+    assert _one_line(proc.stderr) == (
+        "stopped: SIGTERM received while pretrain (checking its inputs, preparing its data and model, or writing its "
+        "outputs) (before a training loop saved anything of it): nothing finished was lost (finished stages and "
+        "saved checkpoints stay); run the same command again to continue")
+    assert (marker.read_text(), model.stat().st_mtime_ns) == kept

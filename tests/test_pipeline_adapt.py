@@ -98,12 +98,12 @@ def test_logging_and_checkpoint_settings_do_not_rerun_finished_stages(tiny_corpu
                                                       "train.keep_checkpoints=5", "train.eval_every=3"))
     assert "pretrain" in watched.skipped
     assert [path.stat().st_mtime_ns for path in outputs] == stamps
-    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02"))
+    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02", "rerun=true"))
     assert outputs[0].stat().st_mtime_ns == stamps[0]  # a setting that changes the result re-runs adapt only
     assert outputs[1].stat().st_mtime_ns != stamps[1]
     stamps = [path.stat().st_mtime_ns for path in outputs]
     _, result = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, out, "adapt.train.lr=0.02",
-                                                     "strategy.adapt_train={max_steps: 8}"))
+                                                     "strategy.adapt_train={max_steps: 8}", "rerun=true"))
     assert "pretrain" in result.skipped and outputs[0].stat().st_mtime_ns == stamps[0]
     assert json.loads((out / "adapt" / "xx" / "train_summary.json").read_text())["steps"] == 8
 
@@ -124,7 +124,7 @@ def test_a_corpus_edited_in_place_reruns_the_stages_that_read_it_and_only_those(
         if edited is not None:
             lines = edited.read_text(encoding="utf-8").splitlines()[:-500]
             edited.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        run_in_process(TINY, adapt_overrides(corpus, new_corpus, out, *extra))
+        run_in_process(TINY, adapt_overrides(corpus, new_corpus, out, "rerun=true", *extra))
         return {name for name, path in outputs.items() if path.stat().st_mtime_ns != stamps[name]}
 
     assert rerun(new_corpus) == {"tokenizer", "adapt"}

@@ -231,7 +231,7 @@ def test_a_refinetuned_model_gets_its_own_source_score_not_the_cached_one(tmp_pa
     run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert {r["source_score"] for r in rows} == {0.0}  # same settings: the cache is used
-    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "finetune.train={max_steps: 12, lr: 0.0002}"])
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "finetune.train={max_steps: 12, lr: 0.0002}", "rerun=true"])
     rows = json.loads((out / "report.json").read_text())["rows"]
     fresh = json.loads(cache.read_text())
     assert fresh["key"] != cached["key"]
@@ -247,7 +247,7 @@ def test_a_task_finetune_budget_applies_to_that_task_and_reruns_only_its_finetun
     stamps = [path.stat().st_mtime_ns for path in kept]
     summary = out / "full" / "finetune" / "xnli" / "train_summary.json"
     assert json.loads(summary.read_text())["steps"] == 12
-    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "tasks.0.finetune_train={max_steps: 7}"])
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "tasks.0.finetune_train={max_steps: 7}", "rerun=true"])
     assert json.loads(summary.read_text())["steps"] == 7
     assert [path.stat().st_mtime_ns for path in kept] == stamps
 
@@ -273,7 +273,7 @@ def test_a_task_file_edited_in_place_reruns_the_stages_that_read_it_and_only_tho
     def rerun_after_dropping_last_line_of(edited):
         stamps = {name: path.stat().st_mtime_ns for name, path in outputs.items()}
         edited.write_text("".join(edited.read_text(encoding="utf-8").splitlines(keepends=True)[:-1]), encoding="utf-8")
-        run_in_process(QUICKSTART, overrides)
+        run_in_process(QUICKSTART, [*overrides, "rerun=true"])
         return {name for name, path in outputs.items() if path.stat().st_mtime_ns != stamps[name]}
 
     # XNLI's test file holds every language: the source score and each language's transfer read it

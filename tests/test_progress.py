@@ -12,7 +12,8 @@ from mmadapt.metrics import read_metrics
 from mmadapt.progress import TrainingProgress, format_duration, log_line, quiet_third_party_bars
 
 TINY = RECIPES / "tiny_full.yaml"
-LINE = re.compile(r"^pretrain step (\d+)/(\d+) loss (\d+\.\d{4}) mlm_loss \d+\.\d{4} lr \d\.\d\de-\d\d "
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[full\] "  # the wall-clock time and the strategy
+                  r"pretrain step (\d+)/(\d+) loss (\d+\.\d{4}) mlm_loss \d+\.\d{4} lr \d\.\d\de-\d\d "
                   r"tokens/s [\d,]+ elapsed \d+:\d\d:\d\d remaining \d+:\d\d:\d\d$")
 
 
@@ -31,6 +32,18 @@ def test_a_log_line_holds_step_every_loss_lr_throughput_and_times():
     line = log_line("adapt/de", 40, 300, {"lr": 9.8e-4, "mlm_loss_mini": 5.5, "loss": 5.12345}, 12345.6, 83, 539)
     assert line == ("adapt/de step 40/300 loss 5.1235 mlm_loss_mini 5.5000 lr 9.80e-04 tokens/s 12,346 "
                     "elapsed 0:01:23 remaining 0:08:59")
+
+
+def test_a_stage_log_line_starts_with_the_wall_clock_time_and_its_strategy():
+
+    from mmadapt.progress import line_prefix
+
+    prefix = line_prefix("minijoint")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[minijoint\]", prefix)
+    stream = io.StringIO()
+    progress = TrainingProgress("adapt/de", 10, 0, True, False, stream=stream, strategy="minipost")
+    progress.report(5, {"loss": 2.0}, 100)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[minipost\] adapt/de step 5/10 loss 2.0000 ", stream.getvalue())
 
 
 @pytest.mark.parametrize("progress_bar, stream, prints", [

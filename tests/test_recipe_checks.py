@@ -91,7 +91,8 @@ def test_stages_a_later_stage_runs_for_itself_may_be_left_out(tmp_path):
     check_pipeline(load_recipe(recipe_file(tmp_path, "implied", {"stages": ["pretrain", "adapt", "transfer"]})))
     # `full` takes model.pretrained as its big model without a pretrain stage
     check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["strategies=[{name: full}]", "model.pretrained=some/dir",
-                                                              "stages=[tokenizer,adapt,finetune,transfer]"]))
+                                                              "stages=[tokenizer,adapt,finetune,transfer]"]),
+                   data_files=False)  # some/dir is not on this machine
 
 
 def test_transfer_evaluates_a_task_on_the_adapted_languages_it_lists_in_adaptation_order():
@@ -106,3 +107,45 @@ def test_a_report_baseline_that_is_not_one_of_the_strategies_is_refused(tmp_path
     with pytest.raises(RecipeError, match=r"report.baseline: 'mini' is not one of the run's strategies "
                                           r"\(minijoint, full, minipost\)"):
         check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["report.baseline=mini"]))
+
+
+@pytest.mark.parametrize("recipe, override", [("tiny_minijoint.yaml", "strategy.k=4"),
+                                              ("quickstart.yaml", "strategies.2.k=8")])
+def test_a_mini_model_as_deep_as_the_big_model_is_refused_by_every_command(recipe, override):
+    path = "strategy.k" if override.startswith("strategy.") else "strategies[2].k"
+    for command in (["compute"], ["recipe", "validate"], ["train"]):
+        out = subprocess.run(mmadapt_command() + [*command, str(RECIPES / recipe), override], capture_output=True,
+                             text=True, env=clean_env(), cwd=REPO)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, command
+        assert f"  {path}: {override.split('=')[1]} is not below the big model's" in out.stderr, out.stderr
+
+
+def test_a_per_task_value_beating_a_command_line_override_is_warned_about_with_both_values():
+    from mmadapt.pipeline.checks import check_before_work
+    from mmadapt.plugins import get_plugins
+
+    _, warnings = check_before_work(RECIPES / "quickstart_tasks.yaml", ["finetune.train.max_steps=10"], get_plugins())
+    assert warnings == ["tasks[0].finetune_train.max_steps (6000) beats the command line's finetune.train.max_steps=10 "
+                        "for 'pawsx'; set tasks.0.finetune_train.max_steps=10 to change it"]
+    _, warnings = check_before_work(RECIPES / "quickstart_tasks.yaml", ["finetune.train.max_steps=6000"], get_plugins())
+    assert warnings == []  # the same value: nothing is lost
+
+
+def test_a_strategy_that_declares_no_mini_layers_option_only_gets_a_warning_for_a_deep_k():
+    from types import SimpleNamespace
+
+    from mmadapt.pipeline.checks import layer_count_problems
+    from mmadapt.plugins import get_plugins
+
+    class Registry(dict):
+        get = dict.__getitem__
+
+    plugins = SimpleNamespace(model_families=Registry(xlmr=object()),
+                              strategies=Registry(other=SimpleNamespace(),
+                                                  minijoint=get_plugins().strategies.get("minijoint")))
+    cfg = OmegaConf.create({"model": {"family": "xlmr", "pretrained": None, "config": {"num_hidden_layers": 4}},
+                            "strategy": {"name": "full"},
+                            "strategies": [{"name": "other", "k": 4}, {"name": "minijoint", "k": 6}]})
+    problems, warnings = layer_count_problems(cfg, plugins)
+    assert [path for path, _ in problems] == ["strategies[1].k"] and [path for path, _ in warnings] == ["strategies[0].k"]
+    assert warnings[0][1].startswith("4 is not below the big model's 4 layers (model.config.num_hidden_layers)")

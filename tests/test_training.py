@@ -209,7 +209,23 @@ def test_a_stage_rerun_with_other_settings_never_resumes_from_the_old_checkpoint
     assert (out / "pretrain" / "checkpoints" / "step_00000004").is_dir()
     first = losses(out)
     capsys.readouterr()
-    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4", "train.lr=0.002"))
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.save_every=4", "train.lr=0.002", "rerun=true"))
     assert "resumed from" not in capsys.readouterr().out
     second = losses(out)
     assert len(second) == 8 and second[0] == pytest.approx(first[0], abs=1e-6) and second[-1] != first[-1]
+
+
+def test_changing_a_finished_stages_steps_is_refused_before_any_work_and_keeps_the_finished_model(tiny_corpus,
+                                                                                                 tmp_path):
+    from mmadapt.pipeline.stages import FinishedStageChanged
+
+    out = tmp_path / "run"
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out))
+    model = out / "pretrain" / "big" / "model.safetensors"
+    stamp, rows = model.stat().st_mtime_ns, len(losses(out))
+    with pytest.raises(FinishedStageChanged) as refused:
+        run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=6"))
+    assert "  train.max_steps: 8 -> 6" in str(refused.value).splitlines()
+    assert model.stat().st_mtime_ns == stamp and len(losses(out)) == rows
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=6", "rerun=true"))
+    assert model.stat().st_mtime_ns != stamp and len(losses(out)) == 6  # metrics.jsonl holds the new run alone

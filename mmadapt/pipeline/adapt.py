@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
-from mmadapt.digests import digest
+from mmadapt.digests import stage_fingerprint
 from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
@@ -104,12 +104,13 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
 
     def fingerprint() -> str:
-        return digest("adapt", upstream, adapt_settings, outcome_settings(cfg.train, is_train=True),
-                      # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
-                      source_fingerprints(ctx, cfg.languages[language].corpus),
-                      source_fingerprints(ctx, cfg.languages[language].eval_corpus), cfg.tokenizer,
-                      cfg.data.block_size, cfg.data.mlm_probability, cfg.precision,
-                      cfg.deepspeed.resolved, cfg.seed, *([init_data] if init_data else []))
+        return stage_fingerprint(
+            "adapt", pretrained=upstream, adapt=adapt_settings, train=outcome_settings(cfg.train, is_train=True),
+            # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
+            corpus=source_fingerprints(ctx, cfg.languages[language].corpus),
+            eval_corpus=source_fingerprints(ctx, cfg.languages[language].eval_corpus), tokenizer=cfg.tokenizer,
+            block_size=cfg.data.block_size, mlm_probability=cfg.data.mlm_probability, precision=cfg.precision,
+            deepspeed=cfg.deepspeed.resolved, seed=cfg.seed, **({"init_data": init_data} if init_data else {}))
 
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
                                lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir, steps_over_big)))
@@ -210,7 +211,8 @@ def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: to
     if ctx.cfg.adapt.big_model_micro_batch_size > 0:  # choosing the solution takes fewer sequences than refining it
         overrides["micro_batch_size"] = int(ctx.cfg.adapt.big_model_micro_batch_size)
     cfg = stage_cfg(ctx.cfg, overrides)
-    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR)
+    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR,
+                       strategy=ctx.strategy)
     sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"
     swap_word_embeddings(big, weight)
     ctx.log(f"adapt[{language}]: the first {steps} steps over the big model ({big.config.num_hidden_layers} layers)")

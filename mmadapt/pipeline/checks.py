@@ -25,11 +25,11 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
     about those: a recipe is often checked on a machine other than the one holding its data).
     """
-    problems = (stage_problems(cfg, plugins or get_plugins()) + language_problems(cfg) + task_problems(cfg)
-                + report_problems(cfg) + shape_problems(cfg, plugins or get_plugins())
-                + model_problems(cfg))
+    plugins = plugins or get_plugins()
+    problems = (stage_problems(cfg, plugins) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
+                + shape_problems(cfg, plugins) + model_problems(cfg) + layer_count_problems(cfg, plugins)[0])
     if data_files:
-        problems += missing_data_files(cfg)
+        problems += missing_data_files(cfg, plugins)
     if problems:
         raise RecipeError(problems, source)
 
@@ -129,19 +129,58 @@ def model_problems(cfg: Any) -> Problems:
 
 def model_positions(cfg: Any, plugins: Any) -> tuple[int | None, str]:
     """The big model's position embeddings and where they were read from; (None, "") when unknown here."""
+    config, where = model_config(cfg, plugins)
+    if config is None:
+        return None, ""
+    return plugins.model_families.get(cfg.model.family).max_positions(config), _config_key("max_position_embeddings", where)
+
+
+def _config_key(key: str, where: str) -> str:
+    """How a message names a model config key read from `where` (`model_config`)."""
+    return f"model.config.{key}" if where == "model.config" else f"{key} in {where}"
+
+
+def model_config(cfg: Any, plugins: Any) -> tuple[dict | None, str]:
+    """The big model's config (its `config.json`, or `model.config` when built from scratch) and where it
+    was read from, without building a model; (None, "") when unknown here (a cached hub name, a run
+    that has not written its model yet)."""
     if cfg.model.family not in plugins.model_families:
         return None, ""
-    family = plugins.model_families.get(cfg.model.family)
-    if cfg.model.pretrained:
-        path = pretrained_config_file(str(cfg.model.pretrained))
-        if path is None:
-            return None, ""  # a cached hub name, or a run that has not written its model yet
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None, ""
-        return (family.max_positions(config) if isinstance(config, dict) else None), f"max_position_embeddings in {path}"
-    return family.max_positions(dict(cfg.model.config)), "model.config.max_position_embeddings"
+    if not cfg.model.pretrained:
+        return dict(cfg.model.config), "model.config"
+    path = pretrained_config_file(str(cfg.model.pretrained))
+    if path is None:
+        return None, ""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, ""
+    return (config, str(path)) if isinstance(config, dict) else (None, "")
+
+
+def layer_count_problems(cfg: Any, plugins: Any) -> tuple[Problems, Problems]:
+    """(problems, warnings): a strategy's `k` (the big-model layers its mini-model takes) that is not below
+    the big model's layer count. A strategy that declares `mini_layers_option` refuses it; any other
+    strategy with a `k` option is warned about (the mini-model would be as deep as the big one)."""
+    config, where = model_config(cfg, plugins)
+    layers = (config or {}).get("num_hidden_layers")
+    if not isinstance(layers, int):
+        return [], []
+    problems: Problems = []
+    warnings: Problems = []
+    entries = [(f"strategies[{i}]", entry) for i, entry in enumerate(cfg.strategies)] or [("strategy", cfg.strategy)]
+    for path, entry in entries:
+        if entry.name not in plugins.strategies:
+            continue
+        option = getattr(plugins.strategies.get(entry.name), "mini_layers_option", None)
+        value = entry.get(option or "k")
+        if not isinstance(value, int) or value < layers:
+            continue
+        message = (f"{value} is not below the big model's {layers} layers ({_config_key('num_hidden_layers', where)}): the "
+                   f"mini-model would be as deep as the big one and save no compute; the allowed range is 1 to "
+                   f"{layers - 1}")
+        (problems if option else warnings).append((f"{path}.{option or 'k'}", message))
+    return problems, warnings
 
 
 def report_problems(cfg: Any) -> Problems:
@@ -153,14 +192,103 @@ def report_problems(cfg: Any) -> Problems:
                                 "compute_to_reach measures the others against it: name one of them")]
 
 
-def missing_data_files(cfg: Any) -> Problems:
+def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:
     """`data.train` / `data.eval` entries, and the corpora of the languages a recipe adapts (when it trains
-    their tokenizers), naming a local file or directory that does not exist."""
+    their tokenizers), and the task files the finetune and transfer stages read, naming a local file or
+    directory that does not exist; a `model.pretrained` found nowhere."""
     named = [(f"data.{section}[{i}]", str(spec)) for section in ("train", "eval") for i, spec in enumerate(cfg.data[section])]
     if stage_work_listed("tokenizer", list(cfg.stages)):
         for language in list(cfg.adapt.languages) or list(cfg.languages):
             section = cfg.languages.get(language) or {}
             named += [(f"languages.{language}.{key}[{i}]", str(spec))
                       for key in ("corpus", "eval_corpus") for i, spec in enumerate(section.get(key) or [])]
-    return [(where, f"{spec}: no such file or directory") for where, spec in named
-            if not spec.startswith(("hf:", "synth:")) and not os.path.exists(spec)]
+    named += task_files(cfg, plugins or get_plugins())
+    missing = [(where, f"{spec}: no such file or directory") for where, spec in named
+               if not spec.startswith(("hf:", "synth:")) and not os.path.exists(os.path.expanduser(spec))]
+    return missing + pretrained_problems(cfg)
+
+
+def task_files(cfg: Any, plugins: Any) -> list[tuple[str, str]]:
+    """(dotted path, file) for every local task file the recipe's finetune and transfer stages read."""
+    stages = list(cfg.stages)
+    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    named: list[tuple[str, str]] = []
+    for i, section in enumerate(cfg.tasks):
+        if section.name not in plugins.tasks:
+            continue  # reported where the recipe is loaded
+        task = plugins.tasks.get(section.name)
+        reads = [("train", cfg.transfer.source_language)] if stage_work_listed("finetune", stages) else []
+        if "transfer" in stages:
+            reads += [(cfg.transfer.split, lang)
+                      for lang in [cfg.transfer.source_language, *task_languages(section, languages)]]
+        for split, language in reads:
+            named += [(f"tasks[{i}] ({split}, {language})", path) for path in task.data_files(section, split, language)]
+    first: dict[str, str] = {}
+    for where, path in named:  # each file once, under the first place that reads it
+        first.setdefault(path, where)
+    return [(where, path) for path, where in first.items()]
+
+
+def pretrained_problems(cfg: Any) -> Problems:
+    """`model.pretrained` that is neither a local directory nor a model in the local hub cache."""
+    spec = str(cfg.model.pretrained or "")
+    if not spec or Path(spec).expanduser().exists():
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except ValueError:  # not a hub name either (e.g. an absolute path)
+        cached = None
+    if isinstance(cached, str):
+        return []
+    return [("model.pretrained", f"{spec}: no such directory, nor a model in the local hub cache")]
+
+
+def check_before_work(recipe: Path, overrides: list[str], plugins: Any,
+                      local_files: str = "error") -> tuple[Any, list[str]]:
+    """The resolved recipe of `recipe` with `overrides`, checked as `train` checks it before any work:
+    schema and ranges, the pipeline, positions, layer counts, `model.pretrained` and every local data
+    and task file; and the warnings (one line each) to print.
+
+    Every command that reads a recipe (`train`, `recipe validate`, `recipe show`, `compute`) calls this.
+    Missing local files raise with the rest (`local_files="error"`) or are warnings (`"warn"`: a recipe
+    is often shown or checked on a machine other than the one holding its data).
+    """
+    from mmadapt.recipe import load_recipe
+
+    cfg = load_recipe(recipe, overrides, plugins)
+    check_pipeline(cfg, str(recipe), data_files=local_files == "error", plugins=plugins)
+    warnings = [f"{where}: {message}" for where, message in layer_count_problems(cfg, plugins)[1]]
+    warnings += shadowed_overrides(cfg, overrides)
+    if local_files != "error":
+        warnings += [f"{where}: {message} here (train needs it)" for where, message in missing_data_files(cfg, plugins)]
+    return cfg, warnings
+
+
+#: (global `train:` section, the list whose entries may set their own, the entry's key): the entry's wins
+_PER_ENTRY_TRAIN = (("finetune.train", "tasks", "finetune_train"), ("adapt.train", "strategies", "adapt_train"),
+                    ("train", "strategies", "train"))
+
+
+def shadowed_overrides(cfg: Any, overrides: list[str]) -> list[str]:
+    """One line for each command-line override of a global `train:` value that a task's or strategy's own
+    `train:` value beats (`finetune.train.max_steps=10` against `tasks[0].finetune_train.max_steps`)."""
+    from mmadapt.recipe.loading import parse_overrides
+
+    given: dict[str, Any] = {}
+    for key, value in parse_overrides([o for o in overrides if not o.startswith("~")])[0]:
+        given.update({f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+    lines = []
+    for section, list_key, entry_key in _PER_ENTRY_TRAIN:
+        entries = list(cfg[list_key]) or ([cfg.strategy] if list_key == "strategies" else [])
+        for i, entry in enumerate(entries):
+            own = entry.get(entry_key) or {}
+            for key, value in given.items():
+                name = key[len(section) + 1:] if key.startswith(section + ".") else None
+                if name in own and own[name] != value:
+                    where = f"{list_key}[{i}]" if list(cfg[list_key]) else "strategy"
+                    lines.append(f"{where}.{entry_key}.{name} ({own[name]}) beats the command line's {key}={value} "
+                                 f"for {entry.name!r}; set {where.replace('[', '.').rstrip(']')}.{entry_key}."
+                                 f"{name}={value} to change it")
+    return lines

@@ -12,7 +12,7 @@ from typing import Any
 
 from mmadapt.context import StageContext
 from mmadapt.data.features import FeatureDataset
-from mmadapt.digests import digest
+from mmadapt.digests import stage_fingerprint
 from mmadapt.engine import trainable_parameters
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
@@ -31,8 +31,9 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
 
     def fingerprint() -> str:
         train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
-        return digest("finetune", upstream, task_settings(task_section), train_data, outcome_settings(cfg.finetune),
-                      outcome_settings(cfg.train, is_train=True), cfg.precision, cfg.deepspeed.resolved, cfg.seed)
+        return stage_fingerprint("finetune", pretrained=upstream, task=task_settings(task_section),
+                                 train_data=train_data, finetune=outcome_settings(cfg.finetune),
+                                 train=outcome_settings(cfg.train, is_train=True), precision=cfg.precision, deepspeed=cfg.deepspeed.resolved, seed=cfg.seed)
 
     return run_stage(StageUnit(f"finetune/{task_section.name}", ctx, fingerprint,
                                lambda: _finetune(ctx, task, task_section, big_dir)))

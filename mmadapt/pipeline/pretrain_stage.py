@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mmadapt.context import StageContext
-from mmadapt.digests import digest
+from mmadapt.digests import digest, stage_fingerprint
 from mmadapt.flops import ModelShape
 from mmadapt.pipeline.plan import StrategyRun
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
@@ -20,12 +20,13 @@ from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
     """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings)."""
     cfg = run.pretrain_cfg()
-    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain")
+    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
 
     def fingerprint() -> str:
         strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
-        return digest("pretrain", cfg.seed, cfg.precision, cfg.model, strategy, data_fingerprint(ctx),
-                      outcome_settings(cfg.train, is_train=True), cfg.deepspeed.resolved)
+        return stage_fingerprint("pretrain", seed=cfg.seed, precision=cfg.precision, model=cfg.model, strategy=strategy,
+                                 data=data_fingerprint(ctx), train=outcome_settings(cfg.train, is_train=True),
+                                 deepspeed=cfg.deepspeed.resolved)
 
     def work() -> tuple[dict[str, Path], dict[str, Any]]:
         ctx.log(f"pretrain: strategy {run.name!r} -> {ctx.stage_dir}")

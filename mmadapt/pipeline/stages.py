@@ -2,7 +2,9 @@
 `adapt/<language>`, `finetune/<task>`, `transfer/<task>/<language>`) goes through `run_stage`.
 
 1. its fingerprint (the digest of every setting and input that decides its result);
-2. skipped when its completion marker holds that fingerprint;
+2. skipped when its completion marker holds that fingerprint; a finished unit whose settings
+   changed is refused, with what changed, unless the recipe says `rerun: true` (`train --rerun`),
+   and then its old checkpoints, TensorBoard events and metrics.jsonl are removed with its marker;
 3. otherwise, under the stage lock, the old marker is removed *before* any work, so a run
    interrupted while redoing a stage never leaves a marker that vouches for half-new outputs;
 4. the work, which publishes its outputs atomically (`mmadapt.atomic`);
@@ -13,6 +15,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager
@@ -23,7 +27,9 @@ from mmadapt.atomic import write_text_atomic
 from mmadapt.context import StageContext
 from mmadapt.digests import path_digest
 from mmadapt.distributed import barrier, broadcast_object
+from mmadapt.errors import MmadaptError
 from mmadapt.locks import held_lock
+from mmadapt.stopping import doing
 
 STAGE_DONE = "stage_complete.json"
 #: held (by rank 0) while a stage unit runs in its directory
@@ -80,8 +86,10 @@ class StageRecord:
         return {key: Path(value) for key, value in self.outputs.items()}
 
     def marker(self) -> dict[str, Any]:
-        """The record as `stage_complete.json` holds it."""
-        return {"fingerprint": self.fingerprint, "outputs": self.outputs, "metrics": self.metrics}
+        """The record as `stage_complete.json` holds it, with the settings its fingerprint digests."""
+        settings = getattr(self.fingerprint, "settings", None)
+        return {"fingerprint": self.fingerprint, "outputs": self.outputs, "metrics": self.metrics,
+                **({"settings": settings} if settings is not None else {})}
 
 
 @dataclass
@@ -103,26 +111,44 @@ def run_stage(unit: StageUnit) -> StageRecord:
     """Run `unit` through the lifecycle (module docstring); its record, whether it ran or was complete."""
     if not unit.main_only:
         return _lifecycle(unit)
-    record = _lifecycle(unit) if unit.ctx.dist.is_main else None
+    record, refused = None, None
+    if unit.ctx.dist.is_main:
+        try:
+            record = _lifecycle(unit)
+        except FinishedStageChanged as exc:  # every rank stops with it, none waits for rank 0
+            refused = exc
     barrier()
+    message = broadcast_object(str(refused) if refused else None)
+    if refused is not None:
+        raise refused
+    if message is not None:
+        raise MmadaptError(message)
     return broadcast_object(record)
 
 
 def _lifecycle(unit: StageUnit) -> StageRecord:
     ctx, collective = unit.ctx, not unit.main_only
+    doing(f"{unit.name} (checking its inputs, preparing its data and model, or writing its outputs)")
     fingerprint = unit.fingerprint()
     done = completed(ctx.stage_dir, fingerprint)
     if done:
         ctx.log(f"{unit.name}: already complete in {ctx.stage_dir} (same settings); skipping")
         return done
+    replaced = changed_settings(ctx.stage_dir, fingerprint)
+    if replaced is not None and not ctx.cfg.get("rerun"):
+        raise FinishedStageChanged(unit.name, ctx.stage_dir, replaced)
     ctx.fingerprint = fingerprint
     with stage_lock(ctx, collective):
         if ctx.dist.is_main:
             invalidate(ctx.stage_dir)
+            if replaced is not None:
+                ctx.log(f"{unit.name}: re-running (--rerun): " + "; ".join(replaced))
+                remove_run_traces(ctx.stage_dir)
         outputs, metrics = unit.work()
         record = StageRecord(fingerprint, {key: str(value) for key, value in outputs.items()}, metrics or {})
         if ctx.dist.is_main:
             write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
+            doing(f"going on after {unit.name} finished")
             ctx.plugins.hook.mmadapt_stage_finished(stage=unit.name, output_dir=str(ctx.stage_dir),
                                                     metrics=dict(record.metrics))
         if collective:
@@ -139,6 +165,69 @@ def completed(stage_dir: Path, fingerprint: str) -> StageRecord | None:
     if marker.get("fingerprint") != fingerprint:
         return None
     return StageRecord(marker["fingerprint"], marker.get("outputs", {}), marker.get("metrics", {}), skipped=True)
+
+
+class FinishedStageChanged(MmadaptError):
+    """A finished stage unit would be re-run (its outputs replaced) because its settings changed."""
+
+    def __init__(self, name: str, stage_dir: Path, changes: list[str]):
+        lines = [f"{name} finished in {stage_dir} with other settings, and re-running it would replace its outputs; "
+                 "pass --rerun (or set rerun: true) to re-run it, or give another output_dir"]
+        super().__init__("\n".join(lines + [f"  {change}" for change in changes]))
+
+
+def changed_settings(stage_dir: Path, fingerprint: str) -> list[str] | None:
+    """What changed since the unit finished in `stage_dir` (`key: old -> new` lines), or None when it
+    has not finished (no marker) or finished with this fingerprint."""
+    path = Path(stage_dir) / STAGE_DONE
+    if not path.is_file():
+        return None
+    marker = json.loads(path.read_text())
+    if marker.get("fingerprint") == fingerprint:
+        return None
+    old, new = marker.get("settings"), getattr(fingerprint, "settings", None)
+    if not isinstance(old, dict) or new is None:
+        return ["settings changed (the finished stage's marker records no settings to compare: written by an "
+                "older mmadapt)"]
+    return settings_diff(old, new) or ["settings changed (the same keys and values, in another form)"]
+
+
+#: a content digest inside a setting (a corpus, a task file, an earlier stage's fingerprint)
+_DIGEST = re.compile(r"[0-9a-f]{40,}")
+
+
+def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """`key: old -> new` for each dotted key whose value differs; a change of content digests (a data
+    file edited in place, an earlier stage re-run) is named as such instead of printing the digests."""
+    lines = []
+    for key in sorted(set(old) | set(new), key=str):
+        before, after, dotted = old.get(key, "<unset>"), new.get(key, "<unset>"), f"{prefix}{key}"
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            lines += settings_diff(before, after, f"{dotted}.")
+        elif _DIGEST.search(json.dumps(before, default=str)) or _DIGEST.search(json.dumps(after, default=str)):
+            lines.append(f"{dotted}: content changed (a data file edited in place, or an earlier stage re-run)")
+        else:
+            lines.append(f"{dotted}: {json.dumps(before, default=str)} -> {json.dumps(after, default=str)}")
+    return lines
+
+
+#: what a stage's training leaves beside its outputs: removed when a finished stage is re-run, so two
+#: runs never share them (nested stage units, with their own marker, keep theirs)
+RUN_TRACES = ("checkpoints", "tensorboard", "metrics.jsonl")
+
+
+def remove_run_traces(stage_dir: Path) -> None:
+    """Remove the checkpoints, TensorBoard event files and metrics.jsonl of the run that finished in `stage_dir`."""
+    stage_dir = Path(stage_dir)
+    if not stage_dir.is_dir():
+        return
+    for child in stage_dir.iterdir():
+        if child.name in RUN_TRACES:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        elif child.is_dir() and not (child / STAGE_DONE).is_file():
+            remove_run_traces(child)
 
 
 def invalidate(stage_dir: Path) -> None:

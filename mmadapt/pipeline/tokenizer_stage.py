@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mmadapt.context import StageContext
-from mmadapt.digests import digest
+from mmadapt.digests import stage_fingerprint
 from mmadapt.errors import MmadaptError
 from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage
 from mmadapt.pretraining import text_sources, train_tokenizer_on
@@ -32,5 +32,6 @@ def train_language_tokenizer(ctx: StageContext, language: str) -> StageRecord:
 
     return run_stage(StageUnit(
         f"tokenizer/{language}", ctx,
-        lambda: digest("tokenizer", cfg.tokenizer, cfg.seed, [s.fingerprint() for s in sources]),
+        lambda: stage_fingerprint("tokenizer", tokenizer=cfg.tokenizer, seed=cfg.seed,
+                                  corpus=[s.fingerprint() for s in sources]),
         work, main_only=True))

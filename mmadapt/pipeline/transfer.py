@@ -10,7 +10,7 @@ import torch
 
 from mmadapt.context import StageContext
 from mmadapt.atomic import write_file_atomic, write_text_atomic
-from mmadapt.digests import digest
+from mmadapt.digests import digest, stage_fingerprint
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.packs import BODY_RECORD
@@ -45,8 +45,8 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: StageReco
 
     def fingerprint() -> str:
         test_data = task_data_digests(task, task_section, ctx.cfg.transfer.split, language)
-        return digest("transfer", finetuned.fingerprint, adapted.fingerprint, task_settings(task_section), test_data,
-                      ctx.cfg.transfer)
+        return stage_fingerprint("transfer", finetuned=finetuned.fingerprint, adapted=adapted.fingerprint,
+                                 task=task_settings(task_section), test_data=test_data, transfer=ctx.cfg.transfer)
 
     return run_stage(StageUnit(f"transfer/{task_section.name}/{language}", ctx, fingerprint,
                                lambda: _transfer(ctx, task, task_section, finetuned, language, adapted)))

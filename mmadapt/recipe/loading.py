@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mmadapt.atomic import write_text_atomic
@@ -36,9 +36,14 @@ def parse_overrides(args: Sequence[str]) -> tuple[list[tuple[str, Any]], list[st
         if arg.startswith("~"):
             deletions.append(arg[1:])
         elif "=" in arg:
-            parsed = OmegaConf.from_dotlist([arg])
             key = arg.split("=", 1)[0]
-            sets.append((key, OmegaConf.select(parsed, key)))
+            try:
+                parsed = OmegaConf.to_container(OmegaConf.from_dotlist([arg]), resolve=False)
+            except OmegaConfBaseException as exc:
+                raise MmadaptError(f"cannot read override {arg!r}: {_first_line(exc)}") from None
+            for part in key.split("."):  # the value as written: a `${...}` resolves after merging
+                parsed = parsed[part]
+            sets.append((key, parsed))
         else:
             raise MmadaptError(f"cannot read override {arg!r}: write key=value (e.g. output_dir=runs/try1) or ~key")
     return sets, deletions
@@ -52,21 +57,12 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     recipe_path = Path(path) if path is not None else None
     user = _read_yaml(recipe_path) if recipe_path is not None else OmegaConf.create({})
     sets, deletions = parse_overrides(overrides)
-    problems: list[tuple[str, str]] = []
-    for key in deletions:
-        if OmegaConf.select(user, key, default=_MISSING) is _MISSING:
-            problems.append((key, "cannot delete (~): the recipe does not set it"))
-            continue
-        parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(user, parent_key) if parent_key else user
-        del parent[leaf]
-    for key, value in sets:
-        OmegaConf.update(user, key, value, merge=False, force_add=True)
     source = str(recipe_path) if recipe_path else "overrides"
+    problems = _apply_overrides(user, sets, deletions)
     try:
         raw = OmegaConf.to_container(user, resolve=True)
     except OmegaConfBaseException as exc:
-        raise RecipeError([(getattr(exc, "full_key", None) or "<interpolation>", str(exc).splitlines()[0])], source)
+        raise RecipeError([(getattr(exc, "full_key", None) or "<interpolation>", _first_line(exc))], source) from None
     checker = Checker(plugins)
     checker.check_section(raw, Recipe, "")
     problems += checker.problems
@@ -83,6 +79,55 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     return cfg
 
 
+def _apply_overrides(user: DictConfig, sets: list[tuple[str, Any]], deletions: list[str]) -> list[tuple[str, str]]:
+    """Delete then set keys of the user's recipe in place (before any `${...}` resolves); the problems, by key.
+
+    `~key` deletes a key the recipe file sets (a schema default cannot be deleted, only set);
+    a list item is addressed by its index (`tasks.0.max_length=64`)."""
+    problems: list[tuple[str, str]] = []
+    for key in deletions:
+        try:
+            if OmegaConf.select(user, key, default=_MISSING, throw_on_resolution_failure=False) is _MISSING:
+                problems.append((key, "cannot delete (~): the recipe file does not set it (set it instead, "
+                                      f"e.g. {key}=null or {key}=[])"))
+                continue
+            parent_key, _, leaf = key.rpartition(".")
+            parent = OmegaConf.select(user, parent_key) if parent_key else user
+            del parent[int(leaf) if isinstance(parent, ListConfig) and leaf.isdigit() else leaf]
+        except OmegaConfBaseException as exc:
+            problems.append((key, f"cannot delete (~): {_first_line(exc)}"))
+    for key, value in sets:
+        index_problem = _list_index_problem(user, key)
+        if index_problem:
+            problems.append((key, index_problem))
+            continue
+        try:
+            OmegaConf.update(user, key, value, merge=False, force_add=True)
+        except OmegaConfBaseException as exc:
+            problems.append((key, f"cannot set: {_first_line(exc)}"))
+    return problems
+
+
+def _list_index_problem(user: DictConfig, key: str) -> str | None:
+    """Why a dotted `key` with a list index (`tasks.5.x`) names no item of a list the recipe file sets, or None."""
+    parts = key.split(".")
+    for depth, part in enumerate(parts[1:], start=1):
+        if not part.isdigit():
+            continue
+        list_key = ".".join(parts[:depth])
+        node = OmegaConf.select(user, list_key, default=None, throw_on_resolution_failure=False)
+        if not isinstance(node, ListConfig):
+            return f"{part} is a list index, but the recipe file sets no list {list_key} (write the whole list instead)"
+        if int(part) >= len(node):
+            return f"{list_key} has {len(node)} item(s) in the recipe file (index 0 to {len(node) - 1}): no item {part}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """OmegaConf's message without its `full_key:` / `object_type=` trailer lines."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def to_yaml(cfg: DictConfig) -> str:
     """The resolved recipe as YAML text."""
     return OmegaConf.to_yaml(cfg)
@@ -91,13 +136,15 @@ def to_yaml(cfg: DictConfig) -> str:
 def save_resolved(cfg: DictConfig, directory: Path) -> Path:
     """Write the resolved recipe beside a run (atomically) and return its path.
 
-    The recipe is saved without the values mmadapt computes (`deepspeed.resolved`), so that
+    The recipe is saved without the values mmadapt computes (`deepspeed.resolved`) and without
+    `rerun`, so that
     `mmadapt train <output_dir>/recipe.yaml` runs it again as is; the filled-in DeepSpeed JSON
     goes beside it, for reading.
     """
     directory = Path(directory)
     container = OmegaConf.to_container(cfg, resolve=True)
     ds = container["deepspeed"].pop("resolved")
+    container.pop("rerun", None)  # a choice of one command, not a setting of the run
     write_text_atomic(directory / RESOLVED_DEEPSPEED_NAME, json.dumps(ds, indent=2) + "\n")
     return write_text_atomic(directory / RESOLVED_RECIPE_NAME, OmegaConf.to_yaml(OmegaConf.create(container)))
 

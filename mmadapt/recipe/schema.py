@@ -247,4 +247,7 @@ class Recipe:
     report: ReportSection = field(default_factory=ReportSection)
     #: values used only through ${variables.x} interpolation
     variables: dict[str, Any] = field(default_factory=dict)
+    #: re-run a finished stage whose settings changed, replacing its outputs (`train --rerun`); without it
+    #: such a stage is refused with what changed. Not saved in the run's recipe.yaml.
+    rerun: bool = False
 
