@@ -65,7 +65,8 @@ def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
         for run in runs:
             pipeline.run_strategy(run)
         if pipeline.result.rows and dist.is_main:
-            add_agreement(pipeline.result.rows, pipeline.predictions, cfg.report.baseline)
+            add_agreement(pipeline.result.rows, pipeline.predictions,
+                          lambda task, path: plugins.tasks.get(task).read_predictions(path), cfg.report.baseline)
             for warning in add_collapse_check(pipeline.result.rows):
                 print(warning, flush=True)
             write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
@@ -89,8 +90,8 @@ class Pipeline:
         self.alignments: dict[str, dict[str, dict]] = {}
         #: by strategy, then language: the basin check's losses (mmadapt.pipeline.basin)
         self.basins: dict[str, dict[str, dict]] = {}
-        #: (strategy, task, language) -> the transfer stage's target predictions files (mmadapt.pipeline.collapse)
-        self.predictions: dict[tuple[str, str, str], dict[str, Any]] = {}
+        #: (strategy, task, language) -> {curve step: the transfer stage's target predictions file}
+        self.predictions: dict[tuple[str, str, str], dict[int, Path]] = {}
 
     def _keep(self, run: StrategyRun, unit: str, record: StageRecord, reused: bool = False) -> StageRecord:
         """Note a unit's record and outputs (and whether this run skipped it) under its result key."""
@@ -198,10 +199,10 @@ class Pipeline:
                        self.basins[run.name].get(lang, {}))
             row["stage_metrics"] = {"pretrain": records["pretrain"].metrics, "adapt": adapted.metrics,
                                     "finetune": finetuned.metrics}
-            plugin = self.plugins.tasks.get(task)
+            plugin = self.plugins.tasks.get(task)  # the last step's predictions are the final embeddings'
             self.predictions[run.name, task, lang] = {
-                "final": predictions_path(ctx.stage_dir, "target", plugin), "read": plugin.read_predictions,
-                "steps": {p["step"]: snapshot_predictions_path(ctx.stage_dir, p["step"], plugin) for p in row["curve"]}}
+                **{p["step"]: snapshot_predictions_path(ctx.stage_dir, p["step"], plugin) for p in row["curve"]},
+                row["adapt_steps"]: predictions_path(ctx.stage_dir, "target", plugin)}
             self.result.rows.append(row)
 
 

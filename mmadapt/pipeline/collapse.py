@@ -10,12 +10,13 @@ saying so. Two quantities need no target labels:
 - `agreement_with_baseline` (when the run also adapted the baseline, `report.baseline`): the share
   of the target test inputs on which the strategy's fine-tuned model predicts what the baseline's does.
 
-Both are recorded per curve point and per row; the rule that fires the warning is `collapse_rule`.
+Both are recorded per curve point and per row; `basin_gap` above `BASIN_GAP_LIMIT` fires the warning
+(`add_collapse_check`).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def agreement(predictions: dict[str, Any], reference: dict[str, Any]) -> float | None:
@@ -25,28 +26,26 @@ def agreement(predictions: dict[str, Any], reference: dict[str, Any]) -> float |
     return sum(predictions.get(key) == value for key, value in reference.items()) / len(reference)
 
 
-def add_agreement(rows: list[dict[str, Any]], predictions: dict[tuple[str, str, str], dict[str, Any]],
-                  baseline: str) -> None:
+def add_agreement(rows: list[dict[str, Any]], predictions: dict[tuple[str, str, str], dict[int, Path]],
+                  read: Callable[[str, Path], dict[str, Any]], baseline: str) -> None:
     """Give every non-baseline row (and its curve points) `agreement_with_baseline`, in place.
 
-    `predictions[(strategy, task, language)]` holds `{"final": path, "steps": {step: path}}` of the
-    target predictions files the transfer stage wrote, and a `read` callable for them.
+    `predictions[(strategy, task, language)]` maps curve steps to the target predictions files the
+    transfer stage wrote (the last step's are the final embeddings'); `read(task, path)` reads one.
+    The baseline's final predictions are the reference.
     """
     for row in rows:
-        key = (row["strategy"], row["task"], row["language"])
-        base = predictions.get((baseline, row["task"], row["language"]))
-        mine = predictions.get(key)
-        if row["strategy"] == baseline or base is None or mine is None or not Path(base["final"]).is_file():
+        task, language = row["task"], row["language"]
+        base, mine = predictions.get((baseline, task, language)), predictions.get((row["strategy"], task, language))
+        if row["strategy"] == baseline or not base or not mine or not base[max(base)].is_file():
             continue
-        reference = base["read"](base["final"])
-        if Path(mine["final"]).is_file():
-            row["agreement_with_baseline"] = round(agreement(mine["read"](mine["final"]), reference), 4)
+        reference = read(task, base[max(base)])
         for point in row.get("curve", []):
-            path = mine["steps"].get(point["step"])
-            if path is not None and Path(path).is_file():
-                point["agreement_with_baseline"] = round(agreement(mine["read"](path), reference), 4)
-            elif point["step"] == row.get("adapt_steps") and "agreement_with_baseline" in row:
-                point["agreement_with_baseline"] = row["agreement_with_baseline"]
+            path = mine.get(point["step"])
+            if path is not None and path.is_file():
+                point["agreement_with_baseline"] = round(agreement(read(task, path), reference), 4)
+        if mine[max(mine)].is_file():
+            row["agreement_with_baseline"] = round(agreement(read(task, mine[max(mine)]), reference), 4)
 
 
 #: the warning fires when the big model's masked-LM loss with the final embeddings exceeds the mini-model's by
