@@ -3,10 +3,14 @@
     python benchmarks/data_throughput.py                                # 0.1, 0.4, 1.6 GB; ~35 min on 2 cores
     python benchmarks/data_throughput.py --sizes 0.1,0.4 --datasets-up-to 0.4
     python benchmarks/data_throughput.py --end-to-end-only              # the 400 MB `mmadapt train` check
+    taskset -c 1 python benchmarks/data_throughput.py --end-to-end-only --shape paragraphs --sentences 0 --threads 1
+                                        # the same on the machine's own text, one paragraph per line, one core
 
 Text is generated on the machine (Zipf-distributed words over a 100,000-word synthetic
 vocabulary, short frequent words, commas and full stops, ~180-byte paragraphs, one per line)
-into `--workdir` and deleted afterwards; the smaller corpora are prefixes of the largest. Then:
+into `--workdir` and deleted afterwards; the smaller corpora are prefixes of the largest. With
+`--shape paragraphs` the text is the Python sources and docs on the machine instead, one paragraph
+per line (~250 bytes, as OSCAR-style documents), repeated to the size asked for. Then:
 
 1. tokenizer training on the 0.4 GB corpus, as stage `tokenizer` does it (SentencePiece unigram,
    `--vocab` pieces, `input_sentence_size` = `--sentences` lines sampled with the seed, every core);
@@ -36,6 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,6 +94,56 @@ def generate_text(path: Path, nbytes: int, seed: int = 0) -> int:
             data = table[pos].tobytes()
             f.write(data)
             written += len(data)
+    return written
+
+
+PARAGRAPH_SOURCES = ("*.py", "*.txt", "*.rst", "*.md")
+
+
+def text_roots() -> list[Path]:
+    """Where text already on the machine lies: the standard library and the installed packages."""
+    import site
+    import sysconfig
+
+    roots = {Path(sysconfig.get_paths()["stdlib"]), *(Path(p) for p in site.getsitepackages())}
+    return sorted(r for r in roots if r.is_dir())
+
+
+def paragraphs_of(path: Path) -> Iterator[str]:
+    """The paragraphs of a text file (runs of non-blank lines), each joined into one line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return
+    for block in re.split(r"\n\s*\n", text):
+        line = " ".join(block.split())
+        if line:
+            yield line
+
+
+def generate_paragraphs(path: Path, nbytes: int, min_chars: int = 40) -> int:
+    """At least `nbytes` of text in `path`, one paragraph per line, made from the Python sources and
+    docs on the machine (`text_roots`): each paragraph's lines joined into one, short paragraphs joined
+    to the next until a line has `min_chars` characters (OSCAR-style documents: ~250 bytes a
+    line), the whole repeated until `nbytes` are written."""
+    files = sorted(f for root in text_roots() for pattern in PARAGRAPH_SOURCES for f in root.rglob(pattern)
+                   if f.is_file())
+    written = 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < nbytes:
+            before = written
+            pending = ""
+            for source in files:
+                for paragraph in paragraphs_of(source):
+                    pending = f"{pending} {paragraph}" if pending else paragraph
+                    if len(pending) >= min_chars:
+                        written += len(pending.encode()) + 1
+                        f.write(pending + "\n")
+                        pending = ""
+                if written >= nbytes:
+                    return written
+            if written == before:
+                raise RuntimeError(f"no text found under {', '.join(map(str, text_roots()))}")
     return written
 
 
@@ -163,7 +218,8 @@ def child_tokenizer(corpus: str, out: str, vocab: int, sentences: int) -> None:
     from mmadapt.data.sources import TextSource
     from mmadapt.pretraining import train_tokenizer_on
 
-    settings = {"vocab_size": vocab, "model_type": "unigram", "input_sentence_size": sentences, "num_threads": 0}
+    settings = {"vocab_size": vocab, "model_type": "unigram", "num_threads": 0,
+                **({"input_sentence_size": sentences} if sentences else {})}
     train_tokenizer_on([TextSource(corpus)], Path(out), settings, seed=0)
 
 
@@ -211,15 +267,17 @@ def gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
-def end_to_end(corpus: Path, work: Path, sentences: int, vocab: int) -> dict:
+def end_to_end(corpus: Path, work: Path, sentences: int, vocab: int, threads: int = 0) -> dict:
     """One `mmadapt train` of a tiny model on `corpus` with an empty cache, under /usr/bin/time -v."""
     cache = work / "e2e-cache"
     out = work / "e2e-run"
     argv = ["/usr/bin/time", "-v", sys.executable, "-m", "mmadapt", "train", "--rerun",  # the run dir may hold an older run
             str(REPO / "recipes" / "tiny_full.yaml"),
             f"data.train=[{corpus}]", f"output_dir={out}", f"model.train_tokenizer.vocab_size={vocab}",
-            f"model.train_tokenizer.input_sentence_size={sentences}", "train.max_steps=5", "train.log_every=1",
+            f"model.train_tokenizer.num_threads={threads}", "train.max_steps=5", "train.log_every=1",
             "train.save_every=0", "train.progress_bar=false"]
+    if sentences:
+        argv.append(f"model.train_tokenizer.input_sentence_size={sentences}")
     result = measure(argv, env={"MMADAPT_CACHE": str(cache)})
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", result["stderr"]).group(1)
     maxrss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result["stderr"]).group(1))
@@ -238,8 +296,13 @@ def main() -> None:
                         help="measure `datasets` only on corpora up to this many GB (it is the slow one)")
     parser.add_argument("--block-size", type=int, default=512)
     parser.add_argument("--vocab", type=int, default=8000)
+    parser.add_argument("--shape", choices=("zipf", "paragraphs"), default="zipf",
+                        help="zipf: synthetic words, ~180-byte lines; paragraphs: the machine's Python sources "
+                             "and docs, one paragraph per line (~250 bytes)")
     parser.add_argument("--sentences", type=int, default=300_000,
-                        help="tokenizer.input_sentence_size for the tokenizer trainings")
+                        help="tokenizer.input_sentence_size for the tokenizer trainings (0: the recipe's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="tokenizer.num_threads for the tokenizer trainings (0: every core)")
     parser.add_argument("--tokenizer-corpus", type=float, default=0.4,
                         help="GB of text the tokenizer (and the end-to-end run) trains on")
     parser.add_argument("--workdir", help="where the generated text goes (default: a temporary directory)")
@@ -257,7 +320,7 @@ def main() -> None:
         started = time.perf_counter()
         largest = work / "corpus-largest.txt"
         target = max(sizes + [base])
-        generate_text(largest, int(target * 1e9))
+        (generate_paragraphs if args.shape == "paragraphs" else generate_text)(largest, int(target * 1e9))
         print(f"generated {gib(largest.stat().st_size)} of text in {time.perf_counter() - started:.0f} s", flush=True)
         corpora = {}
         for size in sorted(set(sizes + [base])):
@@ -288,7 +351,7 @@ def main() -> None:
                           f"(largest process), {gib(got['peak_tree_bytes'])} (all processes, PSS)", flush=True)
                 results["sizes"][size] = row
         if not args.no_end_to_end:
-            e2e = end_to_end(corpora[base], work, args.sentences, args.vocab)
+            e2e = end_to_end(corpora[base], work, args.sentences, args.vocab, args.threads)
             results[f"end_to_end_{base}GB"] = e2e
             print(f"mmadapt train, tiny model, {base} GB corpus, empty cache: {e2e['seconds']:.0f} s, "
                   f"max RSS {gib(e2e['time_v_max_rss_bytes'])} (time -v), {gib(e2e['peak_tree_bytes'])} (all processes, PSS)",

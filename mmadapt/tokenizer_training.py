@@ -62,6 +62,9 @@ SPM_FILE = "spm.model"  # kept for reference; not a name transformers looks for
 
 #: XLM-R-style sampling: a few million lines per language bound time and memory on any corpus
 DEFAULT_INPUT_SENTENCE_SIZE = 2_000_000
+#: ... and at most this many bytes of them, so that long lines (a paragraph or a document per line) do
+#: not make the sample hundreds of MB: SentencePiece's time and memory grow with the bytes it reads
+DEFAULT_INPUT_BYTES = 20_000_000
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 
@@ -95,6 +98,8 @@ class SentencePieceConfig:
     hard_vocab_limit: bool = False
     #: lines sampled, shuffled, from the inputs (SentencePiece's reservoir sampling, seeded by `seed`)
     input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE
+    #: at most this many bytes of those lines (UTF-8, one per line): bounds time and memory when lines are long
+    input_bytes: int = DEFAULT_INPUT_BYTES
     #: SentencePiece's threads; 0: every core this process may use
     num_threads: int = 0
 
@@ -112,6 +117,8 @@ class SentencePieceConfig:
             raise ValueError(f"character_coverage must be in (0, 1], got {self.character_coverage}")
         if self.input_sentence_size <= 0:
             raise ValueError(f"input_sentence_size must be positive, got {self.input_sentence_size}")
+        if self.input_bytes <= 0:
+            raise ValueError(f"input_bytes must be positive, got {self.input_bytes}")
         if self.num_threads < 0:
             raise ValueError(f"num_threads must be 0 (every core) or positive, got {self.num_threads}")
 
@@ -151,8 +158,9 @@ def train_sentencepiece_on_lines(
     def write(staged: Path) -> None:
         with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.sample-", dir=out_dir.parent) as work:
             sample = Path(work) / "sample.txt"
-            kept, seen = write_sample(lines, sample, cfg.input_sentence_size, seed)
-            logger.info("training SentencePiece on %d of %d lines with %d threads", kept, seen, cfg.threads())
+            kept, seen = write_sample(lines, sample, cfg.input_sentence_size, seed, cfg.input_bytes)
+            logger.info("training SentencePiece on %d of %d lines (%d bytes) with %d threads", kept, seen,
+                        sample.stat().st_size, cfg.threads())
             model_file = _train_spm(sample, described, staged, cfg, seed)
         _build_hf_tokenizer(model_file, cfg.model_type).save_pretrained(staged)
 
@@ -162,22 +170,30 @@ def train_sentencepiece_on_lines(
     return tokenizer
 
 
-def sample_lines(lines: Iterable[str], size: int, seed: int) -> tuple[list[str], int]:
-    """A uniform sample of at most `size` of `lines` (all of them, in order, when there are fewer),
-    and how many lines there were.
+def sample_lines(lines: Iterable[str], size: int, seed: int, max_bytes: int | None = None) -> tuple[list[str], int]:
+    """A uniform sample of at most `size` of `lines` that takes at most `max_bytes` written one per line
+    (all of them, in order, when they fit both bounds), and how many lines there were.
 
     Reservoir sampling (Li's algorithm L: it jumps over the lines it will not keep, so the cost per
     skipped line is that of reading it) with Python's own generator: the same lines and seed give the
     same sample in every process. (SentencePiece's own `input_sentence_size` sampling does not: it
-    draws differently in each process even with `set_random_generator_seed`.)
+    draws differently in each process even with `set_random_generator_seed`.) The byte bound only
+    acts when the reservoir outgrows it (lines are counted in UTF-8 bytes plus the newline): then
+    `_shrink` drops lines at random to a size that fits, so a sample within the bound is drawn exactly
+    as without one, and one beyond it is still uniform. A single line larger than `max_bytes` is kept.
     """
     rng = random.Random(seed)
+    budget = max_bytes if max_bytes is not None else math.inf
     numbered = zip(itertools.count(1), lines)  # positions counted in C, skipped lines never reach Python
-    reservoir = [line for _, line in itertools.islice(numbered, size)]
-    seen = len(reservoir)
-    if seen < size:
+    reservoir, sizes, held, seen = _fill(numbered, size, budget)
+    if seen < size and held <= budget:
         return reservoir, seen
-    weight = math.exp(math.log(1.0 - rng.random()) / size)
+    size = len(reservoir)
+    if held > budget:
+        size, held = _shrink(reservoir, sizes, held, budget, rng)
+        weight = rng.betavariate(size, seen - size + 1)  # algorithm L's state: the size-th smallest of seen keys
+    else:
+        weight = math.exp(math.log(1.0 - rng.random()) / size)
     while True:
         skip = int(math.log(1.0 - rng.random()) / math.log(1.0 - weight)) if weight < 1.0 else 0
         last = collections.deque(itertools.islice(numbered, min(skip, sys.maxsize - 1)), maxlen=1)
@@ -187,13 +203,51 @@ def sample_lines(lines: Iterable[str], size: int, seed: int) -> tuple[list[str],
         if picked is None:
             return reservoir, seen
         seen, line = picked
-        reservoir[rng.randrange(size)] = line
+        slot = rng.randrange(size)
+        reservoir[slot] = line
+        held += _line_bytes(line) - sizes[slot]
+        sizes[slot] = _line_bytes(line)
+        if held > budget and size > 1:
+            size, held = _shrink(reservoir, sizes, held, budget, rng)
+            weight = rng.betavariate(size, seen - size + 1)
+            continue
         weight *= math.exp(math.log(1.0 - rng.random()) / size)
 
 
-def write_sample(lines: Iterable[str], path: Path, size: int, seed: int) -> tuple[int, int]:
+def _line_bytes(line: str) -> int:
+    return len(line.encode("utf-8", "surrogateescape")) + 1
+
+
+def _fill(numbered: Iterator[tuple[int, str]], size: int, budget: float) -> tuple[list[str], list[int], int, int]:
+    """The first `size` lines, or fewer when they outgrow `budget` bytes first: (lines, their bytes, bytes, lines read)."""
+    reservoir: list[str] = []
+    sizes: list[int] = []
+    held = 0
+    for _, line in itertools.islice(numbered, size):
+        reservoir.append(line)
+        sizes.append(_line_bytes(line))
+        held += sizes[-1]
+        if held > budget:
+            break
+    return reservoir, sizes, held, len(reservoir)
+
+
+def _shrink(reservoir: list[str], sizes: list[int], held: int, budget: float, rng: random.Random) -> tuple[int, int]:
+    """Drop lines of the reservoir at random until it holds at most `budget` bytes (or one line): a uniform
+    sample stays uniform. The new size (at most the old size scaled by budget / held) and bytes held."""
+    keep = max(1, min(len(reservoir) - 1, int(len(reservoir) * budget / held)))
+    while len(reservoir) > 1 and (len(reservoir) > keep or held > budget):
+        slot = rng.randrange(len(reservoir))
+        held -= sizes[slot]
+        reservoir[slot], sizes[slot] = reservoir[-1], sizes[-1]
+        reservoir.pop()
+        sizes.pop()
+    return len(reservoir), held
+
+
+def write_sample(lines: Iterable[str], path: Path, size: int, seed: int, max_bytes: int | None = None) -> tuple[int, int]:
     """`sample_lines` written to `path`, one per line; (lines kept, lines read)."""
-    sample, seen = sample_lines(lines, size, seed)
+    sample, seen = sample_lines(lines, size, seed, max_bytes)
     with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
         for line in sample:
             f.write(line + "\n")

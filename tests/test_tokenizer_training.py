@@ -192,3 +192,26 @@ def test_a_sampled_multi_threaded_training_gives_the_same_vocabulary_in_every_pr
     first = train("one", 5)
     assert train("two", 5) == first  # a fresh process: same sample, same threads, same model
     assert train("three", 6) != first  # another seed samples other lines
+
+
+def test_the_byte_budget_bounds_a_sample_of_long_lines_and_stays_deterministic():
+    from mmadapt.tokenizer_training import sample_lines
+
+    lines = [f"{i:06d} " + "x" * (100 + i % 300) for i in range(20_000)]  # ~250 bytes a line, ~5 MB
+    sample, seen = sample_lines(iter(lines), 2_000_000, seed=7, max_bytes=500_000)
+    assert seen == len(lines)
+    assert sum(len(line.encode()) + 1 for line in sample) <= 500_000
+    assert len(sample) > 1500  # the budget is filled, not starved: ~500 KB / ~250 B
+    assert len(set(sample)) == len(sample) and set(sample) <= set(lines)
+    again, _ = sample_lines(iter(lines), 2_000_000, seed=7, max_bytes=500_000)
+    assert again == sample
+    positions = sorted(int(line[:6]) for line in sample)  # uniform: drawn from the whole corpus, not its start
+    assert positions[len(positions) // 2] > 7_000 and positions[-1] > 18_000
+
+
+def test_a_sample_within_the_byte_budget_is_the_same_as_without_one():
+    from mmadapt.tokenizer_training import DEFAULT_INPUT_BYTES, sample_lines
+
+    lines = [f"line {i} " + "y" * (i % 50) for i in range(30_000)]
+    for size in (1_000, 50_000):  # sampled, and taken whole
+        assert sample_lines(iter(lines), size, 3, DEFAULT_INPUT_BYTES) == sample_lines(iter(lines), size, 3)

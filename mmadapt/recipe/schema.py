@@ -21,6 +21,9 @@ class SentencePieceSettings:
     #: lines sampled (shuffled, with the recipe's seed) from the corpus to train on, as XLM-R sampled a
     #: few million sentences per language; a corpus with fewer lines is used whole
     input_sentence_size: int = field(default=2_000_000, metadata={"min": 1})
+    #: ... and at most this many bytes of them (UTF-8, a newline each), so that long lines (a paragraph
+    #: per line) keep tokenizer training in minutes and under a few GB; a sample within it is unchanged
+    input_bytes: int = field(default=20_000_000, metadata={"min": 1})
     #: SentencePiece's threads; 0: every core this process may use. The vocabulary is the same for
     #: the same corpus, seed and thread count (set it to get the same vocabulary on other machines)
     num_threads: int = field(default=0, metadata={"min": 0})
