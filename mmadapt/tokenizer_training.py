@@ -17,8 +17,10 @@ How each ``model_type`` is saved:
   into a single ``<unk>``, which would misalign words and tokens).
 
 Scale: SentencePiece is given at most ``input_sentence_size`` lines (default 2,000,000, as
-XLM-R sampled a few million sentences per language), drawn uniformly in one pass over the
-corpus by `sample_lines` with the seed (mmadapt samples itself: SentencePiece's own sampling
+XLM-R sampled a few million sentences per language) and at most ``input_bytes`` bytes of them
+(default 50 MB, so that a corpus of long lines, a paragraph or a document each, cannot make the
+sample hundreds of MB: SentencePiece's time and memory grow with the bytes it reads), drawn
+uniformly in one pass over the corpus by `sample_lines` with the seed (mmadapt samples itself: SentencePiece's own sampling
 draws differently in every process, seed or not), and runs on ``num_threads`` threads (default:
 every core). Time and memory are then those of the sample, whatever the corpus's size, and the
 vocabulary is the same for the same corpus, seed and thread count.
@@ -64,7 +66,7 @@ SPM_FILE = "spm.model"  # kept for reference; not a name transformers looks for
 DEFAULT_INPUT_SENTENCE_SIZE = 2_000_000
 #: ... and at most this many bytes of them, so that long lines (a paragraph or a document per line) do
 #: not make the sample hundreds of MB: SentencePiece's time and memory grow with the bytes it reads
-DEFAULT_INPUT_BYTES = 20_000_000
+DEFAULT_INPUT_BYTES = 50_000_000
 
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 

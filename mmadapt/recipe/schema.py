@@ -23,7 +23,7 @@ class SentencePieceSettings:
     input_sentence_size: int = field(default=2_000_000, metadata={"min": 1})
     #: ... and at most this many bytes of them (UTF-8, a newline each), so that long lines (a paragraph
     #: per line) keep tokenizer training in minutes and under a few GB; a sample within it is unchanged
-    input_bytes: int = field(default=20_000_000, metadata={"min": 1})
+    input_bytes: int = field(default=50_000_000, metadata={"min": 1})
     #: SentencePiece's threads; 0: every core this process may use. The vocabulary is the same for
     #: the same corpus, seed and thread count (set it to get the same vocabulary on other machines)
     num_threads: int = field(default=0, metadata={"min": 0})
