@@ -45,6 +45,12 @@ class ModelFamily(Named):
         value = config.get("max_position_embeddings")
         return int(value) if isinstance(value, int) else None
 
+    def max_sequence_length(self, config: Mapping[str, Any]) -> int | None:
+        """The longest token sequence the model takes (its positions less `position_offset`); None: unknown.
+        Saved tokenizers get it as `model_max_length`, so that `truncation=True` fits the model."""
+        positions = self.max_positions(config)
+        return None if positions is None else positions - self.position_offset
+
     def build_from_config(self, config_overrides: dict[str, Any], vocab_size: int, tokenizer: Any) -> "PreTrainedModel":
         """A randomly initialised MLM; `config_overrides` are the recipe's `model.config`."""
         raise NotImplementedError

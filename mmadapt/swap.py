@@ -47,7 +47,8 @@ def swap_language(model_dir: Path, pack_dir: Path, out_dir: Path, plugins: Any, 
     swap_vocabulary(model, weight, bias)
     # a forced swap does not vouch for the body the model started from
     record = {BODY_RECORD: body_record_text(body["digest"], body["family"])} if fits else {}
-    save_pretrained_atomic(model, out_dir, DistInfo(0, 1, 0, torch.device("cpu")), tokenizer, record)
+    save_pretrained_atomic(model, out_dir, DistInfo(0, 1, 0, torch.device("cpu")), tokenizer, record,
+                           family.max_sequence_length(model.config.to_dict()))
     return warnings
 
 
@@ -114,9 +115,19 @@ def check_body(model: Any, family: Any, body: dict[str, Any], model_dir: Path, f
     elif record is not None:
         reason = (f"{model_dir}'s embedding module (position and type embeddings, LayerNorm) changed since body "
                   f"{short}, which the pack's embeddings were trained against")
+    elif not same_embeddings:
+        reason = (f"{model_dir}'s embedding module (position and type embeddings, LayerNorm) is not body {short}'s, "
+                  f"which the pack's embeddings were trained against: it was fine-tuned with its embeddings trainable "
+                  f"(the transformers default) or from another model")
     else:
         reason = (f"{model_dir}'s body is not body {short} the pack was trained against, and it has no {BODY_RECORD} "
                   f"saying it was fine-tuned from it")
     if not force:
-        raise MmadaptError(f"the pack does not fit: {reason}; pass --force to swap anyway")
+        raise MmadaptError(f"the pack does not fit: {reason}. {HOW_TO_FIT}; or pass --force to swap anyway")
     return False, [f"swapping anyway (--force): {reason}"]
+
+
+#: how to fine-tune a model that every pack of its body fits (what `mmadapt train`'s finetune stage does)
+HOW_TO_FIT = ("To fit, fine-tune from the pack's body with the embedding module frozen (in transformers: "
+              "`for p in model.base_model.embeddings.parameters(): p.requires_grad = False` before training), "
+              "or with `mmadapt train`, whose finetune stage does so")

@@ -13,7 +13,7 @@ from mmadapt.errors import MmadaptError
 from mmadapt.packs import BODY_RECORD, body_record_text, describe_body, find_packs, pack_manifest, write_pack
 from mmadapt.plugins import get_plugins
 from mmadapt.surgery import save_embeddings
-from mmadapt.swap import swap_language
+from mmadapt.swap import HOW_TO_FIT, swap_language
 from task_helpers import tiny_mlm_dir, tiny_tokenizer
 
 METRICS = {"steps": 7, "flops": 1234, "tokens": 56, "seconds": 0.5}
@@ -106,7 +106,7 @@ def test_a_model_finetuned_from_another_body_is_refused_naming_both_bodies(mlm_d
     with pytest.raises(MmadaptError) as refused:
         swap_language(tmp_path / "qa", pack[0], tmp_path / "out", plugins)
     assert str(refused.value) == (f"the pack does not fit: {tmp_path / 'qa'} was fine-tuned from body aaaaaaaaaaaa "
-                                  f"and the pack was trained against body {body[:12]}; pass --force to swap anyway")
+                                  f"and the pack was trained against body {body[:12]}. {HOW_TO_FIT}; or pass --force to swap anyway")
     assert not (tmp_path / "out").exists()
 
 
@@ -115,8 +115,8 @@ def test_an_unrelated_body_of_the_same_shape_is_refused_unless_forced(mlm_dir, p
 
     other = AutoModelForMaskedLM.from_config(AutoModelForMaskedLM.from_pretrained(mlm_dir).config)  # fresh weights
     other.save_pretrained(tmp_path / "other")
-    with pytest.raises(MmadaptError, match=f"'s body is not body .* the pack was trained against, and it has no "
-                                           f"{BODY_RECORD} saying it was fine-tuned from it; pass --force"):
+    with pytest.raises(MmadaptError, match=r"'s embedding module \(position and type embeddings, LayerNorm\) is not "
+                                           r"body .*'s, .*\. To fit, fine-tune .* or pass --force"):
         swap_language(tmp_path / "other", pack[0], tmp_path / "out", plugins)
     warnings = swap_language(tmp_path / "other", pack[0], tmp_path / "out", plugins, force=True)
     assert len(warnings) == 1 and warnings[0].startswith("swapping anyway (--force): ")
@@ -191,3 +191,36 @@ def test_packs_says_when_a_directory_holds_no_packs_and_refuses_one_that_does_no
                              env=clean_env())
     assert missing.returncode == 2
     assert missing.stderr.splitlines() == [f"error: {tmp_path / 'nope'} is not a directory (give a run's output_dir)"]
+
+
+def test_a_model_finetuned_with_trainable_embeddings_is_refused_saying_why_and_how_to_fine_tune_so_it_fits(
+        mlm_dir, pack, plugins, tmp_path):
+    from transformers import AutoModelForQuestionAnswering
+
+    model = AutoModelForQuestionAnswering.from_pretrained(mlm_dir)  # transformers' default: every parameter trains
+    with torch.no_grad():
+        for p in model.roberta.parameters():
+            p.add_(0.01)
+    model.save_pretrained(tmp_path / "qa")
+    with pytest.raises(MmadaptError) as refused:
+        swap_language(tmp_path / "qa", pack[0], tmp_path / "out", plugins)
+    line = str(refused.value)
+    assert "\n" not in line and "embedding module" in line and "embeddings trainable" in line
+    assert "embeddings.parameters(): p.requires_grad = False" in line and line.endswith("pass --force to swap anyway")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_swapped_models_tokenizer_truncates_to_the_models_positions_and_records_no_loading_arguments(
+        mlm_dir, pack, plugins, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    swap_language(mlm_dir, pack[0], tmp_path / "out", plugins)
+    saved = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    model = AutoModelForMaskedLM.from_pretrained(tmp_path / "out")
+    assert "local_files_only" not in saved
+    assert saved["model_max_length"] == model.config.max_position_embeddings - 2  # XLM-R numbers from padding_idx + 1
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    encoded = tokenizer(" ".join(["word"] * 500), truncation=True, return_tensors="pt")
+    assert encoded["input_ids"].shape[1] == saved["model_max_length"]
+    with torch.no_grad():
+        model(**encoded)  # fits the position embeddings: no IndexError

@@ -55,7 +55,8 @@ def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) ->
     features = task.train_features(task.train_examples(task_section), tokenizer, task_section)
     objective = SupervisedObjective(model)
     result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, cfg.seed)).train()
-    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, {BODY_RECORD: record})
+    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, {BODY_RECORD: record},
+                                       family.max_sequence_length(model.config.to_dict()))
     seq_len = int(features[0]["input_ids"].shape[-1]) if features else 0
     flops_per_token = finetune_flops_per_token(model.config, seq_len)
     metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),

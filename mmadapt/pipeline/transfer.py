@@ -69,7 +69,8 @@ def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageR
     # the target model keeps the fine-tuned model's record of its body: packs swap into it too
     record = Path(finetuned.outputs["model"]) / BODY_RECORD
     extra = {BODY_RECORD: record.read_text()} if record.is_file() else None
-    target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, extra)
+    target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, extra,
+                                        family.max_sequence_length(model.config.to_dict()))
     if outputs.get("snapshots"):
         metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
                                         metrics["control_score"], metrics["target_score"])
