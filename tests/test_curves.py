@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmadapt.pipeline.curves import compute_to_reach, first_reaching
+from mmadapt.pipeline.curves import compute_to_reach, first_reaching, reach_table
 
 
 def curve(*points):
@@ -34,3 +34,35 @@ def test_ratios_compare_the_compute_each_strategy_needs_to_reach_95_percent_of_f
     assert entries["minijoint"]["flops_ratio"] == pytest.approx(4.0)
     assert entries["minijoint"]["seconds_ratio"] == pytest.approx(2.5)
     assert entries["minipost"]["adapt_flops"] is None and entries["minipost"]["flops_ratio"] is None
+
+
+STEP0_ROWS = [
+    {"strategy": "full", "task": "xnli", "language": "vo", "target_score": 0.60,
+     "curve": curve((0, 0, 0.0, 0.40), (100, 4e12, 20.0, 0.60))},
+    {"strategy": "minijoint", "task": "xnli", "language": "vo", "target_score": 0.59,
+     "curve": curve((0, 0, 0.0, 0.58), (100, 1e12, 8.0, 0.59))},
+]
+
+
+def test_a_goal_met_at_step_0_has_undefined_ratios_and_the_table_says_initial_embeddings():
+    entries = {e["strategy"]: e for e in compute_to_reach(STEP0_ROWS, baseline="full")}
+    assert entries["full"]["reached_at_step"] == 100 and entries["full"]["flops_ratio"] == pytest.approx(1.0)
+    assert entries["minijoint"]["reached_at_step"] == 0
+    assert entries["minijoint"]["flops_ratio"] is None and entries["minijoint"]["seconds_ratio"] is None
+    row = reach_table(list(entries.values()), "full").splitlines()[-1]
+    assert row.count("reached at step 0 (initial embeddings)") == 2 and "0.00" not in row
+
+
+def test_reached_at_step_is_the_first_reaching_step_or_none():
+    entries = {e["strategy"]: e for e in compute_to_reach(ROWS, baseline="full")}
+    assert (entries["full"]["reached_at_step"], entries["minijoint"]["reached_at_step"],
+            entries["minipost"]["reached_at_step"]) == (200, 200, None)
+
+
+def test_a_baseline_that_meets_the_goal_at_step_0_leaves_every_ratio_undefined():
+    rows = [dict(STEP0_ROWS[0], curve=curve((0, 0, 0.0, 0.60))),
+            dict(STEP0_ROWS[1], curve=curve((0, 0, 0.0, 0.40), (100, 1e12, 8.0, 0.59)))]
+    entries = {e["strategy"]: e for e in compute_to_reach(rows, baseline="full")}
+    assert entries["full"]["reached_at_step"] == 0 and entries["minijoint"]["reached_at_step"] == 100
+    assert entries["minijoint"]["flops_ratio"] is None and entries["minijoint"]["seconds_ratio"] is None
+    assert "undefined (full reached at step 0 (initial embeddings))" in reach_table(list(entries.values()), "full")

@@ -24,7 +24,9 @@ def compute_to_reach(rows: list[dict[str, Any]], baseline: str,
 
     The baseline's own cost is measured on its curve the same way, so `flops_ratio` is
     baseline FLOPs / strategy FLOPs to reach the same score (above 1: the strategy is cheaper).
-    A strategy that never reaches the score within its curve gets None for its cost and ratios.
+    Each entry's `reached_at_step` is the step of its first reaching point (None if never).
+    A strategy that never reaches the score within its curve gets None for its cost and ratios;
+    the ratios are also None (undefined) when either reaching point is step 0, the initial embeddings.
     """
     out = []
     for base in (r for r in rows if r["strategy"] == baseline and r.get("curve")):
@@ -36,26 +38,43 @@ def compute_to_reach(rows: list[dict[str, Any]], baseline: str,
             point = first_reaching(row["curve"], goal)
             entry = {"strategy": row["strategy"], "task": row["task"], "language": row["language"],
                      "goal_score": goal, "fraction_of_full": fraction, "adapt_flops": None, "adapt_seconds": None,
-                     "flops_ratio": None, "seconds_ratio": None}
+                     "flops_ratio": None, "seconds_ratio": None,
+                     "reached_at_step": None if point is None else point["step"]}
             if point is not None:
                 entry.update(adapt_flops=point["adapt_flops"], adapt_seconds=point["adapt_seconds"])
-                if base_point is not None:
-                    entry["flops_ratio"] = base_point["adapt_flops"] / max(point["adapt_flops"], 1)
-                    entry["seconds_ratio"] = base_point["adapt_seconds"] / max(point["adapt_seconds"], 1e-9)
+                entry.update(_ratios(base_point, point))
             out.append(entry)
     return out
 
 
+def _ratios(base_point: dict[str, Any] | None, point: dict[str, Any]) -> dict[str, float]:
+    """Baseline/strategy FLOPs and seconds ratios; empty when undefined (baseline never reached, or a step-0 point)."""
+    if base_point is None or 0 in (base_point["step"], point["step"]):
+        return {}
+    return {"flops_ratio": base_point["adapt_flops"] / max(point["adapt_flops"], 1),
+            "seconds_ratio": base_point["adapt_seconds"] / max(point["adapt_seconds"], 1e-9)}
+
+
 def reach_table(entries: list[dict[str, Any]], baseline: str) -> str:
-    """A Markdown table of `compute_to_reach`."""
+    """A Markdown table of `compute_to_reach`; a goal met by the initial embeddings says so."""
     def cell(value: Any, fmt: str) -> str:
         return "not reached" if value is None else format(value, fmt)
+
+    base_at_0 = {(e["task"], e["language"]) for e in entries
+                 if e["strategy"] == baseline and e.get("reached_at_step") == 0}
+
+    def ratio(e: dict[str, Any], key: str) -> str:
+        if e.get("reached_at_step") == 0:
+            return "reached at step 0 (initial embeddings)"
+        if (e["task"], e["language"]) in base_at_0:
+            return f"undefined ({baseline} reached at step 0 (initial embeddings))"
+        return cell(e[key], ".2f")
 
     lines = [f"| strategy | task | language | goal score | adapt FLOPs | adapt seconds | {baseline}/strategy FLOPs | "
              f"{baseline}/strategy seconds |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {e['strategy']} | {e['task']} | {e['language']} | {e['goal_score']:.3f} | "
-              f"{cell(e['adapt_flops'], '.3g')} | {cell(e['adapt_seconds'], '.1f')} | {cell(e['flops_ratio'], '.2f')} | "
-              f"{cell(e['seconds_ratio'], '.2f')} |" for e in entries]
+              f"{cell(e['adapt_flops'], '.3g')} | {cell(e['adapt_seconds'], '.1f')} | {ratio(e, 'flops_ratio')} | "
+              f"{ratio(e, 'seconds_ratio')} |" for e in entries]
     return "\n".join(lines)
 
 
