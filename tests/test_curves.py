@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmadapt.pipeline.curves import compute_to_reach, first_reaching, reach_table
+from mmadapt.pipeline.curves import compute_to_reach, first_reaching, goal_line, grid_shape, plot_curves, reach_table
 
 
 def curve(*points):
@@ -66,3 +66,16 @@ def test_a_baseline_that_meets_the_goal_at_step_0_leaves_every_ratio_undefined()
     assert entries["full"]["reached_at_step"] == 0 and entries["minijoint"]["reached_at_step"] == 100
     assert entries["minijoint"]["flops_ratio"] is None and entries["minijoint"]["seconds_ratio"] is None
     assert "undefined (full reached at step 0 (initial embeddings))" in reach_table(list(entries.values()), "full")
+
+
+def test_six_panels_make_a_two_by_three_grid_and_the_png_is_not_one_long_row(tmp_path):
+    assert grid_shape(6) == (2, 3) and grid_shape(2) == (1, 2) and grid_shape(4) == (2, 3)
+    rows = [dict(r, language=lang, control_score=0.33) for lang in "abcdef" for r in ROWS]
+    import matplotlib.image
+    height, width = matplotlib.image.imread(plot_curves(rows, tmp_path / "c.png")).shape[:2]
+    assert width < 3 * height
+
+
+def test_the_goal_line_is_95_percent_of_the_baselines_final_score_and_absent_without_it():
+    assert goal_line(ROWS, "xnli", "vo", "full") == pytest.approx(0.57)
+    assert goal_line(ROWS, "xnli", "vo", "absent") is None

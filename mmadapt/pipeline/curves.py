@@ -78,8 +78,26 @@ def reach_table(entries: list[dict[str, Any]], baseline: str) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """One panel per (task, language): target score against cumulative adapt FLOPs, a line per strategy."""
+#: panels per row of `adapt_curve.png`
+PANELS_PER_ROW = 3
+
+
+def grid_shape(panels: int, per_row: int = PANELS_PER_ROW) -> tuple[int, int]:
+    """(rows, columns) of a figure with `panels` panels, at most `per_row` a row."""
+    columns = min(panels, per_row)
+    return -(-panels // columns), columns
+
+
+def goal_line(rows: list[dict[str, Any]], task: str, language: str, baseline: str,
+              fraction: float = REACH_FRACTION) -> float | None:
+    """The reach goal of a panel: `fraction` of the baseline's final target score (None if it did not run)."""
+    base = next((r for r in rows if (r["task"], r["language"], r["strategy"]) == (task, language, baseline)), None)
+    return None if base is None else fraction * base["target_score"]
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path, baseline: str = "full") -> Path | None:
+    """A grid of panels, one per (task, language): target score against cumulative adapt FLOPs, a line per
+    strategy, the untrained embeddings' score and the reach goal (95% of `baseline`'s final score)."""
     panels = sorted({(r["task"], r["language"]) for r in rows if r.get("curve")})
     if not panels:
         return None
@@ -87,9 +105,13 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
 
     matplotlib.use("Agg")  # files only: no display on cluster nodes
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for ax, (task, language) in zip(axes[0], panels):
+    n_rows, n_cols = grid_shape(len(panels))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.5 * n_cols, 3.6 * n_rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (task, language) in zip(axes.flat, panels):
         for row in (r for r in rows if (r["task"], r["language"]) == (task, language) and r.get("curve")):
             # a log axis has no 0: the initial embeddings of a free initialiser (`random`) cost nothing
             curve = sorted((p for p in row["curve"] if p["adapt_flops"] > 0), key=lambda p: p["step"])
@@ -97,7 +119,12 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> Path | None:
                     markersize=3, label=row["strategy"])
         control = next(r["control_score"] for r in rows if (r["task"], r["language"]) == (task, language))
         ax.axhline(control, color="grey", linestyle=":", linewidth=1, label="untrained embeddings")
+        goal = goal_line(rows, task, language, baseline)
+        if goal is not None:
+            ax.axhline(goal, color="red", linestyle="--", linewidth=1, label=f"{REACH_FRACTION:.0%} of {baseline}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=5))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{task}, {language}")
         ax.set_xlabel("adapt-stage FLOPs (analytic, cumulative)")
         ax.set_ylabel("target score")

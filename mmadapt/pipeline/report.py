@@ -52,7 +52,7 @@ def write_report(output_dir: Path, rows: list[dict[str, Any]], baseline: str) ->
                 "uses the new language's untrained embeddings; `alignment_at_1` is the share of dictionary words "
                 "whose new embedding's nearest source embedding is their translation's ('-': no dictionary).\n\n"
                 + table(rows) + "\n")
-    if plot_curves(rows, output_dir / CURVE_PNG) is not None:
+    if plot_curves(rows, output_dir / CURVE_PNG, baseline=baseline) is not None:
         markdown += (f"\n## Target score against adapt-stage compute\n\n![target score against adapt compute]"
                      f"({CURVE_PNG})\n\nAdapt compute to reach {REACH_FRACTION:.0%} of `{baseline}`'s final target "
                      f"score (ratios above 1: cheaper than `{baseline}`):\n\n" + reach_table(reach, baseline) + "\n")
