@@ -52,3 +52,13 @@ class MetricsLogger:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Every row of a metrics.jsonl file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def write_scalar_series(directory: Path, tag: str, points: list[tuple[int, float]]) -> None:
+    """Write `(step, value)` points as TensorBoard scalar `tag` under `directory`/tensorboard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(Path(directory) / "tensorboard"))
+    for step, value in points:
+        writer.add_scalar(tag, value, step)
+    writer.close()

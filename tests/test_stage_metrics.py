@@ -101,3 +101,15 @@ def test_the_adapt_stage_records_flops_from_the_model_tokens_memory_and_data_wai
     assert metrics["peak_memory_bytes"] > 50 * 2**20 and metrics["peak_memory_source"] == "cpu_peak_rss"
     assert 0.0 <= metrics["data_wait_fraction"] < 1.0
     assert metrics["seconds"] > 0
+
+
+def test_snapshot_scores_are_readable_back_from_the_tensorboard_event_file(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mmadapt.metrics import write_scalar_series
+
+    write_scalar_series(tmp_path, "snapshot/target_score/xnli/vo", [(0, 0.4), (25, 0.5)])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars("snapshot/target_score/xnli/vo")
+    assert [(e.step, round(e.value, 3)) for e in scalars] == [(0, 0.4), (25, 0.5)]

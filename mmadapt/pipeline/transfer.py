@@ -13,6 +13,7 @@ from mmadapt.atomic import write_file_atomic, write_text_atomic
 from mmadapt.digests import digest, stage_fingerprint
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
+from mmadapt.metrics import write_scalar_series
 from mmadapt.packs import BODY_RECORD
 from mmadapt.pipeline.adapt import snapshots
 from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage, task_data_digests, task_settings
@@ -74,6 +75,10 @@ def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageR
     if outputs.get("snapshots"):
         metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
                                         metrics["control_score"], metrics["target_score"])
+        if ctx.dist.is_main:  # next to the adapt stage's training events
+            write_scalar_series(Path(adapted.outputs["snapshots"]).parent,
+                                f"snapshot/target_score/{task_section.name}/{language}",
+                                [(p["step"], p["target_score"]) for p in metrics["curve"]])
     return {"model": target_dir}, metrics
 
 
