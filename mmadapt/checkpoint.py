@@ -17,7 +17,7 @@ from typing import Any, Callable
 from mmadapt.atomic import publish_dir, write_json_atomic
 from mmadapt.digests import file_digest
 from mmadapt.distributed import DistInfo, barrier
-from mmadapt.errors import MmadaptError, full_disk_message, looks_like_full_disk
+from mmadapt.errors import MmadaptError, full_disk_as_error
 
 MARKER = "mmadapt_checkpoint.json"
 _TAG = re.compile(r"^step_(\d+)$")
@@ -130,12 +130,8 @@ def save_checkpoint(engine: Any, root: Path, step: int, client_state: dict, keep
     if dist.is_main:
         shutil.rmtree(root / tmp_tag, ignore_errors=True)
     barrier()
-    try:
+    with full_disk_as_error(root, f"writing checkpoint {tag}"):
         engine.save_checkpoint(str(root), tag=tmp_tag, client_state=client_state, save_latest=False)
-    except (OSError, RuntimeError) as exc:
-        if looks_like_full_disk(exc, root):
-            raise MmadaptError(full_disk_message(root, f"writing checkpoint {tag}")) from exc
-        raise
     barrier()
     final = root / tag
     if dist.is_main:

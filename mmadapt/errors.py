@@ -4,8 +4,9 @@ from __future__ import annotations
 import difflib
 import errno
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 
 class MmadaptError(Exception):
@@ -36,8 +37,13 @@ class PluginError(MmadaptError):
     """A plugin failed to load, registered something twice, or a name is unknown."""
 
 
-#: how the writers mmadapt calls (torch.save, safetensors, DeepSpeed) word a full disk when they give no errno
-_FULL_DISK_WORDS = ("no space left", "iostream error", "file write failed", "failed writing file")
+#: how the writers mmadapt calls (torch.save, safetensors, DeepSpeed) word a full disk when they give no errno;
+#: torch's zip writer, failing on a full disk, says `iostream error` and then, on closing, `unexpected pos`
+_FULL_DISK_WORDS = ("no space left", "iostream error", "unexpected pos", "file write failed", "failed writing file")
+#: below this many free bytes a writer's failure is a full disk whatever its words
+_NEARLY_FULL_BYTES = 1 << 20
+#: below this many free bytes a failure worded like a full disk is one
+_FULL_DISK_WORDS_BYTES = 64 << 20
 
 
 def free_bytes(path: Path) -> int | None:
@@ -51,12 +57,38 @@ def free_bytes(path: Path) -> int | None:
         return None
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and the exceptions it was raised from or while handling (a writer failing, then failing to close)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def looks_like_full_disk(exc: BaseException, where: Path) -> bool:
-    """`exc` is ENOSPC, or a writer's errno-less failure while the filesystem at `where` is (nearly) full."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    """`exc` (or one it was raised from) is ENOSPC/EDQUOT; or the filesystem at `where` has under 1 MiB
+    free; or a writer's errno-less failure is worded like a full disk while under 64 MiB are free."""
+    chain = list(_chain(exc))
+    if any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in chain):
         return True
     free = free_bytes(where)
-    return any(word in str(exc).lower() for word in _FULL_DISK_WORDS) and free is not None and free < 64 << 20
+    if free is None:
+        return False
+    worded = any(word in str(e).lower() for e in chain for word in _FULL_DISK_WORDS)
+    return free < _NEARLY_FULL_BYTES or (worded and free < _FULL_DISK_WORDS_BYTES)
+
+
+@contextmanager
+def full_disk_as_error(where: Path, what: str) -> Iterator[None]:
+    """Run a write (torch.save, DeepSpeed's save_checkpoint, save_pretrained) into `where`: a failure
+    that `looks_like_full_disk` becomes the one-line `full_disk_message`; any other is raised as is."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if looks_like_full_disk(exc, where):
+            raise MmadaptError(full_disk_message(where, what)) from exc
+        raise
 
 
 def full_disk_message(where: Path, what: str) -> str:

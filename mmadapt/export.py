@@ -9,6 +9,7 @@ import torch
 
 from mmadapt.atomic import write_dir_atomic
 from mmadapt.distributed import DistInfo, barrier
+from mmadapt.errors import full_disk_as_error
 
 
 def gathered(module: torch.nn.Module) -> Any:
@@ -57,6 +58,7 @@ def save_pretrained_atomic(model: Any, out_dir: Path, dist: DistInfo, tokenizer:
             (staged / name).write_text(text)
 
     if dist.is_main:
-        write_dir_atomic(out_dir, write)  # a model already at out_dir stays readable until the new one replaces it
+        with full_disk_as_error(out_dir, f"writing the model {out_dir.name}"):
+            write_dir_atomic(out_dir, write)  # a model already at out_dir stays readable until the new one replaces it
     barrier()
     return out_dir

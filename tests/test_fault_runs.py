@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
-from mmadapt.checkpoint import MARKER, complete_checkpoints
+from mmadapt.checkpoint import MARKER, complete_checkpoints, damage
 from mmadapt.metrics import read_metrics
 from mmadapt.pipeline.stages import STAGE_DONE
 from mmadapt.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
@@ -333,3 +333,40 @@ def test_a_signal_before_training_starts_is_one_line_exit_75_and_loses_nothing_f
         "outputs) (before a training loop saved anything of it): nothing finished was lost (finished stages and "
         "saved checkpoints stay); run the same command again to continue")
     assert (marker.read_text(), model.stat().st_mtime_ns) == kept
+
+
+#: `mmadapt` on a filesystem that fills up while the step-20 checkpoint is written: torch's zip writer
+#: fails as it does on a full disk (no errno, `unexpected pos`), and the checkpoints directory has 12288
+#: bytes free
+_DISK_FULL_WHILE_CHECKPOINTING = """
+import runpy, shutil, sys
+import torch
+save, usage = torch.save, shutil.disk_usage
+def save_or_fill(obj, f, *args, **kwargs):
+    if "step_00000020" in str(f):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    return save(obj, f, *args, **kwargs)
+def usage_nearly_full(path):
+    real = usage(path)
+    return real._replace(free=12288) if "checkpoints" in str(path) else real
+torch.save, shutil.disk_usage = save_or_fill, usage_nearly_full
+sys.argv = ["mmadapt", *sys.argv[1:]]
+runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_while_checkpointing_exits_2_in_one_line_with_the_free_bytes_and_keeps_the_older_one(
+        tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    settings = ("train.max_steps=30", "train.save_every=10", "train.keep_checkpoints=2")
+    full = subprocess.run([sys.executable, "-c", _DISK_FULL_WHILE_CHECKPOINTING, *_command(tiny_corpus, out, *settings)[3:]],
+                          capture_output=True, text=True, env=clean_env(), cwd=RECIPES.parent, timeout=300)
+    assert full.returncode == 2, full.stderr[-3000:]
+    checkpoints = out / "pretrain" / "checkpoints"
+    assert _one_line(full.stderr) == (
+        f"error: no space left on the filesystem holding {checkpoints} (12288 bytes free) while writing checkpoint "
+        "step_00000020; free some space (or lower train.keep_checkpoints) and run the same command to resume")
+    assert [step for step, _ in complete_checkpoints(checkpoints)] == [10]  # the finished checkpoint stays
+    assert damage(checkpoints / "step_00000010") is None
+    assert not (out / "pretrain" / STAGE_DONE).exists()
