@@ -337,3 +337,18 @@ def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_co
     for point in mini["curve"][1:]:  # after the initial embeddings, the curve starts after the big-model steps' cost
         assert point["adapt_flops"] == pytest.approx(spent["big_model_flops"] + per_mini_step * point["step"], abs=1)
         assert point["adapt_seconds"] >= spent["big_model_seconds"]
+
+
+def test_snapshot_target_scores_go_to_the_adapt_stages_tensorboard_at_their_steps(small_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _, _ = small_run
+    row = next(r for r in json.loads((out / "report.json").read_text())["rows"] if r["strategy"] == "full")
+    tag = f"snapshot/target_score/{row['task']}/{row['language']}"
+    found = []
+    for tb_dir in out.rglob("tensorboard"):
+        events = EventAccumulator(str(tb_dir))
+        events.Reload()
+        if tag in events.Tags()["scalars"]:
+            found.append([e.step for e in events.Scalars(tag)])
+    assert [p["step"] for p in row["curve"]] in found
