@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
+
+from mmadapt.build_locks import check_build_locks
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _warn(message: str) -> None:
+    """One line on stderr, after the wall-clock time (the run's log prefix)."""
+    from mmadapt.progress import line_prefix
+
+    print(f"{line_prefix(None)} {message}", file=sys.stderr, flush=True)
+
+
 def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
     """Initialise torch.distributed through DeepSpeed (gloo on CPU, NCCL on CUDA).
 
@@ -40,6 +50,7 @@ def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    check_build_locks(_warn)  # a lock left by a killed build would hang DeepSpeed silently
     import deepspeed
     from deepspeed.accelerator import get_accelerator
 
