@@ -146,9 +146,3 @@ def get_plugins() -> Plugins:
     if _default is None:
         _default = build_plugins()
     return _default
-
-
-def set_plugins(plugins: Plugins | None) -> None:
-    """Replace the process-wide plugin manager (tests register throwaway plugins this way)."""
-    global _default
-    _default = plugins

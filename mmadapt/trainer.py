@@ -33,7 +33,7 @@ from mmadapt.checkpoint import (MARKER, find_resume_checkpoint, load_checkpoint,
                                 step_tag)
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
-from mmadapt.data.textfiles import write_text_atomic
+from mmadapt.atomic import write_text_atomic
 from mmadapt.engine import build_engine
 from mmadapt.metrics import MetricsLogger
 from mmadapt.distributed import broadcast_object, max_across_ranks, mean_across_ranks, means_across_ranks

@@ -16,12 +16,14 @@ _LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTE
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Tokenised-data, tokenizer and synth caches live in one per-session folder."""
-    os.environ["MMADAPT_CACHE"] = str(tmp_path_factory.mktemp("mmadapt-cache"))
-    os.environ.setdefault("DS_ACCELERATOR", "cpu") if not _has_cuda() else None
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    yield
+    """Tokenised-data, tokenizer and synth caches live in one per-session folder; the environment is restored after."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MMADAPT_CACHE", str(tmp_path_factory.mktemp("mmadapt-cache")))
+        if not _has_cuda() and "DS_ACCELERATOR" not in os.environ:
+            patch.setenv("DS_ACCELERATOR", "cpu")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TOKENIZERS_PARALLELISM", "false")
+        yield
 
 
 def _has_cuda() -> bool:

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from conftest import REPO, RECIPES, clean_env, mmadapt_command, run_in_process
 from mmadapt.errors import RecipeError
-from mmadapt.pipeline.checks import check_pipeline
+from mmadapt.pipeline.checks import check_pipeline, stage_problems
+from mmadapt.plugins import get_plugins
 from mmadapt.pipeline.plan import task_languages
 from mmadapt.recipe import load_recipe
 
@@ -87,12 +88,19 @@ def test_a_missing_data_file_is_a_warning_for_validate_and_a_refusal_for_train(t
 
 
 def test_stages_a_later_stage_runs_for_itself_may_be_left_out(tmp_path):
+    plugins = get_plugins()
     # adapt trains the tokenizers it needs, transfer fine-tunes the task models it needs
-    check_pipeline(load_recipe(recipe_file(tmp_path, "implied", {"stages": ["pretrain", "adapt", "transfer"]})))
+    implied = load_recipe(recipe_file(tmp_path, "implied", {"stages": ["pretrain", "adapt", "transfer"]}))
+    assert stage_problems(implied, plugins) == []
+    check_pipeline(implied)  # nor does any other check refuse it
     # `full` takes model.pretrained as its big model without a pretrain stage
-    check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["strategies=[{name: full}]", "model.pretrained=some/dir",
-                                                              "stages=[tokenizer,adapt,finetune,transfer]"]),
-                   data_files=False)  # some/dir is not on this machine
+    given = load_recipe(RECIPES / "quickstart.yaml", ["strategies=[{name: full}]", "model.pretrained=some/dir",
+                                                      "stages=[tokenizer,adapt,finetune,transfer]"])
+    assert stage_problems(given, plugins) == []
+    check_pipeline(given, data_files=False)  # some/dir is not on this machine
+    # while leaving out what nothing makes is refused
+    missing = load_recipe(recipe_file(tmp_path, "missing", {"stages": ["transfer"]}))
+    assert any(path == "stages" for path, _ in stage_problems(missing, plugins))
 
 
 def test_transfer_evaluates_a_task_on_the_adapted_languages_it_lists_in_adaptation_order():

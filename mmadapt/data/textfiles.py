@@ -10,11 +10,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mmadapt.atomic import write_text_atomic
 from mmadapt.errors import DataError
 
-#: write_text_atomic lives in mmadapt.atomic; it stays importable from here for older imports
-__all__ = ["text_lines", "read_jsonl", "jsonl_rows", "line_blocks", "block_lines", "write_text_atomic"]
+__all__ = ["text_lines", "read_jsonl", "jsonl_rows", "line_blocks", "block_lines"]
 
 #: bytes read at a time by `text_lines`
 READ_BLOCK = 1 << 20

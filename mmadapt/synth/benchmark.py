@@ -140,35 +140,20 @@ def generate_benchmark(
     sizes = {"corpus_sentences": corpus_sentences, "nli_train": nli_train, "nli_dev": nli_dev, "nli_test": nli_test,
              "pawsx_train": pawsx_train, "pawsx_dev": pawsx_dev, "pawsx_test": pawsx_test,
              "qa_train": qa_train, "qa_dev": qa_dev, "qa_test": qa_test}
-    _check_sizes(sizes)
-    if not 0 < dictionary_fraction <= 1:
-        raise ValueError(f"dictionary_fraction must be in (0, 1]; got {dictionary_fraction!r}")
+    _check_settings(sizes, dictionary_fraction, family)
     out_dir = Path(out_dir)
-    if family not in FAMILIES:
-        raise ValueError(f"unknown grammar family {family!r}{did_you_mean(family, FAMILIES)}; "
-                         f"available: {', '.join(FAMILIES)}")
     hard = hard_share(nli_difficulty)
     user_seed, seed = seed, family_seed(seed, family)
     variant = _family_variant(seed, family, grammar_variant)
     meanings = build_meanings(seed, variant.inventory, variant.variant)
-    langs = [Language.build(spec, meanings, seed) for spec in specs]
+    langs = _build_languages(specs, meanings, seed, shared_words)
     source = next(lang for lang in langs if lang.code == SOURCE)
-    shared = shared_lemmas(meanings, shared_words, seed)
-    if shared:
-        langs = [lang if lang is source else Language(lang.spec, with_shared_forms(lang.lexicon, source.lexicon, shared))
-                 for lang in langs]
     grammar = ClausalGrammar(meanings, variant.weights) if family == "clausal" else Grammar(meanings, variant.weights)
     nli = ClausalNliGenerator(grammar, hard) if family == "clausal" else NliGenerator(grammar)
     paws = ParaphraseGenerator(grammar, render_words(source), pawsx_frames)  # checks the frames before any work
     files = _layout([lang.code for lang in langs], with_train_dictionaries=dictionary_fraction < 1)
-    settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": variant.variant}
-    # only when set, so the manifest (and every file) of the default settings stays as it was
-    if dictionary_fraction != 1:
-        settings["dictionary_fraction"] = dictionary_fraction
-    if shared_words:
-        settings["shared_words"] = shared_words
-    if family != DEFAULT_FAMILY:
-        settings.update(family=family, nli_difficulty=nli_difficulty)
+    settings = _recorded_settings(sizes, pawsx_frames, variant.variant, dictionary_fraction, shared_words, family,
+                                  nli_difficulty)
 
     def write(staged: Path) -> None:
         _write_corpora(staged, files, langs, grammar, seed, corpus_sentences)
@@ -178,6 +163,41 @@ def generate_benchmark(
 
     write_dir_atomic(out_dir, write)
     return _benchmark_paths(out_dir, files)
+
+
+def _check_settings(sizes: dict[str, int], dictionary_fraction: float, family: str) -> None:
+    """Raise ValueError for a size, dictionary share or family the generator cannot take."""
+    _check_sizes(sizes)
+    if not 0 < dictionary_fraction <= 1:
+        raise ValueError(f"dictionary_fraction must be in (0, 1]; got {dictionary_fraction!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown grammar family {family!r}{did_you_mean(family, FAMILIES)}; "
+                         f"available: {', '.join(FAMILIES)}")
+
+
+def _build_languages(specs: Sequence[Any], meanings: Any, seed: int, shared_words: float) -> list[Language]:
+    """Every language's lexicon; with `shared_words`, that share of noun lemmas written as the source writes them."""
+    langs = [Language.build(spec, meanings, seed) for spec in specs]
+    source = next(lang for lang in langs if lang.code == SOURCE)
+    shared = shared_lemmas(meanings, shared_words, seed)
+    if not shared:
+        return langs
+    return [lang if lang is source else Language(lang.spec, with_shared_forms(lang.lexicon, source.lexicon, shared))
+            for lang in langs]
+
+
+def _recorded_settings(sizes: dict[str, int], pawsx_frames: Sequence[str], grammar_variant: int,
+                       dictionary_fraction: float, shared_words: float, family: str,
+                       nli_difficulty: str | float) -> dict[str, Any]:
+    """The settings the manifest records; optional ones only when set, so the default manifest stays as it was."""
+    settings = {**sizes, "pawsx_frames": list(pawsx_frames), "grammar_variant": grammar_variant}
+    if dictionary_fraction != 1:
+        settings["dictionary_fraction"] = dictionary_fraction
+    if shared_words:
+        settings["shared_words"] = shared_words
+    if family != DEFAULT_FAMILY:
+        settings.update(family=family, nli_difficulty=nli_difficulty)
+    return settings
 
 
 def _family_variant(seed: int, family: str, grammar_variant: int | None) -> GrammarVariant:
