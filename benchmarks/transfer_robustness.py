@@ -78,7 +78,8 @@ def collect(reports: dict[int, Path], variants: list[str]) -> dict[tuple[str, st
                 "seed": seed, "source": row["source_score"], "target": row["target_score"],
                 "ratio": row["target_score"] / max(row["source_score"], 1e-9),
                 "gap": None if base is None else row["target_score"] - base["target_score"],
-                "alignment": row.get("alignment_at_1"), "compute": reach.get((strategy, language))})
+                "alignment": row.get("alignment_at_1"), "compute": reach.get((strategy, language)),
+                "basin_gap": row.get("basin_gap"), "flagged": row.get("collapse_suspected")})
     return table
 
 
@@ -92,7 +93,10 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 
 def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
-    """The per-strategy, per-variant table; returns the acceptance lines that failed."""
+    """The per-strategy, per-variant table; returns the acceptance lines that failed.
+
+    Cells where the baseline misses its floors are listed and left out of the gap lines (the gap to a
+    baseline at chance says nothing); the compute mean counts every cell, a cell never reached as 0."""
     print(f"\n{'strategy':<10} {'variant':<7} {'seeds':>5} {'ratio mean':>10} {'ratio min':>9} {'gap mean':>8} "
           f"{'gap min':>8} {'align@1':>7} {'compute mean':>12} {'compute min':>11}")
     failures, compute_means, where_full_transfers = [], {}, {}
@@ -111,18 +115,20 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
             for r in records:
                 full_transfers[variant, r["seed"]] = not (
                     r["ratio"] < floor or (not vocabulary_only and r["target"] < 1.6 * CHANCE))
-                if not full_transfers[variant, r["seed"]]:
-                    failures.append(f"{BASELINE} {variant} seed {r['seed']}: target {r['target']:.3f} = "
-                                    f"{r['ratio']:.2f} x source (floor {floor}, and 1.6 x chance off vo)")
+                if not full_transfers[variant, r["seed"]]:  # listed, not scored: the gap lines assume it transfers
+                    print(f"  listed, not scored: {BASELINE} {variant} seed {r['seed']} misses its floors: target "
+                          f"{r['target']:.3f} = {r['ratio']:.2f} x source (floor {floor}, and 1.6 x chance off vo)")
             continue
         compute_means.setdefault(strategy, []).extend(computes)
         # where the baseline itself does not transfer, reaching 95% of its score means little
         where_full_transfers.setdefault(strategy, []).extend(
             r["compute"] or 0.0 for r in records if full_transfers.get((variant, r["seed"])))
-        if gaps and _mean(gaps) < -0.05:
-            failures.append(f"{strategy} {variant}: mean gap to {BASELINE} {_mean(gaps):+.3f} (< -0.05)")
+        scored = [r for r in records if r["gap"] is not None and full_transfers.get((variant, r["seed"]))]
+        if scored and _mean([r["gap"] for r in scored]) < -0.05:
+            failures.append(f"{strategy} {variant}: mean gap to {BASELINE} {_mean([r['gap'] for r in scored]):+.3f} "
+                            f"(< -0.05) over the seeds where {BASELINE} meets its floors")
         failures += [f"{strategy} {variant} seed {r['seed']}: gap {r['gap']:+.3f} (< -0.10)"
-                     for r in records if r["gap"] is not None and r["gap"] < -0.10]
+                     for r in scored if r["gap"] < -0.10]
     for strategy, values in sorted(compute_means.items()):
         mean = statistics.fmean(values)
         kept = where_full_transfers.get(strategy, [])
@@ -131,6 +137,52 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
               f"{_fmt(_mean(kept), '.2f')}x")
         if mean < 2.3:
             failures.append(f"{strategy}: mean compute ratio {mean:.2f}x (< 2.3x)")
+    return failures
+
+
+def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
+    """One line per (variant, seed): the baseline's target score, then per mini strategy its gap to it
+    (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap, `FLAGGED` when it fired)."""
+    minis = sorted({strategy for strategy, _ in table} - {BASELINE})
+    print(f"\n{'variant':<14} {'seed':>4} {'source':>6} {BASELINE:>6}  " + "  ".join(f"{m:<32}" for m in minis))
+    cells = {(variant, r["seed"]): {} for (_, variant), records in table.items() for r in records}
+    for (strategy, variant), records in table.items():
+        for r in records:
+            cells[variant, r["seed"]][strategy] = r
+    for (variant, seed), by_strategy in sorted(cells.items()):
+        base = by_strategy.get(BASELINE)
+        parts = []
+        for m in minis:
+            r = by_strategy.get(m)
+            if r is None:
+                parts.append(f"{'-':<32}")
+                continue
+            gap = "-" if r["gap"] is None else f"{100 * r['gap']:+.1f}"
+            compute = f"{r['compute']:.2f}x" if r["compute"] else "-"
+            check = "-" if r["basin_gap"] is None else f"{r['basin_gap']:.3f}" + (" FLAGGED" if r["flagged"] else "")
+            parts.append(f"{gap + ', ' + compute + ', ' + check:<32}")
+        source = next(iter(by_strategy.values()))["source"]
+        print(f"{variant:<14} {seed:>4} {source:>6.3f} {_fmt(base['target'] if base else None):>6}  " + "  ".join(parts))
+
+
+def detector_lines(table: dict[tuple[str, str], list[dict]], collapse_points: float = 0.10,
+                   false_alarm_share: float = 0.10) -> list[str]:
+    """How the label-free collapse check separates cells more than `collapse_points` under the baseline from
+    the others: prints hits and false alarms; returns the acceptance lines that failed (every collapsed cell
+    flagged, at most `false_alarm_share` of the healthy ones)."""
+    checked = [(strategy, variant, r) for (strategy, variant), records in table.items() if strategy != BASELINE
+               for r in records if r["gap"] is not None and r["flagged"] is not None]
+    collapsed = [c for c in checked if c[2]["gap"] < -collapse_points]
+    healthy = [c for c in checked if c[2]["gap"] >= -collapse_points]
+    hits = [c for c in collapsed if c[2]["flagged"]]
+    alarms = [c for c in healthy if c[2]["flagged"]]
+    print(f"collapse check: {len(hits)} of {len(collapsed)} cells more than {100 * collapse_points:.0f} points under "
+          f"{BASELINE} flagged; false alarms {len(alarms)} of {len(healthy)} healthy cells")
+    failures = [f"collapse check missed {strategy} {variant} seed {r['seed']} (gap {r['gap']:+.3f}, basin gap "
+                f"{r['basin_gap']:.3f})" for strategy, variant, r in collapsed if not r["flagged"]]
+    if healthy and len(alarms) > false_alarm_share * len(healthy):
+        failures.append(f"collapse check: {len(alarms)} false alarms in {len(healthy)} healthy cells "
+                        f"(> {100 * false_alarm_share:.0f}%)")
     return failures
 
 
@@ -198,7 +250,8 @@ def main() -> None:
             table.update(relabel(found, family))
         title = f"{threads} torch threads" if threads else "the machine's torch threads"
         print(f"\n=== {args.split or 'grid'}, {title} ===")
-        failures += [f"[{title}] {line}" for line in summarise(table)]
+        print_cells(table)
+        failures += [f"[{title}] {line}" for line in summarise(table) + detector_lines(table)]
     print_verdict("acceptance", failures)
 
 

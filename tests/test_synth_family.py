@@ -135,3 +135,23 @@ def test_clausal_dictionaries_cover_every_word(tmp_path):
         pairs = [line.split() for line in bench.dictionaries[code].read_text().splitlines()]
         assert {s for s, _ in pairs} == src_words
         assert {t for _, t in pairs} == set(bench.lexicons[code].read_text().split())
+
+
+def test_a_qa_answer_is_never_repeated_inside_a_nested_relative_clause():
+    from mmadapt.synth.qa import _noun_keys, _verb_list
+
+    inner = NounPhrase("n_an6.0", plural=True, rel=None)
+    nested = NounPhrase("n_an6.0", rel=RelativeClause("vt13b", inner))
+    clause = Clause(subj=NounPhrase("n_an6.0"), verb="vt13b",
+                    obj=NounPhrase("n_an2.4", plural=True, rel=RelativeClause("vt9a", nested)))
+    # the subject's noun form occurs again two relative clauses down, and so does the main verb
+    assert _noun_keys(clause).count(("n_an6.0", False)) == 2
+    assert _verb_list(clause) == ["vt13b", "vt9a", "vt13b"]
+
+
+def test_the_clausal_family_writes_its_qa_files_for_a_seed_whose_contexts_nest_an_answer(tmp_path):
+    # seed 5's QA training contexts hold a clause whose answer recurs inside a nested relative clause
+    generate_benchmark(tmp_path / "b", seed=5, family="clausal", **{**SMALL, "qa_train": 3000})
+    squad = json.loads((tmp_path / "b" / "squad" / "train-v1.1.json").read_text())
+    answers = [qa for article in squad["data"] for p in article["paragraphs"] for qa in p["qas"]]
+    assert len(answers) == 3000

@@ -22,63 +22,20 @@ from omegaconf import OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.digests import stage_fingerprint
-from mmadapt.export import gathered
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
 from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings, with_init_cost
 from mmadapt.pipeline.plan import stage_cfg
+from mmadapt.pipeline.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
-SNAPSHOT_DIR = "snapshots"
 #: where the big-model steps of a mini strategy's adaptation checkpoint (`adapt.big_model_steps`)
 BIG_MODEL_STEPS_DIR = "big_model_steps"
-
-
-def trained_embeddings(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """CPU copies of the word embeddings and LM-head bias (gathered first under ZeRO-3)."""
-    with gathered(model.get_input_embeddings()):
-        weight = model.get_input_embeddings().weight.detach().to("cpu", copy=True)
-    head, bias = model.get_output_embeddings(), lm_head_bias(model)
-    if bias is None:
-        return weight, None
-    with gathered(head):
-        return weight, bias.detach().to("cpu", copy=True)
-
-
-def snapshots(snapshot_dir: Path, fingerprint: str) -> list[tuple[int, float, Path]]:
-    """(step, training seconds, file) of the embedding snapshots saved under these settings, by step.
-
-    Snapshots left by an earlier run of the stage with other settings carry another
-    fingerprint and are ignored.
-    """
-    from safetensors import safe_open
-
-    found = []
-    for path in sorted(Path(snapshot_dir).glob("step_*.safetensors")):
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("fingerprint") == fingerprint:
-            found.append((int(meta["step"]), float(meta["seconds"]), path))
-    return found
-
-
-def snapshot_saver(ctx: StageContext, model: Any, every: int, max_steps: int):
-    """A Trainer `on_step` hook saving the embeddings every `every` steps and at the last step."""
-
-    def save(step: int, seconds: float) -> None:
-        if step % every and step != max_steps:
-            return
-        weight, bias = trained_embeddings(model)  # every rank: gathering is collective
-        if ctx.dist.is_main:
-            save_embeddings(ctx.stage_dir / SNAPSHOT_DIR / f"step_{step:08d}.safetensors", weight, bias,
-                            {"step": str(step), "seconds": f"{seconds:.3f}", "fingerprint": ctx.fingerprint})
-
-    return save
 
 
 def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:

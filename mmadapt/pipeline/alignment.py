@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import torch
 
 from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.snapshots import snapshots
 
 
 def read_dictionary(path: Path) -> list[tuple[str, str]]:
@@ -70,7 +71,6 @@ def language_alignment(ctx: Any, language: str, adapted: Any, model_dir: Path) -
     over (whose input embeddings are the source ones). Returns `alignment_at_1`,
     `alignment_pairs` (dictionary pairs counted) and `alignment_by_step` ({step: alignment_at_1}).
     """
-    from mmadapt.pipeline.adapt import snapshots
     from mmadapt.pretraining import model_family, text_sources
     from mmadapt.surgery import load_embeddings
 

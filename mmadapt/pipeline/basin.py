@@ -18,6 +18,7 @@ import torch
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec
 from mmadapt.flops import ModelShape, training_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
+from mmadapt.pipeline.snapshots import snapshots
 from mmadapt.surgery import load_embeddings, swap_vocabulary
 
 #: the blocks of the language's corpus the check reads (spread evenly over it)
@@ -84,7 +85,7 @@ def language_basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path,
     over, `big_dir` the big model they are for. Returns `{"basin_losses": {"big": {step: loss}, "mini":
     {...}}, "basin_check_flops": N}` ({} without snapshots: a curve needs them).
     """
-    from mmadapt.pipeline.adapt import language_mlm_data, snapshots
+    from mmadapt.pipeline.adapt import language_mlm_data
     from mmadapt.pretraining import model_family
 
     outputs = adapted.outputs

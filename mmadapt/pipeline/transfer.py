@@ -15,7 +15,7 @@ from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.metrics import write_scalar_series
 from mmadapt.packs import BODY_RECORD
-from mmadapt.pipeline.adapt import snapshots
+from mmadapt.pipeline.snapshots import snapshots
 from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_vocabulary, swap_word_embeddings

@@ -172,15 +172,27 @@ def answer_words(language: Language, clause: Clause, target: str) -> list[str]:
     return leaves(node)
 
 
+def _noun_phrases(clause: Clause) -> list[NounPhrase]:
+    """Every noun phrase of the clause, those inside relative clauses (nested ones too) included."""
+    found: list[NounPhrase] = []
+    todo: list[NounPhrase | None] = [clause.subj, clause.obj, clause.pp[1] if clause.pp else None]
+    while todo:
+        np = todo.pop(0)
+        if np is None:
+            continue
+        found.append(np)
+        if np.rel is not None:
+            todo.append(np.rel.obj)
+    return found
+
+
 def _noun_keys(clause: Clause) -> list[tuple[str, bool]]:
-    nps: list[NounPhrase | None] = [clause.subj, clause.obj, clause.pp[1] if clause.pp else None]
-    if clause.subj.rel is not None:
-        nps.append(clause.subj.rel.obj)
-    return [(np.noun, np.plural) for np in nps if np is not None]
+    return [(np.noun, np.plural) for np in _noun_phrases(clause)]
 
 
 def _verb_list(clause: Clause) -> Sequence[str]:
-    return [clause.verb] + ([clause.subj.rel.verb] if clause.subj.rel is not None else [])
+    """The main verb, then every relative clause's (the clausal family puts them on objects and nests them)."""
+    return [clause.verb] + [np.rel.verb for np in _noun_phrases(clause) if np.rel is not None]
 
 
 def _verbs(clause: Clause) -> set[str]:
