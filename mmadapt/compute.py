@@ -15,6 +15,7 @@ from typing import Any
 
 from mmadapt.errors import MmadaptError
 from mmadapt.flops import ModelShape, adapt_flops_per_token, finetune_flops_per_token, tokens_per_step
+from mmadapt.recipe.schema import adapted_languages
 
 
 @dataclass
@@ -85,7 +86,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     stages = list(cfg.stages)
     seq, masked = int(cfg.data.block_size), float(cfg.data.mlm_probability)
-    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    languages = adapted_languages(cfg)
     predictions: list[StrategyPrediction] = []
     shapes: dict[str, ModelShape] = {}
     source = ""

@@ -28,6 +28,7 @@ from mmadapt.pipeline.transfer import predictions_path, snapshot_predictions_pat
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
+from mmadapt.recipe.schema import adapted_languages
 
 
 #: held in `output_dir` by the run writing it (mmadapt.locks)
@@ -82,7 +83,7 @@ class Pipeline:
     def __init__(self, cfg: DictConfig, plugins: Any, dist: Any, result: RunResult, several: bool) -> None:
         self.cfg, self.plugins, self.dist, self.result, self.several = cfg, plugins, dist, result, several
         self.stages = list(cfg.stages)
-        self.languages = list(cfg.adapt.languages) or list(cfg.languages)
+        self.languages = adapted_languages(cfg)
         self.tasks = _task_sections(cfg, dist)
         self.tokenizers: dict[str, Path] = {}
         #: by strategy, then unit ("pretrain", "adapt/<language>", "finetune/<task>")

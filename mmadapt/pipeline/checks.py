@@ -14,7 +14,7 @@ from typing import Any
 from mmadapt.errors import RecipeError
 from mmadapt.plugins import get_plugins
 from mmadapt.pipeline.plan import plan_runs, stage_work_listed, starts_from_pretrained, task_languages
-from mmadapt.recipe.schema import STAGES
+from mmadapt.recipe.schema import STAGES, adapted_languages
 
 Problems = list[tuple[str, str]]
 
@@ -66,7 +66,7 @@ def stage_problems(cfg: Any, plugins: Any) -> Problems:
 
 def language_problems(cfg: Any) -> Problems:
     """The languages `adapt` trains exist and have text."""
-    adapted = list(cfg.adapt.languages) or list(cfg.languages)
+    adapted = adapted_languages(cfg)
     problems: Problems = [("adapt.languages", f"{lang!r} has no entry under languages:")
                           for lang in cfg.adapt.languages if lang not in cfg.languages]
     if "adapt" in cfg.stages and not adapted:
@@ -84,7 +84,7 @@ def task_problems(cfg: Any) -> Problems:
         return []
     if not cfg.tasks:
         return [("tasks", "is empty but stages lists finetune/transfer: add a task (e.g. [{name: xnli, ...}])")]
-    adapted = [lang for lang in list(cfg.adapt.languages) or list(cfg.languages) if lang in cfg.languages]
+    adapted = [lang for lang in adapted_languages(cfg) if lang in cfg.languages]
     if "transfer" not in stages or not adapted:
         return []
     return [(f"tasks[{i}].languages", f"lists none of the adapted languages ({', '.join(adapted)}), so transfer "
@@ -198,7 +198,7 @@ def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:
     directory that does not exist; a `model.pretrained` found nowhere."""
     named = [(f"data.{section}[{i}]", str(spec)) for section in ("train", "eval") for i, spec in enumerate(cfg.data[section])]
     if stage_work_listed("tokenizer", list(cfg.stages)):
-        for language in list(cfg.adapt.languages) or list(cfg.languages):
+        for language in adapted_languages(cfg):
             section = cfg.languages.get(language) or {}
             named += [(f"languages.{language}.{key}[{i}]", str(spec))
                       for key in ("corpus", "eval_corpus") for i, spec in enumerate(section.get(key) or [])]
@@ -211,7 +211,7 @@ def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:
 def task_files(cfg: Any, plugins: Any) -> list[tuple[str, str]]:
     """(dotted path, file) for every local task file the recipe's finetune and transfer stages read."""
     stages = list(cfg.stages)
-    languages = list(cfg.adapt.languages) or list(cfg.languages)
+    languages = adapted_languages(cfg)
     named: list[tuple[str, str]] = []
     for i, section in enumerate(cfg.tasks):
         if section.name not in plugins.tasks:

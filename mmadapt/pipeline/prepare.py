@@ -25,6 +25,7 @@ from mmadapt.pipeline.checks import check_pipeline
 from mmadapt.pipeline.plan import StrategyRun, plan_runs, runs_stage, stage_work_listed
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pretraining import cache_dir, load_tokenizer, text_sources
+from mmadapt.recipe.schema import adapted_languages
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.run import RUN_LOCK
 
@@ -60,7 +61,7 @@ def prepare_recipe_data(cfg: DictConfig, plugins: Any) -> list[PreparedCorpus]:
         if stage_work_listed("tokenizer", list(cfg.stages)):
             ctx = StageContext(cfg, plugins, dist, output_dir, output_dir / "tokenizers")
             family = plugins.model_families.get(cfg.model.family)
-            for language in list(cfg.adapt.languages) or list(cfg.languages):
+            for language in adapted_languages(cfg):
                 record = train_language_tokenizer(ctx, language)
                 if "adapt" not in cfg.stages:
                     continue

@@ -254,3 +254,7 @@ class Recipe:
     #: such a stage is refused with what changed. Not saved in the run's recipe.yaml.
     rerun: bool = False
 
+
+def adapted_languages(cfg: Any) -> list[str]:
+    """The languages a recipe's adapt stage adapts: `adapt.languages`, else every entry of `languages:`."""
+    return list(cfg.adapt.languages) or list(cfg.languages)
