@@ -31,6 +31,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mmadapt.pipeline.collapse import collapse_reasons
+
 REPO = Path(__file__).resolve().parents[1]
 # Languages `full` transfers to on every seed, so that the floors (which assume it does) test the mini
 # strategies: no strategy transfers a moved verb (`wo`, `sov`, `v1`) on a model pretrained on one SVO
@@ -79,7 +81,10 @@ def collect(reports: dict[int, Path], variants: list[str]) -> dict[tuple[str, st
                 "ratio": row["target_score"] / max(row["source_score"], 1e-9),
                 "gap": None if base is None else row["target_score"] - base["target_score"],
                 "alignment": row.get("alignment_at_1"), "compute": reach.get((strategy, language)),
-                "basin_gap": row.get("basin_gap"), "flagged": row.get("collapse_suspected")})
+                # judged again by the current rule, so reports written under an earlier one compare alike
+                "basin_gap": row.get("basin_gap"),
+                "flagged": None if "basin_gap" not in row else bool(collapse_reasons(row)),
+                "agreement_with_baseline": row.get("agreement_with_baseline")})
     return table
 
 
@@ -142,7 +147,8 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
 
 def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
     """One line per (variant, seed): the baseline's target score, then per mini strategy its gap to it
-    (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap, `FLAGGED` when it fired)."""
+    (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap / agreement with the baseline,
+    `FLAGGED` when it fired)."""
     minis = sorted({strategy for strategy, _ in table} - {BASELINE})
     print(f"\n{'variant':<14} {'seed':>4} {'source':>6} {BASELINE:>6}  " + "  ".join(f"{m:<32}" for m in minis))
     cells = {(variant, r["seed"]): {} for (_, variant), records in table.items() for r in records}
@@ -159,7 +165,9 @@ def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
                 continue
             gap = "-" if r["gap"] is None else f"{100 * r['gap']:+.1f}"
             compute = f"{r['compute']:.2f}x" if r["compute"] else "-"
-            check = "-" if r["basin_gap"] is None else f"{r['basin_gap']:.3f}" + (" FLAGGED" if r["flagged"] else "")
+            agree = r["agreement_with_baseline"]
+            check = ("-" if r["basin_gap"] is None else f"{r['basin_gap']:.3f}") + \
+                ("" if agree is None else f"/{agree:.2f}") + (" FLAGGED" if r["flagged"] else "")
             parts.append(f"{gap + ', ' + compute + ', ' + check:<32}")
         source = next(iter(by_strategy.values()))["source"]
         print(f"{variant:<14} {seed:>4} {source:>6.3f} {_fmt(base['target'] if base else None):>6}  " + "  ".join(parts))

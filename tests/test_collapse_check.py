@@ -6,7 +6,7 @@ import json
 from conftest import run_in_process
 from test_pipeline_transfer import ADAPT_STEPS, QUICKSTART, SHRINK
 
-from mmadapt.pipeline.collapse import BASIN_GAP_LIMIT, add_collapse_check, agreement, collapse_table
+from mmadapt.pipeline.collapse import AGREEMENT_LIMIT, BASIN_GAP_LIMIT, add_collapse_check, agreement, collapse_table
 
 
 def _row(strategy: str, big: float, mini: float | None) -> dict:
@@ -25,6 +25,16 @@ def test_the_check_fires_only_when_the_big_model_reads_the_embeddings_worse_than
     table = collapse_table(rows)
     assert "| minijoint | xnli | nd | 0.340 | YES | - | 0: 0.000, 10: 0.340 |" in table
     assert "| full |" not in table
+
+
+def test_the_check_fires_when_the_model_disagrees_with_the_baseline_below_the_limit_whatever_the_basin_gap():
+    rows = [_row("minijoint", 2.40, 2.30), _row("minipost", 2.40, 2.30), _row("minijoint", 2.40, 2.30)]
+    rows[0]["agreement_with_baseline"] = AGREEMENT_LIMIT - 0.05
+    rows[1]["agreement_with_baseline"] = AGREEMENT_LIMIT + 0.05  # the third ran without the baseline: no agreement
+    warnings = add_collapse_check(rows)
+    assert [r["collapse_suspected"] for r in rows] == [True, False, False]
+    assert len(warnings) == 1 and "gives the baseline's answer on only 55.0% of the target test inputs" in warnings[0]
+    assert "masked-LM loss" not in warnings[0]  # the basin gap (0.10) is not a reason here
 
 
 def test_agreement_counts_the_reference_ids_answered_alike():
