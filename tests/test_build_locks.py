@@ -64,7 +64,7 @@ def test_a_run_after_one_killed_mid_build_does_not_hang_on_the_lock_it_left(tiny
     started = time.monotonic()
     run = subprocess.run(mmadapt_command() + ["train", str(RECIPES / "tiny_full.yaml"),
                                               *tiny_overrides(tiny_corpus, tmp_path / "run")],
-                         capture_output=True, text=True, env=clean_env(TORCH_EXTENSIONS_DIR=str(root)),
+                         capture_output=True, text=True, env=clean_env(TORCH_EXTENSIONS_DIR=str(root), MMADAPT_CACHE=str(tmp_path / "cache")),
                          cwd=RECIPES.parent, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     assert [line for line in run.stderr.splitlines() if "stale JIT build lock" in line][0].endswith(

@@ -135,6 +135,8 @@ def _prepare_cli(*args):
 
 
 def test_data_prepare_builds_every_corpus_once_and_train_reuses_them(tiny_corpus, tmp_path, monkeypatch):
+    # a cache of its own: other tests of the session prepare the same tiny corpus with the same tokenizer
+    monkeypatch.setenv("MMADAPT_CACHE", str(tmp_path / "cache"))
     new = write_corpus(tmp_path / "new.txt", lines=1500, seed=2)
     out = tmp_path / "run"
     overrides = tiny_overrides(tiny_corpus, out, "stages=[pretrain,tokenizer,adapt]", f"data.eval=[{new}]",
