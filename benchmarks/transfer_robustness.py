@@ -187,7 +187,8 @@ def detector_lines(table: dict[tuple[str, str], list[dict]], collapse_points: fl
     print(f"collapse check: {len(hits)} of {len(collapsed)} cells more than {100 * collapse_points:.0f} points under "
           f"{BASELINE} flagged; false alarms {len(alarms)} of {len(healthy)} healthy cells")
     failures = [f"collapse check missed {strategy} {variant} seed {r['seed']} (gap {r['gap']:+.3f}, basin gap "
-                f"{r['basin_gap']:.3f})" for strategy, variant, r in collapsed if not r["flagged"]]
+                f"{r['basin_gap']:.3f}, agreement {_fmt(r['agreement_with_baseline'], '.2f')})"
+                for strategy, variant, r in collapsed if not r["flagged"]]
     if healthy and len(alarms) > false_alarm_share * len(healthy):
         failures.append(f"collapse check: {len(alarms)} false alarms in {len(healthy)} healthy cells "
                         f"(> {100 * false_alarm_share:.0f}%)")
