@@ -42,8 +42,8 @@ def _main_options(_version: bool = typer.Option(False, "--version", callback=_pr
 
 
 def _checked(recipe: Path, overrides: List[str], local_files: str = "warn") -> tuple:
-    """The recipe resolved and checked as `train` checks it (`check_before_work`), its local-file warnings
-    printed when `local_files="warn"`; (cfg, plugins)."""
+    """The recipe resolved, checked and planned as `train` does it (`check_before_work`), its warnings
+    printed (local files missing, too, when `local_files="warn"`); (run plan, plugins)."""
     from mmadapt.pipeline.checks import check_before_work
     from mmadapt.plugins import get_plugins
 
@@ -88,8 +88,8 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
     with stop_on_signal():  # a signal before (or between) training loops: one line, exit 75
         if smoke:
             given += _smoke_overrides(recipe, given, smoke_steps)
-        cfg, plugins = _checked(recipe, given, local_files="error")
-        result = run_recipe(cfg, plugins)
+        plan, plugins = _checked(recipe, given, local_files="error")
+        result = run_recipe(plan, plugins)
     from mmadapt.distributed import init_distributed
 
     if init_distributed().is_main:
@@ -120,8 +120,8 @@ def recipe_show(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Rec
     before any work (a missing local file is a warning here)."""
     from mmadapt.recipe import to_yaml
 
-    cfg, _ = _checked(recipe, list(overrides or []) + ctx.args)
-    typer.echo(to_yaml(cfg), nl=False)
+    plan, _ = _checked(recipe, list(overrides or []) + ctx.args)
+    typer.echo(to_yaml(plan.cfg), nl=False)
 
 
 @recipe_app.command("validate", context_settings=_EXTRA_ARGS)
@@ -232,12 +232,9 @@ def data_prepare(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Re
     """
     from mmadapt.distributed import init_distributed
     from mmadapt.pipeline.prepare import prepare_recipe_data
-    from mmadapt.plugins import get_plugins
-    from mmadapt.recipe import load_recipe
 
-    plugins = get_plugins()
-    cfg = load_recipe(recipe, list(overrides or []) + ctx.args, plugins)
-    prepared = prepare_recipe_data(cfg, plugins)
+    plan, plugins = _checked(recipe, list(overrides or []) + ctx.args, local_files="error")
+    prepared = prepare_recipe_data(plan, plugins)
     if init_distributed().is_main:
         for corpus in prepared:
             state = "built" if corpus.built else "already prepared"
@@ -252,9 +249,9 @@ def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe 
     """Predict the training FLOPs per step of each stage, and adapt's full/mini ratio, without training."""
     from mmadapt.compute import predict, report
 
-    cfg, plugins = _checked(recipe, list(overrides or []) + ctx.args)
-    predictions, source = predict(cfg, plugins)
-    typer.echo(report(cfg, predictions, source))
+    plan, plugins = _checked(recipe, list(overrides or []) + ctx.args)
+    predictions, source = predict(plan, plugins)
+    typer.echo(report(plan, predictions, source))
 
 
 @app.command("plugins")

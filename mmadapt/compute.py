@@ -8,14 +8,12 @@ positions only (`data.mlm_probability` of them), which is what the objectives do
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmadapt.errors import MmadaptError
 from mmadapt.flops import ModelShape, adapt_flops_per_token, finetune_flops_per_token, tokens_per_step
-from mmadapt.recipe.schema import adapted_languages
 
 
 @dataclass
@@ -79,18 +77,16 @@ def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
     return int(cfg.model.train_tokenizer.vocab_size), "model.config + model.train_tokenizer.vocab_size"
 
 
-def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
-    """Every strategy's stages (pretrain, adapt, finetune) for a resolved recipe."""
-    from mmadapt.pipeline.plan import plan_runs, reuses_big_model_as_is, runs_stage
+def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
+    """Every strategy's stages (pretrain, adapt, finetune) for a run plan (mmadapt.pipeline.plan.RunPlan)."""
+    from mmadapt.pipeline.plan import reuses_big_model_as_is, runs_stage
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    stages = list(cfg.stages)
+    cfg, world, stages, languages = plan.cfg, plan.world_size, list(plan.stages), list(plan.languages)
     seq, masked = int(cfg.data.block_size), float(cfg.data.mlm_probability)
-    languages = adapted_languages(cfg)
     predictions: list[StrategyPrediction] = []
     shapes: dict[str, ModelShape] = {}
     source = ""
-    for run in plan_runs(cfg):
+    for run in plan.strategies:
         if run.reuse or run.init_from:
             big = shapes[run.reuse or run.init_from]
         else:
@@ -106,9 +102,9 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
         pretrain_what = f"{plan.pretrain_what}; uses {run.reuse}'s big model as it is, not run" if as_is \
             else plan.pretrain_what
         prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
-                                              tokens_per_step(run.pretrain_cfg().train, seq, world), pretrain_what,
+                                              tokens_per_step(run.pretrain_cfg.train, seq, world), pretrain_what,
                                               runs_stage(run, "pretrain", stages, plugins)))
-        adapt_train = run.adapt_cfg().train
+        adapt_train = run.adapt_cfg.train
         vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
         per_token = adapt_flops_per_token(big, plan.adapt_layers,
                                           seq, vocab_size=vocab, masked_fraction=masked)
@@ -122,7 +118,7 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             prediction.adapt_ratio = full / per_token
         for task in cfg.tasks:
             length = int(task.get("max_length", seq) or seq)
-            train = run.finetune_cfg(task).train
+            train = run.finetune_cfgs[task.name].train
             what = f"task {task.name}, big model, embeddings frozen, length {length}"
             if run.reuse:
                 what += f"; reused from {run.reuse}, not run again"
@@ -133,10 +129,9 @@ def predict(cfg: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
     return predictions, source
 
 
-def report(cfg: Any, predictions: list[StrategyPrediction], source: str) -> str:
-    """The text `mmadapt compute` prints."""
-    seq, masked = cfg.data.block_size, cfg.data.mlm_probability
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def report(plan: Any, predictions: list[StrategyPrediction], source: str) -> str:
+    """The text `mmadapt compute` prints for a run plan's predictions."""
+    seq, masked, world = plan.cfg.data.block_size, plan.cfg.data.mlm_probability, plan.world_size
     lines = [f"FLOPs predicted by mmadapt.flops (matrix products; forward + backward; MLM head at masked "
              f"positions only, {masked:g} of {seq} per block; {world} rank(s))"]
     for p in predictions:

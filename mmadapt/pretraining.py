@@ -12,6 +12,7 @@ from mmadapt.data.sources import TextSource, default_cache_dir
 from mmadapt.digests import json_digest
 from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.plan import big_model_candidates
 
 
 def cache_dir(cfg: Any) -> Path:
@@ -60,12 +61,13 @@ def resolve_pretrained(spec: str) -> str:
     Anything else (a hub name in the local cache) is passed through.
     """
     path = Path(spec)
-    for candidate in (path, path / "big", path / "pretrain" / "big"):
+    candidates = big_model_candidates(path)
+    for candidate in candidates:
         if (candidate / "config.json").is_file():
             return str(candidate)
     if (path / "recipe.yaml").is_file():
         raise MmadaptError(f"{spec} is an mmadapt run directory without a finished pretraining stage "
-                           f"({path / 'pretrain' / 'big'} is missing); run that recipe to the end first")
+                           f"({candidates[-1]} is missing); run that recipe to the end first")
     return spec
 
 

@@ -17,9 +17,9 @@ from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.basin import language_basin_check
 from mmadapt.pipeline.collapse import add_agreement, add_collapse_check
-from mmadapt.pipeline.checks import check_pipeline
+from mmadapt.pipeline.checks import build_run_plan
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, reuses_big_model_as_is, stage_work_listed, task_languages
+from mmadapt.pipeline.plan import RunPlan, StrategyRun, reuses_big_model_as_is, stage_work_listed, task_languages
 from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages import StageRecord
@@ -28,11 +28,6 @@ from mmadapt.pipeline.transfer import predictions_path, snapshot_predictions_pat
 from mmadapt.progress import quiet_third_party_bars
 from mmadapt.pretraining import cache_dir
 from mmadapt.recipe import save_resolved
-from mmadapt.recipe.schema import adapted_languages
-
-
-#: held in `output_dir` by the run writing it (mmadapt.locks)
-RUN_LOCK = ".run.lock"
 
 
 @dataclass
@@ -46,21 +41,23 @@ class RunResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_recipe(cfg: DictConfig, plugins: Any) -> RunResult:
-    """Run every stage in `cfg.stages` for every strategy; finished stages are skipped."""
-    check_pipeline(cfg, plugins=plugins)
-    runs = plan_runs(cfg)
+def run_recipe(plan: RunPlan | DictConfig, plugins: Any) -> RunResult:
+    """Run every stage of the plan (a resolved recipe is checked and planned first) for every strategy;
+    finished stages are skipped."""
+    if not isinstance(plan, RunPlan):
+        plan = build_run_plan(plan, plugins)
+    cfg, runs = plan.cfg, plan.strategies
     for run in runs:
         plugins.strategies.get(run.name)
     dist = init_distributed(cfg.distributed.timeout_minutes)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_third_party_bars()
-    output_dir = Path(cfg.output_dir)
-    with held_lock(output_dir / RUN_LOCK, dist, what=f"output_dir {output_dir}"):  # one run per output directory
+    output_dir = plan.layout.output_dir
+    with held_lock(plan.layout.run_lock, dist, what=f"output_dir {output_dir}"):  # one run per output directory
         if dist.is_main:
             save_resolved(cfg, output_dir)
         barrier()
-        pipeline = Pipeline(cfg, plugins, dist, RunResult(output_dir), several=len(runs) > 1)
+        pipeline = Pipeline(plan, plugins, dist, RunResult(output_dir))
         pipeline.check_task_files()
         pipeline.train_tokenizers()
         for run in runs:
@@ -80,11 +77,12 @@ class Pipeline:
     """One strategy after another through the recipe's stages, each unit through the stage lifecycle
     (mmadapt.pipeline.stages); the records of finished units, for the units that build on them."""
 
-    def __init__(self, cfg: DictConfig, plugins: Any, dist: Any, result: RunResult, several: bool) -> None:
-        self.cfg, self.plugins, self.dist, self.result, self.several = cfg, plugins, dist, result, several
-        self.stages = list(cfg.stages)
-        self.languages = adapted_languages(cfg)
-        self.tasks = _task_sections(cfg, dist)
+    def __init__(self, plan: RunPlan, plugins: Any, dist: Any, result: RunResult) -> None:
+        self.plan, self.cfg, self.plugins, self.dist, self.result = plan, plan.cfg, plugins, dist, result
+        self.several = len(plan.strategies) > 1
+        self.stages = list(plan.stages)
+        self.languages = list(plan.languages)
+        self.tasks = _task_sections(plan.cfg, dist)
         self.tokenizers: dict[str, Path] = {}
         #: by strategy, then unit ("pretrain", "adapt/<language>", "finetune/<task>")
         self.records: dict[str, dict[str, StageRecord]] = {}
@@ -130,8 +128,7 @@ class Pipeline:
         """Stage `tokenizer` (also run for `adapt`): one vocabulary per adapted language."""
         if not stage_work_listed("tokenizer", self.stages):
             return
-        output_dir = self.result.output_dir
-        ctx = StageContext(self.cfg, self.plugins, self.dist, output_dir, output_dir / "tokenizers")
+        ctx = StageContext(self.cfg, self.plugins, self.dist, self.plan.layout.output_dir, self.plan.layout.tokenizers)
         self.tokenizers = {lang: Path(train_language_tokenizer(ctx, lang).outputs["tokenizer"])
                            for lang in self.languages}
 
@@ -160,11 +157,11 @@ class Pipeline:
     def adapt(self, run: StrategyRun, lang: str) -> None:
         """Stage `adapt` for one language, and its `alignment_at_1` (rank 0)."""
         pretrained = self.records[run.name]["pretrain"]
-        ctx = StageContext(run.adapt_cfg(), self.plugins, self.dist, run.run_dir, run.run_dir / "adapt" / lang,
-                           strategy=run.name)
+        ctx = StageContext(run.adapt_cfg, self.plugins, self.dist, run.run_dir,
+                           self.plan.layout.stage_dir(run.name, "adapt", lang), strategy=run.name)
         model_dir = adapt_model_dir(pretrained.outputs)
         record = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint,
-                                Path(pretrained.outputs["big"]))
+                                Path(pretrained.outputs["big"]), run.big_model_steps_cfg)
         self._keep(run, f"adapt/{lang}", record)
         if self.dist.is_main:
             self.alignments[run.name][lang] = language_alignment(ctx, lang, record, model_dir)
@@ -178,8 +175,8 @@ class Pipeline:
             record = self.records[run.reuse][f"finetune/{task}"]
         else:
             pretrained = self.records[run.name]["pretrain"]
-            ctx = StageContext(run.finetune_cfg(task_section), self.plugins, self.dist, run.run_dir,
-                               run.run_dir / "finetune" / task, strategy=run.name)
+            ctx = StageContext(run.finetune_cfgs[task], self.plugins, self.dist, run.run_dir,
+                               self.plan.layout.stage_dir(run.name, "finetune", task), strategy=run.name)
             record = finetune_task(ctx, task_section, Path(pretrained.outputs["big"]), pretrained.fingerprint)
         self._keep(run, f"finetune/{task}", record, reused=bool(run.reuse))
 
@@ -187,12 +184,12 @@ class Pipeline:
         """Stage `transfer` for one task: the source score, then each evaluated language and its report row."""
         task, records = task_section.name, self.records[run.name]
         finetuned = records[f"finetune/{task}"]
-        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task,
-                           strategy=run.name)
+        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
+                           self.plan.layout.stage_dir(run.name, "transfer", task), strategy=run.name)
         source = source_scores(ctx, task_section, finetuned)[self.plugins.tasks.get(task).metric_names[0]]
         for lang in task_languages(task_section, self.languages):
-            ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir, run.run_dir / "transfer" / task / lang,
-                               strategy=run.name)
+            ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
+                               self.plan.layout.stage_dir(run.name, "transfer", task, lang), strategy=run.name)
             adapted = records[f"adapt/{lang}"]
             record = transfer_language(ctx, task_section, finetuned, lang, adapted)
             self._keep(run, f"transfer/{task}/{lang}", record)

@@ -126,7 +126,7 @@ def test_smoke_caps_every_stage_of_every_strategy_and_task(recipe, tmp_path):
     assert cfg.output_dir == f"{tmp_path / 'run'}-smoke"
     assert cfg.adapt.big_model_steps <= 2 and cfg.adapt.snapshot_every <= 2
     for run in plan_runs(cfg):
-        stages = [run.pretrain_cfg(), run.adapt_cfg(), *[run.finetune_cfg(task) for task in cfg.tasks]]
+        stages = [run.pretrain_cfg, run.adapt_cfg, *run.finetune_cfgs.values()]
         assert all(0 < stage.train.max_steps <= 2 and stage.train.warmup_steps <= 2 for stage in stages), run.name
 
 

@@ -5,7 +5,7 @@ import json
 import re
 
 from conftest import REPO
-from mmadapt.pipeline.checks import check_pipeline
+from mmadapt.pipeline.checks import build_run_plan, check_pipeline
 from mmadapt.plugins import get_plugins
 from mmadapt.recipe import load_recipe
 
@@ -36,7 +36,7 @@ def test_the_guides_adapt_compute_per_step_is_what_mmadapt_compute_predicts(tmp_
         "model_type": "xlm-roberta", "vocab_size": 250002, "hidden_size": 768, "num_hidden_layers": 12,
         "num_attention_heads": 12, "intermediate_size": 3072, "max_position_embeddings": 514}))
     cfg = load_recipe(guide_recipe(tmp_path), [f"variables.xlmr={base}"], plugins=get_plugins())
-    predictions, _ = predict(cfg, get_plugins())
+    predictions, _ = predict(build_run_plan(cfg, get_plugins(), data_files=False), get_plugins())
     per_step = {(p.strategy, s.stage): s.per_step for p in predictions for s in p.stages}
     # the guide's table, XLM-R base column (3 significant figures)
     quoted = {("full", "adapt"): 6.60e12, ("minipost", "adapt"): 3.59e12, ("minijoint", "adapt"): 2.58e12,

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import RECIPES, run_in_process
+from conftest import RECIPES
 from mmadapt.compute import predict
+from mmadapt.pipeline.checks import build_run_plan
 from mmadapt.plugins import get_plugins
 from mmadapt.recipe import load_recipe
 
@@ -24,8 +25,12 @@ OVERRIDES = [
 ]
 
 
+def _planned(cfg):
+    return build_run_plan(cfg, get_plugins(), data_files=False)
+
+
 def _predicted(cfg) -> dict[tuple[str, str], int]:
-    predictions, _ = predict(cfg, get_plugins())
+    predictions, _ = predict(_planned(cfg), get_plugins())
     return {(p.strategy, s.stage): s.tokens_per_step for p in predictions for s in p.stages}
 
 
@@ -36,20 +41,53 @@ def test_compute_applies_every_per_strategy_and_per_task_train_override(tmp_path
         ("minipost", "pretrain"): 9 * 2 * 16, ("minipost", "adapt"): 6 * 16, ("minipost", "finetune/xnli"): 3 * 2 * 16}
 
 
-def test_compute_and_the_run_agree_on_tokens_per_step_for_every_stage(tmp_path):
+def test_train_checks_plans_and_fills_deepspeed_once_and_agrees_with_compute_on_tokens_per_step(tmp_path, monkeypatch):
+    """`mmadapt train` checks and plans the recipe once (mmadapt.pipeline.checks.build_run_plan), fills
+    no DeepSpeed JSON after that, and each stage runs the tokens per step `mmadapt compute` predicts."""
+    import mmadapt.pipeline.checks as checks
+    import mmadapt.pipeline.plan as plan
+    import mmadapt.run as run
+    from typer.testing import CliRunner
+
+    from mmadapt.cli import app
+
+    calls = {"check_pipeline": 0, "plan_runs": 0, "fill_auto_while_running": 0}
+    running = []
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    def fill_auto(*args, **kwargs):
+        calls["fill_auto_while_running"] += bool(running)
+        return original_fill_auto(*args, **kwargs)
+
+    def run_recipe(*args, **kwargs):
+        running.append(True)
+        return original_run_recipe(*args, **kwargs)
+
+    original_fill_auto, original_run_recipe = plan.fill_auto, run.run_recipe
+    monkeypatch.setattr(checks, "check_pipeline", counted("check_pipeline", checks.check_pipeline))
+    monkeypatch.setattr(checks, "plan_runs", counted("plan_runs", checks.plan_runs))
+    monkeypatch.setattr(plan, "fill_auto", fill_auto)
+    monkeypatch.setattr(run, "run_recipe", run_recipe)
     out = tmp_path / "run"
-    cfg, _ = run_in_process(QUICKSTART, [f"output_dir={out}", *OVERRIDES])
+    result = CliRunner().invoke(app, ["train", str(QUICKSTART), f"output_dir={out}", *OVERRIDES])
+    assert result.exit_code == 0, result.output[-3000:]
+    assert running and calls == {"check_pipeline": 1, "plan_runs": 1, "fill_auto_while_running": 0}
     measured = {}
     for strategy in ("full", "minipost"):
         for unit in ("pretrain", "adapt/vo", "finetune/xnli"):
             metrics = json.loads((out / strategy / unit / "stage_complete.json").read_text())["metrics"]
             measured[(strategy, unit.replace("/vo", ""))] = metrics["tokens"] // metrics["steps"]
-    assert measured == _predicted(cfg)
+    assert measured == _predicted(load_recipe(QUICKSTART, [f"output_dir={out}", *OVERRIDES]))
 
 
 def test_compute_marks_the_stages_the_run_does_including_a_finetune_transfer_does_for_itself(tmp_path):
     cfg = load_recipe(QUICKSTART, [f"output_dir={tmp_path}", "stages=[pretrain, tokenizer, adapt, transfer]"])
-    predictions, _ = predict(cfg, get_plugins())
+    predictions, _ = predict(_planned(cfg), get_plugins())
     runs = {(p.strategy, s.stage): s.runs for p in predictions for s in p.stages}
     # minijoint pretrains and fine-tunes for all three; full and minipost reuse its models
     assert runs == {("minijoint", "pretrain"): True, ("minijoint", "adapt"): True, ("minijoint", "finetune/xnli"): True,

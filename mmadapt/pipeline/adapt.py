@@ -22,11 +22,11 @@ from omegaconf import OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.digests import stage_fingerprint
+from mmadapt.errors import MmadaptError
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
 from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings, with_init_cost
-from mmadapt.pipeline.plan import stage_cfg
 from mmadapt.pipeline.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
 from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
@@ -44,12 +44,13 @@ def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
 
 
 def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-                   upstream: str, big_dir: Path | None = None) -> StageRecord:
+                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None) -> StageRecord:
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
 
     With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
-    N steps run over the big model and the embeddings then continue over the mini-model for
-    `train.max_steps` steps: the big model picks the solution the cheaper mini-model refines.
+    N steps run over the big model (with `big_model_steps_cfg`, the run plan's config for them) and
+    the embeddings then continue over the mini-model for `train.max_steps` steps: the big model
+    picks the solution the cheaper mini-model refines.
     """
     cfg = ctx.cfg
     over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
@@ -69,18 +70,22 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
             block_size=cfg.data.block_size, mlm_probability=cfg.data.mlm_probability, precision=cfg.precision,
             deepspeed=cfg.deepspeed.resolved, seed=cfg.seed, **({"init_data": init_data} if init_data else {}))
 
+    if steps_over_big > 0 and big_model_steps_cfg is None:
+        raise MmadaptError(f"adapt/{language}: adapt.big_model_steps is {steps_over_big} but no config was planned "
+                           "for those steps (mmadapt.pipeline.plan.StrategyRun.big_model_steps_cfg)")
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
-                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir, steps_over_big)))
+                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir,
+                                              big_model_steps_cfg if steps_over_big > 0 else None)))
 
 
 def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
-           steps_over_big: int) -> tuple[dict[str, Path], dict[str, Any]]:
+           big_model_steps_cfg: Any) -> tuple[dict[str, Path], dict[str, Any]]:
     """The adapt stage's work: initial and trained embeddings (and snapshots); its outputs and metrics."""
     cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
-    big = family.load_pretrained(str(big_dir)) if steps_over_big > 0 else None
+    big = family.load_pretrained(str(big_dir)) if big_model_steps_cfg is not None else None
     # before any training: under ZeRO-3 the weights are partitioned from then on
     body = _pack_body(ctx, family, model, model_dir, big_dir, big)
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
@@ -90,8 +95,8 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     train_set, eval_set = language_mlm_data(ctx, language, tokenizer)
     start: dict[str, Any] = {}
     bias = None
-    if steps_over_big > 0:
-        weight, bias, start = _start_over_big_model(ctx, language, big, weight, steps_over_big, train_set)
+    if big_model_steps_cfg is not None:
+        weight, bias, start = _start_over_big_model(ctx, language, big, weight, big_model_steps_cfg, train_set)
     swap_word_embeddings(model, weight, bias)
     every = cfg.adapt.snapshot_every
     on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
@@ -159,15 +164,11 @@ def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, ev
     return result, metrics
 
 
-def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, steps: int,
+def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, cfg: Any,
                           train_set: MaskedBlocks) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """The first `steps` adapt steps over the big model (constant learning rate after the warm-up), in
-    their own checkpoint directory; returns the embeddings, LM-head bias and what those steps cost."""
-    warmup = min(int(ctx.cfg.train.warmup_steps), steps)
-    overrides = {"max_steps": steps, "schedule": "constant", "warmup_steps": warmup}
-    if ctx.cfg.adapt.big_model_micro_batch_size > 0:  # choosing the solution takes fewer sequences than refining it
-        overrides["micro_batch_size"] = int(ctx.cfg.adapt.big_model_micro_batch_size)
-    cfg = stage_cfg(ctx.cfg, overrides)
+    """The first adapt steps over the big model (`cfg`: the run plan's config for them), in their own
+    checkpoint directory; returns the embeddings, LM-head bias and what those steps cost."""
+    steps = int(cfg.train.max_steps)
     sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR,
                        strategy=ctx.strategy)
     sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"

@@ -1,7 +1,7 @@
 """Checks across recipe sections that the schema cannot express, made before any work.
 
-`mmadapt recipe validate` and `mmadapt train` both run `check_pipeline`, so a recipe that
-validates is one `train` starts, and `train` refuses a bad one before any model is built or
+Every command that reads a recipe builds its run plan with `build_run_plan`, which runs
+`check_pipeline` once, so a recipe that validates is one `train` starts, and `train` refuses a bad one before any model is built or
 data read. Problems are reported like the schema's: every one at once, each with its dotted path.
 """
 from __future__ import annotations
@@ -11,22 +11,27 @@ import os
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from mmadapt.errors import RecipeError
 from mmadapt.plugins import get_plugins
-from mmadapt.pipeline.plan import plan_runs, stage_work_listed, starts_from_pretrained, task_languages
+from mmadapt.pipeline.plan import RunLayout, RunPlan, big_model_candidates, plan_runs, stage_work_listed, starts_from_pretrained, task_languages
+from mmadapt.recipe.deepspeed_json import launched_world_size
 from mmadapt.recipe.schema import STAGES, adapted_languages
 
 Problems = list[tuple[str, str]]
 
 
-def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, plugins: Any = None) -> None:
+def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, plugins: Any = None,
+                   runs: list | None = None) -> None:
     """Raise a RecipeError listing every cross-section problem of the resolved recipe `cfg`.
 
     `data_files=False` leaves out local data files that do not exist (`recipe validate` only warns
     about those: a recipe is often checked on a machine other than the one holding its data).
+    `runs`: the recipe's strategy runs when the caller planned them already (mmadapt.pipeline.plan).
     """
     plugins = plugins or get_plugins()
-    problems = (stage_problems(cfg, plugins) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
+    problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
                 + shape_problems(cfg, plugins) + model_problems(cfg) + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
@@ -34,7 +39,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
         raise RecipeError(problems, source)
 
 
-def stage_problems(cfg: Any, plugins: Any) -> Problems:
+def stage_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Problems:
     """`stages` in pipeline order, each once, with the stages each one needs.
 
     A stage may leave out what it does itself: `adapt` trains the tokenizers it needs (as
@@ -52,10 +57,11 @@ def stage_problems(cfg: Any, plugins: Any) -> Problems:
     if "transfer" in stages and "adapt" not in stages:
         problems.append(("stages", "stage transfer needs adapt (it evaluates the adapted languages): "
                                    "add adapt to stages"))
-    try:
-        runs = plan_runs(cfg)
-    except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
-        return problems + exc.problems
+    if runs is None:
+        try:
+            runs = plan_runs(cfg)
+        except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
+            return problems + exc.problems
     needing = [run.name for run in runs if not starts_from_pretrained(run, plugins)]
     if "pretrain" not in stages and needing:
         who = f"strategy {needing[0]!r} needs" if len(needing) == 1 else f"strategies {', '.join(needing)} need"
@@ -111,7 +117,7 @@ def shape_problems(cfg: Any, plugins: Any) -> Problems:
 def pretrained_config_file(spec: str) -> Path | None:
     """The `config.json` `model.pretrained` stands for: in the directory, or in a run's `pretrain/big`."""
     path = Path(spec).expanduser()
-    found = [c / "config.json" for c in (path, path / "big", path / "pretrain" / "big") if (c / "config.json").is_file()]
+    found = [c / "config.json" for c in big_model_candidates(path) if (c / "config.json").is_file()]
     return found[0] if found else None
 
 
@@ -245,25 +251,41 @@ def pretrained_problems(cfg: Any) -> Problems:
     return [("model.pretrained", f"{spec}: no such directory, nor a model in the local hub cache")]
 
 
+def build_run_plan(cfg: DictConfig, plugins: Any = None, source: str = "recipe",
+                   data_files: bool = True) -> RunPlan:
+    """Check the resolved recipe `cfg` (every problem at once, RecipeError) and plan its run, once.
+
+    `data_files=False` leaves out local data files that do not exist (as `check_pipeline`)."""
+    world = launched_world_size()
+    try:
+        runs = plan_runs(cfg, world)
+    except RecipeError:  # reported with every other problem
+        check_pipeline(cfg, source, data_files=data_files, plugins=plugins)
+        raise
+    check_pipeline(cfg, source, data_files=data_files, plugins=plugins, runs=runs)
+    return RunPlan(cfg, world, tuple(adapted_languages(cfg)), tuple(cfg.stages), RunLayout.of(cfg), tuple(runs))
+
+
 def check_before_work(recipe: Path, overrides: list[str], plugins: Any,
                       local_files: str = "error") -> tuple[Any, list[str]]:
-    """The resolved recipe of `recipe` with `overrides`, checked as `train` checks it before any work:
-    schema and ranges, the pipeline, positions, layer counts, `model.pretrained` and every local data
-    and task file; and the warnings (one line each) to print.
+    """The run plan (mmadapt.pipeline.plan.RunPlan) of `recipe` with `overrides`, checked as `train` checks
+    it before any work: schema and ranges, the pipeline, positions, layer counts, `model.pretrained` and
+    every local data and task file; and the warnings (one line each) to print.
 
-    Every command that reads a recipe (`train`, `recipe validate`, `recipe show`, `compute`) calls this.
+    Every command that reads a recipe (`train`, `recipe validate`, `recipe show`, `compute`,
+    `data prepare`) calls this.
     Missing local files raise with the rest (`local_files="error"`) or are warnings (`"warn"`: a recipe
     is often shown or checked on a machine other than the one holding its data).
     """
     from mmadapt.recipe import load_recipe
 
     cfg = load_recipe(recipe, overrides, plugins)
-    check_pipeline(cfg, str(recipe), data_files=local_files == "error", plugins=plugins)
+    plan = build_run_plan(cfg, plugins, str(recipe), data_files=local_files == "error")
     warnings = [f"{where}: {message}" for where, message in layer_count_problems(cfg, plugins)[1]]
     warnings += shadowed_overrides(cfg, overrides)
     if local_files != "error":
         warnings += [f"{where}: {message} here (train needs it)" for where, message in missing_data_files(cfg, plugins)]
-    return cfg, warnings
+    return plan, warnings
 
 
 #: (global `train:` section, the list whose entries may set their own, the entry's key): the entry's wins

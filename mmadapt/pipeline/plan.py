@@ -1,92 +1,175 @@
-"""Expanding a recipe into one run per strategy, each with its own resolved config and the
-resolved config of each of its stages.
+"""The run plan: a resolved recipe expanded, once, into what every command needs to know before any work.
 
-`mmadapt train` (mmadapt.run), `mmadapt compute` and `mmadapt recipe validate` all plan with
-this module, so the settings a stage runs with (its `train:` overrides: `strategies[i].train`
-for pretraining, `adapt.train` then `strategies[i].adapt_train` for adapt, `finetune.train` then
+`build_run_plan` (mmadapt.pipeline.checks) checks the recipe and returns a frozen `RunPlan`: the world
+size, the adapted languages, the run's directory layout, and per strategy its resolved config and the
+config of each of its stages, with its DeepSpeed JSON filled once. `mmadapt train` (mmadapt.run),
+`mmadapt compute`, `mmadapt data prepare`, `mmadapt recipe validate` and `recipe show` all build it the
+same way, so the settings a stage runs with (its `train:` overrides: `strategies[i].train` for
+pretraining, `adapt.train` then `strategies[i].adapt_train` for adapt, `finetune.train` then
 `tasks[i].finetune_train` for each task) are decided in one place.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
 from mmadapt.errors import MmadaptError, RecipeError
-from mmadapt.recipe.deepspeed_json import fill_auto
+from mmadapt.recipe.deepspeed_json import fill_auto, launched_world_size
+from mmadapt.recipe.schema import adapted_languages
 
 
-@dataclass
+#: a strategy's pretrain stage directory, and the big model it writes there
+PRETRAIN_DIR, BIG_MODEL_DIR = "pretrain", "big"
+
+
+def big_model_candidates(path: Path) -> tuple[Path, ...]:
+    """Where the big model lies when `model.pretrained` names `path`: a `save_pretrained` directory itself,
+    a run's `pretrain/` stage directory, or a one-strategy run's `output_dir` (its `pretrain/big`)."""
+    return path, path / BIG_MODEL_DIR, path / PRETRAIN_DIR / BIG_MODEL_DIR
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a run writes: one directory per strategy (`output_dir` itself when the recipe has one strategy)."""
+
+    output_dir: Path
+    #: several strategies: each writes into `output_dir/<strategy name>`
+    several: bool
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> "RunLayout":
+        """The layout of the resolved recipe `cfg`: a directory per strategy when it lists `strategies:`."""
+        return cls(Path(cfg.output_dir), several=len(cfg.strategies) > 0)
+
+    @property
+    def run_lock(self) -> Path:
+        """The lock the run writing `output_dir` holds (mmadapt.locks): one run (or `data prepare`) at a time."""
+        return self.output_dir / ".run.lock"
+
+    @property
+    def tokenizers(self) -> Path:
+        """The new languages' tokenizers, which every strategy shares."""
+        return self.output_dir / "tokenizers"
+
+    def strategy_dir(self, strategy: str) -> Path:
+        """The directory `strategy`'s stages write into."""
+        return self.output_dir / strategy if self.several else self.output_dir
+
+    def stage_dir(self, strategy: str, *unit: str) -> Path:
+        """A stage unit's directory: `stage_dir("full", "adapt", "vo")` is `<full's directory>/adapt/vo`."""
+        return self.strategy_dir(strategy).joinpath(*unit)
+
+    def big_model(self, strategy: str) -> Path:
+        """The big model `strategy`'s pretraining writes (which `reuse` and `init_from` start from)."""
+        return self.stage_dir(strategy, PRETRAIN_DIR, BIG_MODEL_DIR)
+
+
+@dataclass(frozen=True)
 class StrategyRun:
-    """One strategy's pass through the pipeline."""
+    """One strategy's pass through the pipeline, with the resolved config of each of its stages."""
 
     name: str
     cfg: DictConfig
     run_dir: Path
     #: the strategy whose big model (and fine-tuned task models) this run reuses
-    reuse: str | None = None
+    reuse: str | None
     #: the strategy whose pretrained big model this run's own pretraining starts from
-    init_from: str | None = None
-
-    def pretrain_cfg(self) -> DictConfig:
-        """The pretrain stage's config: `train` with `strategies[i].train` over it."""
-        return stage_cfg(self.cfg, self.cfg.strategy.train) if self.cfg.strategy.get("train") else self.cfg
-
-    def adapt_cfg(self) -> DictConfig:
-        """The adapt stage's config: `train` with `adapt.train`, then `strategies[i].adapt_train`, over it."""
-        return stage_cfg(self.cfg, self.cfg.adapt.train, self.cfg.strategy.get("adapt_train"))
-
-    def finetune_cfg(self, task_section: Any) -> DictConfig:
-        """A task's finetune stage config: `train` with `finetune.train`, then `tasks[i].finetune_train`, over it."""
-        return stage_cfg(self.cfg, self.cfg.finetune.train, task_section.get("finetune_train"))
+    init_from: str | None
+    #: `train` with `strategies[i].train` over it
+    pretrain_cfg: DictConfig
+    #: `train` with `adapt.train`, then `strategies[i].adapt_train`, over it
+    adapt_cfg: DictConfig
+    #: the adapt stage's first `adapt.big_model_steps` steps over the big model (None when there are none)
+    big_model_steps_cfg: DictConfig | None
+    #: by task name: `train` with `finetune.train`, then `tasks[i].finetune_train`, over it
+    finetune_cfgs: Mapping[str, DictConfig]
 
 
-def plan_runs(cfg: DictConfig) -> list[StrategyRun]:
-    """`strategies:` entries (or the single `strategy:`) as StrategyRuns.
+@dataclass(frozen=True)
+class RunPlan:
+    """A checked recipe expanded into everything the pipeline's stages need, built once per command."""
+
+    cfg: DictConfig
+    world_size: int
+    #: the languages `adapt` trains embeddings for (`adapt.languages`, or every entry of `languages:`)
+    languages: tuple[str, ...]
+    stages: tuple[str, ...]
+    layout: RunLayout
+    strategies: tuple[StrategyRun, ...]
+
+
+def plan_runs(cfg: DictConfig, world_size: int | None = None) -> list[StrategyRun]:
+    """`strategies:` entries (or the single `strategy:`) as StrategyRuns (RecipeError for a `reuse` or
+    `init_from` naming no earlier strategy).
 
     With one strategy the run writes straight into `output_dir`; with several, each writes
     into `output_dir/<strategy name>`.
     """
+    world = launched_world_size() if world_size is None else world_size
     entries = [dict(e) for e in cfg.strategies] or [OmegaConf.to_container(cfg.strategy, resolve=True)]
-    several = len(cfg.strategies) > 0
+    layout = RunLayout.of(cfg)
     names = [e["name"] for e in entries]
     if len(set(names)) != len(names):
         raise RecipeError([("strategies", f"each strategy may appear once; got {names}")])
     runs: list[StrategyRun] = []
     for i, entry in enumerate(entries):
         reuse, init_from = entry.get("reuse"), entry.get("init_from")
-        run_dir = Path(cfg.output_dir) / entry["name"] if several else Path(cfg.output_dir)
         plain = OmegaConf.to_container(cfg, resolve=True)
         plain["strategy"] = entry
-        plain["output_dir"] = str(run_dir)
+        plain["output_dir"] = str(layout.strategy_dir(entry["name"]))
         if reuse and init_from:
             raise RecipeError([(f"strategies[{i}]", "give reuse or init_from, not both (reuse already starts "
                                                     "from the reused strategy's big model)")])
-        earlier = {r.name: r for r in runs}
+        earlier = {r.name for r in runs}
         for key, source in (("reuse", reuse), ("init_from", init_from)):
             if source is None:
                 continue
             if source not in earlier:
                 raise RecipeError([(f"strategies[{i}].{key}",
                                     f"{source!r} must name a strategy listed before {entry['name']!r}")])
-            plain["model"]["pretrained"] = str(earlier[source].run_dir / "pretrain" / "big")
-        runs.append(StrategyRun(entry["name"], OmegaConf.create(plain), run_dir, reuse, init_from))
+            plain["model"]["pretrained"] = str(layout.big_model(source))
+        runs.append(_strategy_run(entry["name"], OmegaConf.create(plain), layout, reuse, init_from, world))
     return runs
 
 
-def stage_cfg(cfg: DictConfig, *train_overrides: Any) -> DictConfig:
+def _strategy_run(name: str, cfg: DictConfig, layout: RunLayout, reuse: str | None, init_from: str | None,
+                  world: int) -> StrategyRun:
+    """A strategy's run with each stage's config resolved (and its DeepSpeed JSON filled) once."""
+    strategy = cfg.strategy
+    pretrain = stage_cfg(cfg, strategy.train, world_size=world) if strategy.get("train") else cfg
+    adapt = stage_cfg(cfg, cfg.adapt.train, strategy.get("adapt_train"), world_size=world)
+    finetune = {task.name: stage_cfg(cfg, cfg.finetune.train, task.get("finetune_train"), world_size=world)
+                for task in cfg.tasks}
+    return StrategyRun(name, cfg, layout.strategy_dir(name), reuse, init_from, pretrain, adapt,
+                       _big_model_steps_cfg(adapt, world), MappingProxyType(finetune))
+
+
+def _big_model_steps_cfg(adapt: DictConfig, world: int) -> DictConfig | None:
+    """The adapt config of the first `adapt.big_model_steps` steps (over the big model, for a strategy with
+    a mini-model): a constant learning rate after the warm-up, on `adapt.big_model_micro_batch_size`
+    sequences a step when it is set (choosing the solution takes fewer sequences than refining it)."""
+    steps = int(adapt.adapt.big_model_steps)
+    if steps <= 0:
+        return None
+    overrides = {"max_steps": steps, "schedule": "constant", "warmup_steps": min(int(adapt.train.warmup_steps), steps)}
+    if adapt.adapt.big_model_micro_batch_size > 0:
+        overrides["micro_batch_size"] = int(adapt.adapt.big_model_micro_batch_size)
+    return stage_cfg(adapt, overrides, world_size=world)
+
+
+def stage_cfg(cfg: DictConfig, *train_overrides: Any, world_size: int) -> DictConfig:
     """`cfg` with a stage's `train` overrides applied in order (later ones win; None or {} for none)
-    and the DeepSpeed JSON refilled to match."""
+    and the DeepSpeed JSON refilled to match (for `world_size` ranks)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for overrides in train_overrides:
         plain["train"].update(OmegaConf.to_container(overrides, resolve=True) if isinstance(overrides, DictConfig)
                               else dict(overrides or {}))
     merged = OmegaConf.create(plain)
-    ds, problems = fill_auto(plain["deepspeed"]["resolved"], merged, int(os.environ.get("WORLD_SIZE", "1")),
-                             overwrite=True)
+    ds, problems = fill_auto(plain["deepspeed"]["resolved"], merged, world_size, overwrite=True)
     if problems:
         raise MmadaptError("; ".join(message for _, message in problems))
     merged.deepspeed.resolved = ds

@@ -21,13 +21,10 @@ from mmadapt.data.mlm import INFO_FILE, blocks_dir, build_blocks
 from mmadapt.data.sources import TextSource
 from mmadapt.distributed import init_distributed
 from mmadapt.locks import held_lock
-from mmadapt.pipeline.checks import check_pipeline
-from mmadapt.pipeline.plan import StrategyRun, plan_runs, runs_stage, stage_work_listed
+from mmadapt.pipeline.plan import RunPlan, StrategyRun, runs_stage, stage_work_listed
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pretraining import cache_dir, load_tokenizer, text_sources
-from mmadapt.recipe.schema import adapted_languages
 from mmadapt.progress import quiet_third_party_bars
-from mmadapt.run import RUN_LOCK
 
 
 @dataclass
@@ -42,26 +39,25 @@ class PreparedCorpus:
     built: bool
 
 
-def prepare_recipe_data(cfg: DictConfig, plugins: Any) -> list[PreparedCorpus]:
-    """Build (or find) the blocks of every corpus `cfg`'s stages read; what each is and where it lies."""
-    check_pipeline(cfg, plugins=plugins)
-    runs = plan_runs(cfg)
+def prepare_recipe_data(plan: RunPlan, plugins: Any) -> list[PreparedCorpus]:
+    """Build (or find) the blocks of every corpus the plan's stages read; what each is and where it lies."""
+    cfg, runs = plan.cfg, list(plan.strategies)
     dist = init_distributed(cfg.distributed.timeout_minutes)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_third_party_bars()
-    output_dir = Path(cfg.output_dir)
+    output_dir = plan.layout.output_dir
     prepared: list[PreparedCorpus] = []
     # the language tokenizers are written into output_dir, which one run at a time may write
-    with held_lock(output_dir / RUN_LOCK, dist, what=f"output_dir {output_dir}"):
+    with held_lock(plan.layout.run_lock, dist, what=f"output_dir {output_dir}"):
         for run in _pretraining_runs(runs, cfg, plugins):
-            ctx = StageContext(run.pretrain_cfg(), plugins, dist, run.run_dir, run.run_dir / "pretrain")
+            ctx = StageContext(run.pretrain_cfg, plugins, dist, run.run_dir, plan.layout.stage_dir(run.name, "pretrain"))
             tokenizer = load_tokenizer(ctx)
             for what in ("train", "eval"):
                 prepared += _prepare(ctx, f"data.{what}", text_sources(ctx, ctx.cfg.data[what]), tokenizer, prepared)
         if stage_work_listed("tokenizer", list(cfg.stages)):
-            ctx = StageContext(cfg, plugins, dist, output_dir, output_dir / "tokenizers")
+            ctx = StageContext(cfg, plugins, dist, output_dir, plan.layout.tokenizers)
             family = plugins.model_families.get(cfg.model.family)
-            for language in adapted_languages(cfg):
+            for language in plan.languages:
                 record = train_language_tokenizer(ctx, language)
                 if "adapt" not in cfg.stages:
                     continue

@@ -19,7 +19,7 @@ from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
 
 def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
     """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings)."""
-    cfg = run.pretrain_cfg()
+    cfg = run.pretrain_cfg
     ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
 
     def fingerprint() -> str:
@@ -39,7 +39,7 @@ def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
 
 def given_big_model(run: StrategyRun) -> StageRecord:
     """The record of a strategy that starts from `model.pretrained` without pretraining (no stage runs)."""
-    big = resolve_pretrained(run.pretrain_cfg().model.pretrained)
+    big = resolve_pretrained(run.pretrain_cfg.model.pretrained)
     return StageRecord(digest("init_from", big), {"big": big})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,12 @@ Problems = list[tuple[str, str]]
 
 #: the DeepSpeed configs installed with the package: `deepspeed.config: zero2` names one
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "ds_configs"
+
+
+def launched_world_size() -> int:
+    """The number of ranks the launcher started (`WORLD_SIZE`; 1 for a plain `python` process), known
+    before any process group exists: the DeepSpeed JSON's batch sizes are filled for it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def shipped_configs() -> list[str]:

@@ -15,7 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mmadapt.atomic import write_text_atomic
 from mmadapt.errors import MmadaptError, RecipeError
-from mmadapt.recipe.deepspeed_json import resolve_deepspeed
+from mmadapt.recipe.deepspeed_json import launched_world_size, resolve_deepspeed
 from mmadapt.recipe.schema import Recipe
 from mmadapt.recipe.validation import Checker
 
@@ -70,8 +70,7 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
         raise RecipeError(problems, source)
     typed = checker.typed_class(Recipe, raw)
     cfg = OmegaConf.merge(OmegaConf.structured(typed), raw)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    ds, ds_problems = resolve_deepspeed(cfg.deepspeed, cfg, recipe_path, world_size)
+    ds, ds_problems = resolve_deepspeed(cfg.deepspeed, cfg, recipe_path, launched_world_size())
     if ds_problems:
         raise RecipeError(ds_problems, source)
     cfg.deepspeed.resolved = ds
