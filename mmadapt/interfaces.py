@@ -205,22 +205,34 @@ class Task(Named):
         raise NotImplementedError
 
 
+def _no_documents() -> Iterator[str]:
+    return iter(())
+
+
 @dataclass
 class InitInputs:
-    """What an embedding initialiser may read besides the two vocabularies, and where it books its cost.
+    """Everything an embedding initialiser gets, in one object, and where it books its cost.
 
-    `source_documents()` and `new_documents()` iterate the source language's corpus (`data.train`)
-    and the new language's (`languages.<code>.corpus`), one document a string; `dictionary` holds
-    the language's bilingual dictionary as (source word, new word) pairs (`languages.<code>.
-    init_dictionary`, else `dictionary`; empty without one). An initialiser that reads any of them
-    sets `reads_corpora = True`, so the adapt stage's fingerprint holds their content. `spend(flops)`
-    books the arithmetic the initialiser did (static vectors, alignment): the adapt stage adds it,
-    with the initialiser's measured seconds, to the language's adapt compute, at step 0 of its curve.
+    The two vocabularies, the (mini-)model's current word-embedding matrix `source_weight`, its Hugging
+    Face `config`, the seeded `generator` to draw from, and `options` (the recipe's `adapt.init` section).
+    `source_documents()` and `new_documents()` iterate the source language's corpus (`data.train`) and
+    the new language's (`languages.<code>.corpus`), one document a string;
+    `dictionary` holds the language's bilingual dictionary as (source word, new word) pairs
+    (`languages.<code>.init_dictionary`, else `dictionary`; empty without one). An initialiser that reads
+    any of them sets `reads_corpora = True`, so the adapt stage's fingerprint holds their content.
+    `spend(flops)` books the arithmetic the initialiser did (static vectors, alignment): the adapt stage
+    adds it, with the initialiser's measured seconds, to the language's adapt compute, at step 0 of its curve.
     """
 
+    new_tokenizer: Any
+    source_tokenizer: Any
+    source_weight: "torch.Tensor"
+    config: Any
+    generator: "torch.Generator"
+    options: Any
     language: str
-    source_documents: Callable[[], Iterator[str]]
-    new_documents: Callable[[], Iterator[str]]
+    source_documents: Callable[[], Iterator[str]] = _no_documents
+    new_documents: Callable[[], Iterator[str]] = _no_documents
     dictionary: list[tuple[str, str]] = field(default_factory=list)
     #: the FLOPs booked so far (`spend`)
     flops: int = 0
@@ -240,12 +252,8 @@ class EmbeddingInit(Named):
     #: when their content changes)
     reads_corpora: ClassVar[bool] = False
 
-    def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: "torch.Tensor", config: Any,
-                   generator: "torch.Generator", options: Any, inputs: InitInputs) -> "torch.Tensor":
-        """A `[len(new_tokenizer), hidden]` float matrix of initial word embeddings.
-
-        `source_weight` is the (mini-)model's current word-embedding matrix, `config` its
-        Hugging Face config, `options` the recipe's `adapt.init` section, `inputs` the corpora
-        and dictionary it may learn from and where it books its cost (`InitInputs`).
-        """
+    def initialise(self, inputs: InitInputs) -> "torch.Tensor":
+        """A `[len(inputs.new_tokenizer), hidden]` float matrix of initial word embeddings, from what
+        `inputs` holds (`InitInputs`: the vocabularies, the model's embeddings and config, the generator,
+        the options, the corpora and dictionary it may learn from, and where it books its cost)."""
         raise NotImplementedError

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from mmadapt.api import EmbeddingInit, hookimpl
+from mmadapt.api import EmbeddingInit, InitInputs, hookimpl
 
 
 class RandomInit(EmbeddingInit):
@@ -14,10 +14,9 @@ class RandomInit(EmbeddingInit):
 
     description = "normal(0, initializer_range) for every token"
 
-    def initialise(self, new_tokenizer: Any, source_tokenizer: Any, source_weight: torch.Tensor, config: Any,
-                   generator: torch.Generator, options: Any, inputs: Any) -> torch.Tensor:
-        std = getattr(config, "initializer_range", 0.02)
-        return torch.randn(len(new_tokenizer), source_weight.shape[1], generator=generator) * std
+    def initialise(self, inputs: InitInputs) -> torch.Tensor:
+        std = getattr(inputs.config, "initializer_range", 0.02)
+        return torch.randn(len(inputs.new_tokenizer), inputs.source_weight.shape[1], generator=inputs.generator) * std
 
 
 class OverlapInit(RandomInit):
@@ -25,10 +24,10 @@ class OverlapInit(RandomInit):
 
     description = "source embedding for tokens shared with the source vocabulary, random otherwise"
 
-    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
-        weight = super().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs)
-        source_vocab = source_tokenizer.get_vocab()
-        for token, new_id in new_tokenizer.get_vocab().items():
+    def initialise(self, inputs: InitInputs) -> torch.Tensor:
+        weight = super().initialise(inputs)
+        source_weight, source_vocab = inputs.source_weight, inputs.source_tokenizer.get_vocab()
+        for token, new_id in inputs.new_tokenizer.get_vocab().items():
             old_id = source_vocab.get(token)
             if old_id is not None and old_id < source_weight.shape[0] and new_id < weight.shape[0]:
                 weight[new_id] = source_weight[old_id].float()

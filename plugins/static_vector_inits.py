@@ -151,13 +151,14 @@ class DictionaryInit(EmbeddingInit):
                    "the similarity-weighted mean of its k nearest source tokens (WECHSEL)")
     reads_corpora = True
 
-    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
+    def initialise(self, inputs: InitInputs) -> torch.Tensor:
+        new_tokenizer, source_tokenizer, source_weight = inputs.new_tokenizer, inputs.source_tokenizer, inputs.source_weight
+        generator, options = inputs.generator, inputs.options
         if not inputs.dictionary:
             raise MmadaptError(f"adapt.init: 'dictionary' needs a bilingual dictionary for {inputs.language!r}: set "
                                f"languages.{inputs.language}.init_dictionary (or .dictionary) to a file of "
                                "'source_word new_word' pairs")
-        weight = RandomInit().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options,
-                                         inputs)
+        weight = RandomInit().initialise(inputs)
         seed = _seed(generator)
         src_ids, src_vecs = token_vectors(inputs.source_documents(), source_tokenizer, options, seed, inputs, "source")
         new_ids, new_vecs = token_vectors(inputs.new_documents(), new_tokenizer, options, seed, inputs, "new language")
@@ -206,9 +207,10 @@ class FocusInit(EmbeddingInit):
                    "shared tokens, by similarity of new-language static vectors (FOCUS)")
     reads_corpora = True
 
-    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
-        weight = RandomInit().initialise(new_tokenizer, source_tokenizer, source_weight, config, generator, options,
-                                         inputs)
+    def initialise(self, inputs: InitInputs) -> torch.Tensor:
+        new_tokenizer, source_tokenizer, source_weight = inputs.new_tokenizer, inputs.source_tokenizer, inputs.source_weight
+        generator, options = inputs.generator, inputs.options
+        weight = RandomInit().initialise(inputs)
         source_vocab = source_tokenizer.get_vocab()
         shared = {new_id: source_vocab[token] for token, new_id in new_tokenizer.get_vocab().items()
                   if source_vocab.get(token, source_weight.shape[0]) < source_weight.shape[0]

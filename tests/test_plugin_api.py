@@ -143,9 +143,8 @@ def test_the_documented_examples_compute_what_they_describe(examples):
     assert plan.adapt_layers == 4 and plan.pretrain.parts["layer 0"][1] == 0  # a frozen bottom layer has no backward
     source = torch.randn(50, 8)
     init = plugins.embedding_inits.get("mean")
-    weight = init.initialise(list(range(30)), None, source, types.SimpleNamespace(initializer_range=0.02),
-                             torch.Generator().manual_seed(0), init.Options(noise=0.0),
-                             api.InitInputs("xx", lambda: iter(()), lambda: iter(())))
+    weight = init.initialise(api.InitInputs(list(range(30)), None, source, types.SimpleNamespace(initializer_range=0.02),
+                                            torch.Generator().manual_seed(0), init.Options(noise=0.0), "xx"))
     assert weight.shape == (30, 8) and torch.allclose(weight, source.mean(dim=0).expand(30, 8))
     family = plugins.model_families.get("bert")
     model = family.build_from_config({"num_hidden_layers": 2, "hidden_size": 8, "num_attention_heads": 2,

@@ -44,11 +44,12 @@ class WordTokenizer:
         return {"input_ids": [self.vocab.get(w, self.unk_token_id) for w in text.split()]}
 
 
-def inputs_for(root, language, dictionary=()):
+def inputs_for(root, language, dictionary, new, source, source_weight, options):
     def documents(code):
         return lambda: iter((root / f"corpus/{code}.txt").read_text(encoding="utf-8").splitlines())
 
-    return InitInputs(language, documents("src"), documents(language), list(dictionary))
+    return InitInputs(new, source, source_weight, CONFIG, torch.Generator().manual_seed(0), options, language,
+                      documents("src"), documents(language), list(dictionary))
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +69,8 @@ def synth_vo(tmp_path_factory):
 def initialise(name, synth, dictionary, **options):
     root, source, new, source_weight, _ = synth
     init = build_plugins().embedding_inits.get(name)
-    inputs = inputs_for(root, "vo", dictionary)
-    weight = init.initialise(new, source, source_weight, CONFIG, torch.Generator().manual_seed(0),
-                             init.Options(**options), inputs)
+    inputs = inputs_for(root, "vo", dictionary, new, source, source_weight, init.Options(**options))
+    weight = init.initialise(inputs)
     return weight, inputs
 
 
@@ -133,9 +133,9 @@ def test_focus_puts_a_token_used_exactly_like_a_shared_one_on_that_ones_embeddin
     new = WordTokenizer(["ta", "kal", "piru", "ne", "mor", "lo", "dog", "sun"])
     source_weight = torch.randn(len(source), 8, generator=torch.Generator().manual_seed(0))
     init = build_plugins().embedding_inits.get("focus")
-    inputs = InitInputs("xx", lambda: iter(()), lambda: iter(lines))
-    weight = init.initialise(new, source, source_weight, CONFIG, torch.Generator().manual_seed(0),
-                             init.Options(epochs=20, min_count=1), inputs)
+    inputs = InitInputs(new, source, source_weight, CONFIG, torch.Generator().manual_seed(0),
+                        init.Options(epochs=20, min_count=1), "xx", new_documents=lambda: iter(lines))
+    weight = init.initialise(inputs)
     nearest = torch.nn.functional.normalize(weight, dim=1) @ torch.nn.functional.normalize(source_weight, dim=1).T
     assert int(nearest[new.vocab["kal"]].argmax()) == source.vocab["dog"]
     assert int(nearest[new.vocab["mor"]].argmax()) == source.vocab["sun"]

@@ -24,8 +24,10 @@ def _init_dictionary_spec(ctx: StageContext, language: str) -> str | None:
     return section.get("init_dictionary") or section.get("dictionary")
 
 
-def _init_inputs(ctx: StageContext, language: str, reads_corpora: bool) -> InitInputs:
-    """The corpora and dictionary an initialiser may read for `language` (corpora read lazily, when it does)."""
+def _init_inputs(ctx: StageContext, language: str, reads_corpora: bool, model: Any, tokenizer: Any,
+                 source_tokenizer: Any) -> InitInputs:
+    """What an initialiser gets for `language`: the vocabularies, the model's embeddings, the generator and
+    options, and the corpora and dictionary it may read (corpora read lazily, when it does)."""
     cfg = ctx.cfg
 
     def documents(specs: Any):
@@ -33,7 +35,9 @@ def _init_inputs(ctx: StageContext, language: str, reads_corpora: bool) -> InitI
 
     spec = _init_dictionary_spec(ctx, language) if reads_corpora else None
     pairs = read_dictionary(text_sources(ctx, [spec])[0].local_path()) if spec else []
-    return InitInputs(language, documents(cfg.data.train), documents(cfg.languages[language].corpus), pairs)
+    return InitInputs(tokenizer, source_tokenizer, model.get_input_embeddings().weight.detach(), model.config,
+                      torch.Generator().manual_seed(cfg.seed), cfg.adapt.init, language, documents(cfg.data.train),
+                      documents(cfg.languages[language].corpus), pairs)
 
 
 def init_data_fingerprints(ctx: StageContext, language: str) -> list[list[str]]:
@@ -47,10 +51,9 @@ def initial_embeddings(ctx: StageContext, language: str, model: Any, tokenizer: 
     """The initialiser's embeddings, and its cost: the FLOPs it booked and the seconds it took."""
     cfg = ctx.cfg
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
-    inputs = _init_inputs(ctx, language, init.reads_corpora)
+    inputs = _init_inputs(ctx, language, init.reads_corpora, model, tokenizer, source_tokenizer)
     started = time.perf_counter()
-    weight = init.initialise(tokenizer, source_tokenizer, model.get_input_embeddings().weight.detach(), model.config,
-                             torch.Generator().manual_seed(cfg.seed), cfg.adapt.init, inputs)
+    weight = init.initialise(inputs)
     seconds = time.perf_counter() - started
     if inputs.flops:
         ctx.log(f"adapt[{language}]: initialiser {cfg.adapt.init.name!r} took {seconds:.1f} s and "
