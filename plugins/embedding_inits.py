@@ -2,8 +2,6 @@
 static vectors first, `dictionary` and `focus`, are in `static_vector_inits`)."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from mmadapt.api import EmbeddingInit, InitInputs, hookimpl

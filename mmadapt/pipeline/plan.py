@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmadapt.errors import MmadaptError, RecipeError
 from mmadapt.recipe.deepspeed_json import fill_auto, launched_world_size
-from mmadapt.recipe.schema import adapted_languages
 
 
 #: a strategy's pretrain stage directory, and the big model it writes there

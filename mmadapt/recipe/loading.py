@@ -6,7 +6,6 @@ fails in a second with every problem listed at once.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
