@@ -20,7 +20,9 @@ from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_ma
 from mmadapt.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
 from mmadapt.plugins import build_plugins
 from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
+from mmadapt.recipe import load_recipe
 from mmadapt.registry import Registry
+from mmadapt.run import run_recipe
 from mmadapt.trainer import Trainer, TrainResult
 
 __all__ = [
@@ -42,5 +44,5 @@ __all__ = [
     # reading data files (tasks)
     "text_lines", "read_jsonl", "fill_language", "hf_offline",
     # a plugin's own tests
-    "build_plugins",
+    "build_plugins", "load_recipe", "run_recipe",
 ]

@@ -14,7 +14,7 @@ from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import LayerRule
 from mmadapt.minimodel import select_layers
 from mmadapt.plugins import build_plugins, get_plugins
-from mmadapt.recipe import load_recipe
+from mmadapt.api import load_recipe
 
 TINY = RECIPES / "tiny_minijoint.yaml"
 

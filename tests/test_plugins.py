@@ -99,7 +99,7 @@ def test_the_cli_lists_a_third_party_plugin_with_its_package(third_party_dist):
 
 def test_a_plugin_option_typo_is_reported_with_its_dotted_path(third_party_dist, tmp_path):
     from mmadapt.errors import RecipeError
-    from mmadapt.recipe import load_recipe
+    from mmadapt.api import load_recipe
 
     with pytest.raises(RecipeError, match=r"strategy.nte: unknown key \(did you mean 'note'\?\)"):
         load_recipe(RECIPES / "tiny_full.yaml", ["strategy.name=body_only", "strategy.nte=x"], build_plugins())
@@ -214,7 +214,7 @@ def third_party_init(tmp_path, monkeypatch):
 
 def test_a_third_party_initialiser_from_entry_point_metadata_is_registered_with_its_options(third_party_init):
     from mmadapt.errors import RecipeError
-    from mmadapt.recipe import load_recipe
+    from mmadapt.api import load_recipe
 
     plugins = build_plugins()
     assert "constant" in plugins.embedding_inits.names()

@@ -91,7 +91,7 @@ def test_no_function_in_the_core_or_the_built_in_plugins_is_over_60_lines():
     assert long == []
 
 
-def test_only_the_command_line_imports_the_runner():
+def test_only_the_command_line_and_the_public_api_import_the_runner():
     """`mmadapt.run` walks the plan through the stages: the stages, the plan and `data prepare` sit below it."""
     importers = sorted(module for module, targets in import_graph().items() if "mmadapt.run" in targets)
-    assert importers == ["mmadapt.cli"]
+    assert importers == ["mmadapt.api", "mmadapt.cli"]
