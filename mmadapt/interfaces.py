@@ -6,6 +6,7 @@ against, so a plugin extends the recipe schema just by declaring it.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
@@ -251,6 +252,18 @@ class EmbeddingInit(Named):
     #: True: `initialise` reads the corpora or the dictionary of `inputs` (the adapt stage then re-runs
     #: when their content changes)
     reads_corpora: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An initialiser written for the older seven-argument `initialise` fails when its module is
+        imported (mmadapt names the plugin), not after pretraining, when the adapt stage first calls it."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("initialise")
+        declared = list(inspect.signature(own).parameters) if own is not None else ["self", "inputs"]
+        if len(declared) != 2:
+            raise TypeError(f"{cls.__name__}.initialise({', '.join(declared[1:])}): an embedding initialiser takes "
+                            "one argument, `inputs` (an InitInputs holding the vocabularies, source_weight, config, "
+                            "generator, options, corpora and dictionary); write `def initialise(self, inputs)` and "
+                            "read them from it (docs/plugins.md)")
 
     def initialise(self, inputs: InitInputs) -> "torch.Tensor":
         """A `[len(inputs.new_tokenizer), hidden]` float matrix of initial word embeddings, from what

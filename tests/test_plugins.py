@@ -116,6 +116,19 @@ def test_a_plugin_that_fails_to_import_is_a_hard_error_naming_it(tmp_path, monke
         build_plugins()
 
 
+def test_an_initialiser_written_for_the_seven_argument_initialise_fails_at_import_naming_the_fix(tmp_path, monkeypatch):
+    old = THIRD_PARTY_INIT.replace("def initialise(self, inputs):", "def initialise(self, new_tokenizer, source_tokenizer, "
+                                                                    "source_weight, config, generator, options, inputs):")
+    assert old != THIRD_PARTY_INIT
+    install_plugin(tmp_path, monkeypatch, "mmadapt_old_init", old, "old_init", "0.1")
+    try:
+        with pytest.raises(PluginError, match=r"plugin 'old_init' .*failed to import.*ConstantInit\.initialise\(new_tokenizer"
+                                              r".*write `def initialise\(self, inputs\)`"):
+            build_plugins()
+    finally:
+        sys.modules.pop("mmadapt_old_init", None)
+
+
 def test_a_hook_implementation_without_a_spec_is_an_error():
     class Misspelt:
         @hookimpl
@@ -192,10 +205,10 @@ class ConstantInit(EmbeddingInit):
     description = "every coordinate of every token at `value`"
     reads_corpora = True
 
-    def initialise(self, new_tokenizer, source_tokenizer, source_weight, config, generator, options, inputs):
+    def initialise(self, inputs):
         assert next(iter(inputs.new_documents())).strip() and next(iter(inputs.source_documents())).strip()
         inputs.spend(BOOKED, "constant")
-        return torch.full((len(new_tokenizer), source_weight.shape[1]), options.value)
+        return torch.full((len(inputs.new_tokenizer), inputs.source_weight.shape[1]), inputs.options.value)
 
 
 @hookimpl
