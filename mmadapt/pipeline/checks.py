@@ -1,8 +1,9 @@
 """Checks across recipe sections that the schema cannot express, made before any work.
 
 Every command that reads a recipe builds its run plan with `build_run_plan`, which runs
-`check_pipeline` once, so a recipe that validates is one `train` starts, and `train` refuses a bad one before any model is built or
-data read. Problems are reported like the schema's: every one at once, each with its dotted path.
+`check_pipeline` once, so a recipe that validates is one `train` starts, and `train` refuses a
+bad one before any model is built or data read. Problems are reported like the schema's: every
+one at once, each with its dotted path.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from omegaconf import DictConfig
 
 from mmadapt.errors import RecipeError
 from mmadapt.plugins import get_plugins
-from mmadapt.pipeline.plan import RunLayout, RunPlan, big_model_candidates, plan_runs, stage_work_listed, starts_from_pretrained, task_languages
+from mmadapt.pipeline.plan import (RunLayout, RunPlan, big_model_candidates, plan_runs, stage_work_listed,
+                                   starts_from_pretrained, task_languages)
 from mmadapt.recipe.deepspeed_json import launched_world_size
 from mmadapt.recipe.schema import STAGES, adapted_languages
 
