@@ -5,7 +5,7 @@
     python benchmarks/init_compounding.py --summarise-only                 # re-read finished runs
     python benchmarks/init_compounding.py train.max_steps=300              # recipe overrides pass on
 
-Per seed, one output directory and one `mmadapt train` of the recipe (default: the quickstart)
+Per seed, one output directory and one `mmadapt train` of the recipe (default: the quickstart from scratch)
 per initialiser, each adapting every variant language. Pretraining, the tokenizers and
 fine-tuning are the same settings in every run, so the later runs skip them (the stages'
 fingerprints); only `adapt` and `transfer` run again. Each run's report is kept as

@@ -16,10 +16,10 @@ from mmadapt.flops import FlopCount, MLMHead, ModelShape, StrategyCompute, train
 from mmadapt.hookspecs import hookimpl
 from mmadapt.interfaces import EmbeddingInit, InitInputs, LayerRule, ModelFamily, Named, NoOptions, Strategy, Task
 from mmadapt.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
-                               select_layers, write_manifest)
+                               read_manifest, select_layers, write_manifest)
 from mmadapt.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
 from mmadapt.plugins import build_plugins
-from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family
+from mmadapt.pretraining import build_model, load_tokenizer, mlm_datasets, model_family, resolve_pretrained
 from mmadapt.recipe import load_recipe
 from mmadapt.registry import Registry
 from mmadapt.run import run_recipe
@@ -33,11 +33,11 @@ __all__ = [
     # errors
     "MmadaptError", "DataError",
     # building, training and saving models (strategies)
-    "model_family", "load_tokenizer", "build_model", "mlm_datasets", "trainable_parameters",
+    "model_family", "load_tokenizer", "build_model", "resolve_pretrained", "mlm_datasets", "trainable_parameters",
     "MaskedLMObjective", "masked_lm_loss", "masked_positions", "mlm_head_name", "Trainer", "TrainResult",
     "save_pretrained_atomic",
     # mini-models (strategies that cut one out of a big model)
-    "LayerRuleSection", "layer_rule_field", "select_layers", "build_manifest", "write_manifest",
+    "LayerRuleSection", "layer_rule_field", "select_layers", "build_manifest", "write_manifest", "read_manifest",
     "BIG_LAYERS_CONFIG_KEY",
     # FLOP models (Strategy.predict_compute)
     "ModelShape", "MLMHead", "FlopCount", "StrategyCompute", "training_flops_per_token",

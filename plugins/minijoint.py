@@ -6,7 +6,9 @@ Features and the recipe keys that turn them on:
   as `mlm_loss` and `mini_mlm_loss`)
 - which layers the mini-model takes: `strategy.layer_rule` (default `first_k`: layers 1..k)
 - from scratch (`model.config`) or continuing from a model (`model.pretrained`; a directory or an
-  earlier run's output_dir); resumption from checkpoints as in every strategy (`train.resume`)
+  earlier run's output_dir); continuing an earlier MiniJoint model (a `pretrain/` directory with its
+  `mini/` and manifest over the same layers) continues its secondary head too, so `train.max_steps: 0`
+  takes that model as it is; resumption from checkpoints as in every strategy (`train.resume`)
 
 Writes `big/`, `mini/` (embeddings + the selected layers + the secondary head, a plain
 `*ForMaskedLM`) and `manifest.json` (see `mmadapt.minimodel`).
@@ -19,10 +21,11 @@ from typing import Any
 
 import torch
 
-from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, Strategy, StrategyCompute, Trainer,
-                         build_manifest, build_model, hookimpl, layer_rule_field, load_tokenizer, masked_lm_loss,
-                         masked_positions, mlm_datasets, mlm_head_name, model_family, save_pretrained_atomic,
-                         select_layers, trainable_parameters, training_flops_per_token, write_manifest)
+from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, MmadaptError, Strategy, StrategyCompute,
+                         Trainer, build_manifest, build_model, hookimpl, layer_rule_field, load_tokenizer,
+                         masked_lm_loss, masked_positions, mlm_datasets, mlm_head_name, model_family,
+                         read_manifest, resolve_pretrained, save_pretrained_atomic, select_layers, trainable_parameters,
+                         training_flops_per_token, write_manifest)
 
 
 class MiniJointObjective(torch.nn.Module):
@@ -81,6 +84,36 @@ class MiniJointObjective(torch.nn.Module):
         return {"loss": top + self.weight * secondary, "mlm_loss": top.detach(), "mini_mlm_loss": secondary.detach()}
 
 
+def continue_secondary_head(ctx: Any, family: Any, head: torch.nn.Module, layers: list[int]) -> None:
+    """Load the trained secondary head of the MiniJoint model `model.pretrained` names into `head`.
+
+    `model.pretrained` continues an earlier MiniJoint model when its big model lies in a `pretrain/`
+    directory beside that run's `mini/` and `manifest.json`; its head is kept only when the manifest's
+    layers are the ones this recipe selects (another k or layer rule starts a fresh head, logged).
+    """
+    if not ctx.cfg.model.pretrained:
+        return
+    stage_dir = Path(resolve_pretrained(str(ctx.cfg.model.pretrained))).parent
+    manifest_path, mini_dir = stage_dir / "manifest.json", stage_dir / "mini"
+    if not (manifest_path.is_file() and (mini_dir / "config.json").is_file()):
+        return
+    manifest = read_manifest(stage_dir)
+    if manifest.get("strategy") != "minijoint":
+        return
+    earlier = [entry["big_layer"] for entry in manifest.get("mini_layers", [])]
+    if earlier != list(layers):
+        ctx.log(f"minijoint: {stage_dir} has a secondary head over layers {[i + 1 for i in earlier]}, not "
+                f"{[i + 1 for i in layers]}: a fresh head is trained")
+        return
+    state = family.lm_head(family.load_pretrained(str(mini_dir))).state_dict()
+    state = {name: value for name, value in state.items() if name != "decoder.weight"}  # tied to the embeddings
+    missing, unexpected = head.load_state_dict(state, strict=False)
+    if unexpected or [name for name in missing if name != "decoder.weight"]:
+        raise MmadaptError(f"{mini_dir}: its MLM head does not fit this model's (missing {missing}, unexpected "
+                           f"{unexpected}); point model.pretrained at a MiniJoint run of the same architecture")
+    ctx.log(f"minijoint: continues the secondary head of {mini_dir}")
+
+
 class MiniJointStrategy(Strategy):
     """MLM on the big model plus a secondary MLM head after layer k; writes big/, mini/, manifest."""
 
@@ -106,11 +139,16 @@ class MiniJointStrategy(Strategy):
         ctx.log(f"minijoint: secondary head over big-model layers {[i + 1 for i in layers]} (1-based), "
                 f"weight {opts.weight}")
         train_set, eval_set = mlm_datasets(ctx, tokenizer)
-        objective = MiniJointObjective(family, big, family.new_lm_head(big), layers, opts.weight)
+        head = family.new_lm_head(big)
+        continue_secondary_head(ctx, family, head, layers)
+        objective = MiniJointObjective(family, big, head, layers, opts.weight)
         result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
         last = result.last_metrics
-        ctx.log(f"step {result.steps}: mlm_loss {last.get('mlm_loss', float('nan')):.4f}, "
-                f"mini_mlm_loss {last.get('mini_mlm_loss', float('nan')):.4f}")
+        if result.steps:
+            ctx.log(f"step {result.steps}: mlm_loss {last.get('mlm_loss', float('nan')):.4f}, "
+                    f"mini_mlm_loss {last.get('mini_mlm_loss', float('nan')):.4f}")
+        else:
+            ctx.log("train.max_steps is 0: the model is taken as it is")
         big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
         mini_dir = save_pretrained_atomic(objective.mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
         manifest = build_manifest("minijoint", opts.k, opts.layer_rule, big, objective.mini, layers,

@@ -122,12 +122,16 @@ def test_smoke_caps_every_stage_of_every_strategy_and_task(recipe, tmp_path):
     from mmadapt.recipe.smoke import smoke_overrides
 
     given = [f"variables.data={tmp_path}", f"output_dir={tmp_path / 'run'}"]
-    cfg = load_recipe(RECIPES / recipe, given + smoke_overrides(load_recipe(RECIPES / recipe, given), 2))
+    full_size = load_recipe(RECIPES / recipe, given)
+    cfg = load_recipe(RECIPES / recipe, given + smoke_overrides(full_size, 2))
     assert cfg.output_dir == f"{tmp_path / 'run'}-smoke"
     assert cfg.adapt.big_model_steps <= 2 and cfg.adapt.snapshot_every <= 2
-    for run in plan_runs(cfg):
+    for run, before in zip(plan_runs(cfg), plan_runs(full_size)):
         stages = [run.pretrain_cfg, run.adapt_cfg, *run.finetune_cfgs.values()]
-        assert all(0 < stage.train.max_steps <= 2 and stage.train.warmup_steps <= 2 for stage in stages), run.name
+        unsmoked = [before.pretrain_cfg, before.adapt_cfg, *before.finetune_cfgs.values()]
+        # every stage takes at most 2 steps; one the recipe gives 0 steps (the quickstart's shipped model) keeps 0
+        assert [stage.train.max_steps for stage in stages] == [min(2, s.train.max_steps) for s in unsmoked], run.name
+        assert all(stage.train.warmup_steps <= 2 for stage in stages), run.name
 
 
 def test_train_smoke_runs_two_steps_into_its_own_directory(tmp_path):

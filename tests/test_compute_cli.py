@@ -56,7 +56,8 @@ def test_no_model_is_built_or_loaded(monkeypatch):
 
 
 def test_each_strategy_of_a_pipeline_recipe_gets_its_stages_and_the_new_languages_vocabulary():
-    text = _compute(RECIPES / "quickstart.yaml", "data.block_size=32", "tokenizer.vocab_size=300", "data.mlm_probability=0.15",
+    text = _compute(RECIPES / "quickstart_from_scratch.yaml", "data.block_size=32", "tokenizer.vocab_size=300",
+                    "data.mlm_probability=0.15",
                     "model.config.intermediate_size=512", "adapt.train.micro_batch_size=64",
                     "model.config.num_hidden_layers=4")
     shape = ModelShape(hidden_size=128, intermediate_size=512, num_layers=4, vocab_size=300)

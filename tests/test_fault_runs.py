@@ -198,7 +198,7 @@ def test_a_malformed_task_row_stops_the_run_before_any_stage_works(tmp_path):
     bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "run"
     with pytest.raises(MmadaptError, match=r"train.jsonl:2: missing field\(s\) sentence2"):
-        run_in_process(RECIPES / "quickstart.yaml", [f"output_dir={out}", f"tasks.0.train_file={bad}"])
+        run_in_process(RECIPES / "quickstart_from_scratch.yaml", [f"output_dir={out}", f"tasks.0.train_file={bad}"])
     assert sorted(p.name for p in out.iterdir()) == ["deepspeed.json", "recipe.yaml"]  # no tokenizer, no pretraining
 
 

@@ -127,7 +127,7 @@ def test_minijoint_loss_is_top_plus_weight_times_secondary():
     assert out["mlm_loss"] != out["mini_mlm_loss"]
 
 
-def test_minijoint_continues_from_a_pretrained_model(minijoint_run, tiny_corpus, tmp_path):
+def test_minijoint_continues_an_earlier_minijoint_model_with_its_second_head(minijoint_run, tiny_corpus, tmp_path):
     _, _, stage = minijoint_run
     out = tmp_path / "again"
     # no step: the weights it starts from must come out unchanged, so they are the loaded ones (a learning
@@ -137,6 +137,18 @@ def test_minijoint_continues_from_a_pretrained_model(minijoint_run, tiny_corpus,
     before, after = load_weights(stage / "big"), load_weights(out / "pretrain" / "big")
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    mini = load_weights(out / "pretrain" / "mini")
-    assert torch.equal(mini["roberta.encoder.layer.1.output.dense.weight"],
-                       before["roberta.encoder.layer.1.output.dense.weight"])
+    # the mini-model, its second head included, is the earlier one: an earlier MiniJoint model continues whole
+    earlier, mini = load_weights(stage / "mini"), load_weights(out / "pretrain" / "mini")
+    assert earlier.keys() == mini.keys() and any(key.startswith("lm_head.dense") for key in mini)
+    assert all(torch.equal(earlier[k], mini[k]) for k in earlier)
+
+
+def test_minijoint_over_other_layers_than_the_earlier_model_trains_a_fresh_second_head(minijoint_run, tiny_corpus,
+                                                                                      tmp_path, capsys):
+    _, _, stage = minijoint_run
+    out = tmp_path / "other_k"
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=0", "strategy.k=1",
+                                        f"model.pretrained={stage.parent}"))
+    assert "has a secondary head over layers [1, 2], not [1]: a fresh head is trained" in capsys.readouterr().out
+    earlier, mini = load_weights(stage / "mini"), load_weights(out / "pretrain" / "mini")
+    assert not torch.equal(earlier["lm_head.dense.weight"], mini["lm_head.dense.weight"])

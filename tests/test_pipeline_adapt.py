@@ -144,8 +144,9 @@ def test_synthetic_task_sizes_leave_the_pretraining_data_fingerprint_as_it_is(tm
 
     def fingerprint(**sizes):
         synth = ", ".join(f"{k}: {v}" for k, v in {**small, **sizes}.items())
-        cfg = load_recipe(RECIPES / "quickstart.yaml", [f"output_dir={tmp_path}", f"data.cache_dir={tmp_path}",
-                                                        f"data.synth={{seed: 0, languages: [src, vo], {synth}}}"])
+        cfg = load_recipe(RECIPES / "quickstart_from_scratch.yaml",
+                          [f"output_dir={tmp_path}", f"data.cache_dir={tmp_path}",
+                           f"data.synth={{seed: 0, languages: [src, vo], {synth}}}"])
         return data_fingerprint(StageContext(cfg, get_plugins(), init_distributed(), tmp_path, tmp_path))
 
     assert fingerprint() == fingerprint(pawsx_train=20, qa_test=9)

@@ -16,7 +16,7 @@ from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
 from mmadapt.hookspecs import hookimpl
 from mmadapt.plugins import build_plugins
 
-QUICKSTART = RECIPES / "quickstart.yaml"
+QUICKSTART = RECIPES / "quickstart_from_scratch.yaml"
 #: the quickstart's shape, small enough to run in well under a minute
 SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0", "train.log_every=5",
           "model.config.num_hidden_layers=3", "model.config.hidden_size=32", "model.config.intermediate_size=64",

@@ -9,7 +9,7 @@ from mmadapt.pipeline.checks import build_run_plan
 from mmadapt.plugins import get_plugins
 from mmadapt.recipe import load_recipe
 
-QUICKSTART = RECIPES / "quickstart.yaml"
+QUICKSTART = RECIPES / "quickstart_from_scratch.yaml"
 #: a tiny quickstart where every stage has its own batch shape: per-strategy `train` (pretraining) and
 #: `adapt_train`, a task's `finetune_train`, each over the stage-wide `adapt.train` / `finetune.train`
 OVERRIDES = [

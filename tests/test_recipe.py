@@ -176,6 +176,30 @@ def test_the_tasks_quickstart_shares_the_quickstarts_data_tokenizers_and_finetun
         {lang: section["corpus"] for lang, section in main["languages"].items()}
 
 
+def test_the_quickstart_is_its_from_scratch_recipe_but_for_the_shipped_source_model():
+    import yaml
+
+    main, scratch = (yaml.safe_load((RECIPES / name).read_text())
+                     for name in ("quickstart.yaml", "quickstart_from_scratch.yaml"))
+    assert main["model"] == {"family": "xlmr", "pretrained": "${recipe_dir:}/quickstart_model"}
+    assert (main["train"].pop("max_steps"), scratch["train"].pop("max_steps")) == (0, 600)
+    assert scratch["model"]["config"]["num_hidden_layers"] == 8
+    assert scratch["output_dir"] == "runs/quickstart_from_scratch"
+    for key in sorted((set(main) | set(scratch)) - {"output_dir", "model"}):
+        assert main.get(key) == scratch.get(key), key
+    manifest = json.loads((RECIPES / "quickstart_model" / "manifest.json").read_text())
+    assert (manifest["strategy"], manifest["k"], manifest["big_num_layers"]) == ("minijoint", 2, 8)
+
+
+def test_recipe_dir_names_the_recipe_files_directory_from_any_working_directory(tmp_path, monkeypatch):
+    beside = tmp_path / "recipes"
+    beside.mkdir()
+    recipe = write(beside, "variables: {model: '${recipe_dir:}/model'}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_recipe(recipe).variables.model == str(beside.resolve() / "model")
+    assert load_recipe(None, ["variables.here=${recipe_dir:}"]).variables.here == str(tmp_path.resolve())
+
+
 def test_a_shipped_deepspeed_config_by_name_resolves_the_same_from_any_directory(tmp_path, monkeypatch):
     recipe = write(tmp_path, "deepspeed: {config: zero3}\n")
     here = load_recipe(recipe).deepspeed.resolved

@@ -13,7 +13,8 @@ from mmadapt.plugins import get_plugins
 from mmadapt.pipeline.plan import task_languages
 from mmadapt.recipe import load_recipe
 
-#: changes to recipes/quickstart.yaml -> the problem line each one must be refused with
+#: changes to recipes/quickstart_from_scratch.yaml (the quickstart pretraining its own model) -> the problem line
+#: each one must be refused with
 REFUSED = {
     "no_adapt": ({"stages": ["pretrain", "finetune", "transfer"]},
                  "stages: stage transfer needs adapt (it evaluates the adapted languages): add adapt to stages"),
@@ -35,7 +36,7 @@ REFUSED = {
 }
 
 
-def recipe_file(tmp_path, name: str, changes: dict, base=RECIPES / "quickstart.yaml"):
+def recipe_file(tmp_path, name: str, changes: dict, base=RECIPES / "quickstart_from_scratch.yaml"):
     """`base` with dotted-key `changes`, written to tmp_path/name.yaml (its output_dir inside tmp_path)."""
     cfg = OmegaConf.load(base)
     changes = {"output_dir": str(tmp_path / "runs" / name), "deepspeed.config": "zero2",

@@ -71,7 +71,7 @@ def test_the_documented_task_plugin_runs_through_finetune_and_transfer(reviews_p
                  "languages={vo: {corpus: [synth:vo]}}", "adapt.train={max_steps: 3}",
                  "finetune.train={max_steps: 4, micro_batch_size: 8}", "strategies=[{name: full}]",
                  f"tasks=[{{name: reviews, data_dir: {data}, languages: [src, vo], max_length: 32}}]"]
-    _, result = run_in_process(RECIPES / "quickstart.yaml", overrides, plugins)
+    _, result = run_in_process(RECIPES / "quickstart_from_scratch.yaml", overrides, plugins)
 
     [row] = result.rows
     assert (row["strategy"], row["task"], row["language"]) == ("full", "reviews", "vo")

@@ -39,7 +39,7 @@ OVERRIDES = ["train.progress_bar=false", "train.max_steps=20", "train.save_every
 @pytest.fixture(scope="module")
 def finetuned_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("control")
-    cfg, result = run_in_process(RECIPES / "quickstart.yaml", [f"output_dir={out}", *OVERRIDES])
+    cfg, result = run_in_process(RECIPES / "quickstart_from_scratch.yaml", [f"output_dir={out}", *OVERRIDES])
     return out, cfg, result
 
 

@@ -19,6 +19,8 @@ from mmadapt.recipe.schema import Recipe
 from mmadapt.recipe.validation import Checker
 
 RESOLVED_RECIPE_NAME = "recipe.yaml"
+#: `${recipe_dir:}` in a recipe: the absolute directory of the recipe file (for files shipped beside it)
+RECIPE_DIR_RESOLVER = "recipe_dir"
 #: the filled-in DeepSpeed JSON of a run, saved beside its recipe
 RESOLVED_DEEPSPEED_NAME = "deepspeed.json"
 
@@ -58,6 +60,7 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     sets, deletions = parse_overrides(overrides)
     source = str(recipe_path) if recipe_path else "overrides"
     problems = _apply_overrides(user, sets, deletions)
+    _register_recipe_dir(recipe_path)
     try:
         raw = OmegaConf.to_container(user, resolve=True)
     except OmegaConfBaseException as exc:
@@ -75,6 +78,14 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     cfg.deepspeed.resolved = ds
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def _register_recipe_dir(recipe_path: Path | None) -> None:
+    """`${recipe_dir:}` names the directory of the recipe being read (the working directory without one)."""
+    recipe_dir = str((recipe_path.parent if recipe_path else Path.cwd()).resolve())
+    # omegaconf 2.4 renamed register_new_resolver (which now warns); 2.3 has only the old name
+    register = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
+    register(RECIPE_DIR_RESOLVER, lambda: recipe_dir, replace=True)
 
 
 def _apply_overrides(user: DictConfig, sets: list[tuple[str, Any]], deletions: list[str]) -> list[tuple[str, str]]:
