@@ -15,7 +15,7 @@ from mmadapt.pipeline.plan import StrategyRun
 from mmadapt.pipeline.outputs import PretrainOutputs
 from mmadapt.pipeline.stages import StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import data_fingerprint, resolve_pretrained
-from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
+from mmadapt.trainer import read_train_summary, seed_everything
 
 
 def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
@@ -52,9 +52,9 @@ def reused_big_model(reused: PretrainOutputs) -> PretrainOutputs:
 
 
 def _pretrain_metrics(cfg: DictConfig, plugins: Any, stage_dir: Path, big: Path) -> dict[str, Any]:
-    """The Trainer's summary of the pretrain stage plus its analytic FLOPs (when the strategy has a model)."""
-    path = stage_dir / TRAIN_SUMMARY
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    """The Trainer's summary of the pretrain stage (read from the stage directory: the strategy's `pretrain`
+    returns only its directories) plus its analytic FLOPs (when the strategy has a model)."""
+    metrics = read_train_summary(stage_dir)
     shape = ModelShape.of(json.loads((big / "config.json").read_text()))
     plan = plugins.strategies.get(cfg.strategy.name).predict_compute(cfg.strategy, shape, int(cfg.data.block_size),
                                                                      float(cfg.data.mlm_probability), plugins)
