@@ -45,6 +45,7 @@ def source_accuracy(out: Path, strategy: str, task: str) -> dict[str, float]:
     """The fine-tuned model's source dev and test scores (the transfer stage's own scoring)."""
     from mmadapt.context import StageContext
     from mmadapt.distributed import init_distributed
+    from mmadapt.pipeline.outputs import FinetuneOutputs
     from mmadapt.pipeline.stages import StageRecord
     from mmadapt.pipeline.transfer import source_scores
     from mmadapt.plugins import get_plugins
@@ -54,13 +55,13 @@ def source_accuracy(out: Path, strategy: str, task: str) -> dict[str, float]:
     plugins, dist = get_plugins(), init_distributed()
     cfg = load_recipe(out / "recipe.yaml", [], plugins)
     marker = json.loads((out / strategy / "finetune" / task / "stage_complete.json").read_text())
-    record = StageRecord(marker["fingerprint"], marker["outputs"], marker["metrics"])
+    finetuned = FinetuneOutputs.from_record(StageRecord(marker["fingerprint"], marker["outputs"], marker["metrics"]))
     section = _task_sections(cfg, dist)[0]
     scores = {}
     for split in ("dev", "test"):
         split_cfg = OmegaConf.merge(cfg, {"transfer": {"split": split}})
         ctx = StageContext(split_cfg, plugins, dist, out, out / strategy / "transfer" / task)
-        scores[split] = source_scores(ctx, section, record)[plugins.tasks.get(task).metric_names[0]]
+        scores[split] = source_scores(ctx, section, finetuned)[plugins.tasks.get(task).metric_names[0]]
     return scores
 
 

@@ -10,9 +10,13 @@ from omegaconf import DictConfig
 from mmadapt.distributed import DistInfo
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageContext:
-    """The resolved recipe, plugins and process info for one stage, and where it writes."""
+    """The resolved recipe, plugins and process info for one stage, and where it writes.
+
+    Frozen: a context is made for each stage (and each part of one, `dataclasses.replace`), never
+    changed after, so no code reads a field another stage set.
+    """
 
     cfg: DictConfig
     plugins: Any
@@ -20,7 +24,9 @@ class StageContext:
     output_dir: Path
     stage_dir: Path
     #: digest of the settings that determine this stage's result; checkpoints carry it so a
-    #: stage re-run with other settings never resumes from the old run's checkpoints
+    #: stage re-run with other settings never resumes from the old run's checkpoints. Given to the
+    #: context a stage's work runs with (mmadapt.pipeline.stages.run_stage); None before, and in
+    #: contexts that only read data or settings
     fingerprint: str | None = None
     #: the strategy whose pass through the pipeline this stage is part of (None: a stage all share, `tokenizer`)
     strategy: str | None = None

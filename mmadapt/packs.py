@@ -35,6 +35,7 @@ from typing import Any
 from mmadapt.atomic import write_dir_atomic
 from mmadapt.digests import tensors_digest
 from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.outputs import AdaptCost, BigModelSteps
 
 #: a pack's directory inside its adapt stage directory
 PACK_DIR = "pack"
@@ -84,16 +85,16 @@ def read_body_record(model_dir: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("pretrained_body") else None
 
 
-def pack_manifest(language: str, strategy: Any, init: str, metrics: dict[str, Any], body: dict[str, Any],
+def pack_manifest(language: str, strategy: Any, init: str, cost: AdaptCost, body: dict[str, Any],
                   vocab_size: int, fingerprint: str | None) -> dict[str, Any]:
     """A pack's manifest: the language, the strategy (name, its `k` if it has one, its options), the
     initialiser, what adapting cost (`steps`, `big_model_steps`, `flops`, `tokens`, `seconds`) and the body."""
     options = {key: value for key, value in dict(strategy).items() if key not in ("name", "train", "adapt_train")}
+    big_model = cost.big_model or BigModelSteps()
     return {"format": PACK_FORMAT, "version": PACK_VERSION, "language": language, "strategy": strategy["name"],
             "k": options.get("k"), "strategy_options": options, "init": init, "vocab_size": int(vocab_size),
-            "steps": metrics["steps"], "big_model_steps": metrics.get("big_model_steps", 0),
-            "flops": metrics["flops"], "tokens": metrics["tokens"], "seconds": metrics["seconds"],
-            "body": body, "adapt_fingerprint": fingerprint}
+            "steps": cost.steps, "big_model_steps": big_model.steps, "flops": cost.flops, "tokens": cost.tokens,
+            "seconds": cost.seconds, "body": body, "adapt_fingerprint": fingerprint}
 
 
 def write_pack(target: Path, embeddings_file: Path, tokenizer_dir: Path, manifest: dict[str, Any]) -> Path:

@@ -13,16 +13,18 @@ from mmadapt.data.sources import resolve_synth_paths
 from mmadapt.distributed import barrier, broadcast_object, init_distributed
 from mmadapt.errors import MmadaptError
 from mmadapt.locks import held_lock
-from mmadapt.pipeline.adapt import adapt_language, adapt_model_dir
+from mmadapt.pipeline.adapt import adapt_language
 from mmadapt.pipeline.alignment import language_alignment
 from mmadapt.pipeline.basin import language_basin_check
 from mmadapt.pipeline.collapse import add_agreement, add_collapse_check
 from mmadapt.pipeline.checks import build_run_plan
 from mmadapt.pipeline.finetune import finetune_task
+from mmadapt.pipeline.outputs import (AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost, PretrainOutputs,
+                                      TransferOutputs)
 from mmadapt.pipeline.plan import RunPlan, StrategyRun, reuses_big_model_as_is, stage_work_listed, task_languages
 from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
-from mmadapt.pipeline.stages import StageRecord
+from mmadapt.pipeline.stages import StageOutputs
 from mmadapt.pipeline.tokenizer_stage import train_language_tokenizer
 from mmadapt.pipeline.transfer import predictions_path, snapshot_predictions_path, source_scores, transfer_language
 from mmadapt.progress import quiet_third_party_bars
@@ -73,6 +75,17 @@ def run_recipe(plan: RunPlan | DictConfig, plugins: Any) -> RunResult:
     return pipeline.result
 
 
+@dataclass
+class StrategyOutputs:
+    """What one strategy's stages handed on so far, for the stages after them."""
+
+    pretrained: PretrainOutputs | None = None
+    #: by language
+    adapted: dict[str, AdaptOutputs] = field(default_factory=dict)
+    #: by task (the reused strategy's, for a strategy that reuses another's fine-tuned models)
+    finetuned: dict[str, FinetuneOutputs] = field(default_factory=dict)
+
+
 class Pipeline:
     """One strategy after another through the recipe's stages, each unit through the stage lifecycle
     (mmadapt.pipeline.stages); the records of finished units, for the units that build on them."""
@@ -84,22 +97,20 @@ class Pipeline:
         self.languages = list(plan.languages)
         self.tasks = _task_sections(plan.cfg, dist)
         self.tokenizers: dict[str, Path] = {}
-        #: by strategy, then unit ("pretrain", "adapt/<language>", "finetune/<task>")
-        self.records: dict[str, dict[str, StageRecord]] = {}
+        #: by strategy: what its stages handed on
+        self.handed: dict[str, StrategyOutputs] = {}
         self.alignments: dict[str, dict[str, dict]] = {}
         #: by strategy, then language: the basin check's losses (mmadapt.pipeline.basin)
         self.basins: dict[str, dict[str, dict]] = {}
         #: (strategy, task, language) -> {curve step: the transfer stage's target predictions file}
         self.predictions: dict[tuple[str, str, str], dict[int, Path]] = {}
 
-    def _keep(self, run: StrategyRun, unit: str, record: StageRecord, reused: bool = False) -> StageRecord:
-        """Note a unit's record and outputs (and whether this run skipped it) under its result key."""
+    def _keep(self, run: StrategyRun, unit: str, outputs: StageOutputs, reused: bool = False) -> None:
+        """Note a unit's outputs (and whether this run skipped it) in the run's result, under its result key."""
         key = f"{run.name}/{unit}" if self.several else unit
-        self.result.outputs[key] = record.paths()
-        if record.skipped and not reused:
+        self.result.outputs[key] = outputs.to_record().paths()
+        if outputs.skipped and not reused:
             self.result.skipped.append(key)
-        self.records.setdefault(run.name, {})[unit] = record
-        return record
 
     def check_task_files(self) -> None:
         """Read every task file the run's finetune and transfer stages will read (rank 0), so a malformed
@@ -129,12 +140,11 @@ class Pipeline:
         if not stage_work_listed("tokenizer", self.stages):
             return
         ctx = StageContext(self.cfg, self.plugins, self.dist, self.plan.layout.output_dir, self.plan.layout.tokenizers)
-        self.tokenizers = {lang: Path(train_language_tokenizer(ctx, lang).outputs["tokenizer"])
-                           for lang in self.languages}
+        self.tokenizers = {lang: train_language_tokenizer(ctx, lang).tokenizer for lang in self.languages}
 
     def run_strategy(self, run: StrategyRun) -> None:
         """Every listed stage of one strategy, in pipeline order."""
-        self.records[run.name], self.alignments[run.name], self.basins[run.name] = {}, {}, {}
+        self.handed[run.name], self.alignments[run.name], self.basins[run.name] = StrategyOutputs(), {}, {}
         self.pretrain(run)
         if "adapt" in self.stages:
             for lang in self.languages:
@@ -147,55 +157,59 @@ class Pipeline:
 
     def pretrain(self, run: StrategyRun) -> None:
         """The strategy's pretraining, `model.pretrained` taken as given, or the reused strategy's big model."""
+        handed = self.handed[run.name]
         if reuses_big_model_as_is(run, self.plugins):  # no stage of its own, so no output of its own
-            self.records[run.name]["pretrain"] = reused_big_model(self.records[run.reuse]["pretrain"])
-        elif "pretrain" not in self.stages:  # check_pipeline made sure this strategy may start from model.pretrained
-            self._keep(run, "pretrain", given_big_model(run))
+            handed.pretrained = reused_big_model(self.handed[run.reuse].pretrained)
+            return
+        if "pretrain" not in self.stages:  # check_pipeline made sure this strategy may start from model.pretrained
+            handed.pretrained = given_big_model(run)
         else:
-            self._keep(run, "pretrain", pretrain(run, self.plugins, self.dist))
+            handed.pretrained = pretrain(run, self.plugins, self.dist)
+        self._keep(run, "pretrain", handed.pretrained)
 
     def adapt(self, run: StrategyRun, lang: str) -> None:
         """Stage `adapt` for one language, and its `alignment_at_1` (rank 0)."""
-        pretrained = self.records[run.name]["pretrain"]
+        handed = self.handed[run.name]
+        pretrained = handed.pretrained
         ctx = StageContext(run.adapt_cfg, self.plugins, self.dist, run.run_dir,
                            self.plan.layout.stage_dir(run.name, "adapt", lang), strategy=run.name)
-        model_dir = adapt_model_dir(pretrained.outputs)
-        record = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint,
-                                Path(pretrained.outputs["big"]), run.big_model_steps_cfg)
-        self._keep(run, f"adapt/{lang}", record)
+        model_dir = pretrained.adapt_model
+        adapted = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint, pretrained.big,
+                                 run.big_model_steps_cfg)
+        handed.adapted[lang] = adapted
+        self._keep(run, f"adapt/{lang}", adapted)
         if self.dist.is_main:
-            self.alignments[run.name][lang] = language_alignment(ctx, lang, record, model_dir)
-            self.basins[run.name][lang] = language_basin_check(ctx, lang, record, model_dir,
-                                                               Path(pretrained.outputs["big"]))
+            self.alignments[run.name][lang] = language_alignment(ctx, lang, adapted, model_dir)
+            self.basins[run.name][lang] = language_basin_check(ctx, lang, adapted, model_dir, pretrained.big)
 
     def finetune(self, run: StrategyRun, task_section: DictConfig) -> None:
         """Stage `finetune` for one task (or the fine-tuned model of the strategy this one reuses)."""
-        task = task_section.name
+        task, handed = task_section.name, self.handed[run.name]
         if run.reuse:
-            record = self.records[run.reuse][f"finetune/{task}"]
+            handed.finetuned[task] = self.handed[run.reuse].finetuned[task]
         else:
-            pretrained = self.records[run.name]["pretrain"]
             ctx = StageContext(run.finetune_cfgs[task], self.plugins, self.dist, run.run_dir,
                                self.plan.layout.stage_dir(run.name, "finetune", task), strategy=run.name)
-            record = finetune_task(ctx, task_section, Path(pretrained.outputs["big"]), pretrained.fingerprint)
-        self._keep(run, f"finetune/{task}", record, reused=bool(run.reuse))
+            handed.finetuned[task] = finetune_task(ctx, task_section, handed.pretrained.big,
+                                                   handed.pretrained.fingerprint)
+        self._keep(run, f"finetune/{task}", handed.finetuned[task], reused=bool(run.reuse))
 
     def transfer(self, run: StrategyRun, task_section: DictConfig) -> None:
         """Stage `transfer` for one task: the source score, then each evaluated language and its report row."""
-        task, records = task_section.name, self.records[run.name]
-        finetuned = records[f"finetune/{task}"]
+        task, handed = task_section.name, self.handed[run.name]
+        finetuned = handed.finetuned[task]
         ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
                            self.plan.layout.stage_dir(run.name, "transfer", task), strategy=run.name)
         source = source_scores(ctx, task_section, finetuned)[self.plugins.tasks.get(task).metric_names[0]]
         for lang in task_languages(task_section, self.languages):
             ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
                                self.plan.layout.stage_dir(run.name, "transfer", task, lang), strategy=run.name)
-            adapted = records[f"adapt/{lang}"]
-            record = transfer_language(ctx, task_section, finetuned, lang, adapted)
-            self._keep(run, f"transfer/{task}/{lang}", record)
-            row = _row(run.name, task, lang, source, record, adapted, self.alignments[run.name].get(lang, {}),
+            adapted = handed.adapted[lang]
+            transferred = transfer_language(ctx, task_section, finetuned, lang, adapted)
+            self._keep(run, f"transfer/{task}/{lang}", transferred)
+            row = _row(run.name, task, lang, source, transferred, adapted, self.alignments[run.name].get(lang, {}),
                        self.basins[run.name].get(lang, {}))
-            row["stage_metrics"] = {"pretrain": records["pretrain"].metrics, "adapt": adapted.metrics,
+            row["stage_metrics"] = {"pretrain": handed.pretrained.metrics, "adapt": adapted.cost.metrics(),
                                     "finetune": finetuned.metrics}
             plugin = self.plugins.tasks.get(task)  # the last step's predictions are the final embeddings'
             self.predictions[run.name, task, lang] = {
@@ -217,21 +231,22 @@ def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
     return sections
 
 
-def _row(strategy: str, task: str, language: str, source: float, transfer: StageRecord, adapted: StageRecord,
+def _row(strategy: str, task: str, language: str, source: float, transfer: TransferOutputs, adapted: AdaptOutputs,
          alignment: dict, basin: dict) -> dict[str, Any]:
-    m, a = transfer.metrics, adapted.metrics
+    t, a = transfer, adapted.cost
+    init, big_model = a.init or InitCost(), a.big_model or BigModelSteps()
     per_step = {"alignment_at_1": alignment.get("alignment_by_step", {}),
                 **{f"{model}_model_mlm_loss": losses for model, losses in basin.get("basin_losses", {}).items()}}
     curve = [{**point, **{key: by_step[point["step"]] for key, by_step in per_step.items() if point["step"] in by_step}}
-             for point in m.get("curve", [])]
+             for point in t.curve or []]
     return {"strategy": strategy, "task": task, "language": language, "source_score": source,
-            "target_score": m["target_score"], "control_score": m["control_score"],
-            "adapt_steps": a["steps"], "adapt_seconds": a["seconds"], "adapt_flops": a["flops"],
-            "adapt_big_model_steps": a.get("big_model_steps", 0),
-            "adapt_init_flops": a.get("init_flops", 0), "adapt_init_seconds": a.get("init_seconds", 0.0),
-            "adapt_tokens": a["tokens"], "adapt_model_layers": a["model_layers"],
-            "adapt_peak_memory_bytes": a.get("peak_memory_bytes"), "adapt_data_wait_fraction": a.get("data_wait_fraction"),
-            "target_metrics": m["target_metrics"], "control_metrics": m["control_metrics"],
+            "target_score": t.target_score, "control_score": t.control_score,
+            "adapt_steps": a.steps, "adapt_seconds": a.seconds, "adapt_flops": a.flops,
+            "adapt_big_model_steps": big_model.steps,
+            "adapt_init_flops": init.flops, "adapt_init_seconds": init.seconds,
+            "adapt_tokens": a.tokens, "adapt_model_layers": a.model_layers,
+            "adapt_peak_memory_bytes": a.peak_memory_bytes, "adapt_data_wait_fraction": a.data_wait_fraction,
+            "target_metrics": t.target_metrics, "control_metrics": t.control_metrics,
             "alignment_at_1": alignment.get("alignment_at_1"), "alignment_pairs": alignment.get("alignment_pairs"),
             "basin_check_flops": basin.get("basin_check_flops"),
             "curve": curve}

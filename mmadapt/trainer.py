@@ -72,6 +72,13 @@ class TrainResult:
                 "data_wait_fraction": round(self.data_wait_fraction, 5), "final_loss": self.last_metrics.get("loss")}
 
 
+def read_train_summary(stage_dir: Path) -> dict[str, Any]:
+    """The `TrainResult.summary()` the last training in `stage_dir` wrote ({} when none did), for a stage
+    whose code never sees the TrainResult: the pretrain stage, whose strategy returns only directories."""
+    path = Path(stage_dir) / TRAIN_SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (callers offset the seed per rank)."""
     random.seed(seed)

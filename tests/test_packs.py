@@ -10,13 +10,15 @@ import torch
 
 from conftest import clean_env, mmadapt_command
 from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.outputs import AdaptCost
 from mmadapt.packs import BODY_RECORD, body_record_text, describe_body, find_packs, pack_manifest, write_pack
 from mmadapt.plugins import get_plugins
 from mmadapt.surgery import save_embeddings
 from mmadapt.swap import HOW_TO_FIT, swap_language
 from task_helpers import tiny_mlm_dir, tiny_tokenizer
 
-METRICS = {"steps": 7, "flops": 1234, "tokens": 56, "seconds": 0.5}
+COST = AdaptCost(steps=7, seconds=0.5, tokens=56, flops=1234, flops_per_token=22.0, peak_memory_bytes=None,
+                 peak_memory_source=None, data_wait_fraction=None, model_layers=1, final_loss=None)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def pack(mlm_dir, plugins, tmp_path_factory):
     weight, bias = torch.randn(len(tokenizer), 32, generator=g), torch.randn(len(tokenizer), generator=g)
     save_embeddings(root / "embeddings.safetensors", weight, bias)
     body = describe_body(AutoModelForMaskedLM.from_pretrained(mlm_dir), "xlmr", plugins.model_families.get("xlmr"))
-    manifest = pack_manifest("xx", {"name": "minipost", "k": 1, "new_layers": 1}, "random", METRICS, body,
+    manifest = pack_manifest("xx", {"name": "minipost", "k": 1, "new_layers": 1}, "random", COST, body,
                              len(tokenizer), "f" * 64)
     return write_pack(root / "run" / "adapt" / "xx" / "pack", root / "embeddings.safetensors", root / "tokenizer",
                       manifest), weight, bias

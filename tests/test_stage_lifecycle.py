@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+from dataclasses import FrozenInstanceError, dataclass
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -13,7 +16,7 @@ from omegaconf import OmegaConf
 from mmadapt.context import StageContext
 from mmadapt.distributed import DistInfo
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.stages import STAGE_DONE, STAGE_LOCK, StageUnit, run_stage
+from mmadapt.pipeline.stages import STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, run_stage
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -31,16 +34,35 @@ class Plugins:
         self.hook = Hooks()
 
 
+@dataclass(frozen=True)
+class FileOutputs:
+    """A test stage's typed outputs: one file and a step count."""
+
+    fingerprint: str
+    out: Path | None
+    steps: int = 3
+    skipped: bool = False
+
+    @classmethod
+    def from_record(cls, record):
+        out = record.outputs.get("out")
+        return cls(record.fingerprint, Path(out) if out else None, record.metrics.get("steps", 0), record.skipped)
+
+    def to_record(self):
+        outputs = {"out": str(self.out)} if self.out else {}
+        return StageRecord(self.fingerprint, outputs, {"steps": self.steps} if self.out else {}, self.skipped)
+
+
 def _unit(tmp_path, fingerprint="f1", work=None, plugins=None, rerun=False):
     ctx = StageContext(OmegaConf.create({"rerun": rerun}), plugins or Plugins(), MAIN, tmp_path, tmp_path / "stage")
     calls = []
 
-    def default_work():
-        calls.append(ctx.fingerprint)
-        (ctx.stage_dir / "out.txt").write_text(fingerprint)
-        return {"out": ctx.stage_dir / "out.txt"}, {"steps": 3}
+    def default_work(stage):
+        calls.append(stage.fingerprint)
+        (stage.stage_dir / "out.txt").write_text(fingerprint)
+        return FileOutputs(stage.fingerprint, stage.stage_dir / "out.txt")
 
-    return StageUnit("adapt/xx", ctx, lambda: fingerprint, work or default_work), calls
+    return StageUnit("adapt/xx", ctx, lambda: fingerprint, work or default_work, FileOutputs), calls
 
 
 def test_a_unit_runs_once_then_is_skipped_with_the_same_record(tmp_path):
@@ -51,7 +73,7 @@ def test_a_unit_runs_once_then_is_skipped_with_the_same_record(tmp_path):
     second = run_stage(again)
     assert calls == ["f1"] and calls_again == []  # the work sees its fingerprint (checkpoints carry it)
     assert not first.skipped and second.skipped
-    assert (first.fingerprint, first.outputs, first.metrics) == (second.fingerprint, second.outputs, second.metrics)
+    assert (first.fingerprint, first.out, first.steps) == (second.fingerprint, second.out, second.steps)
     assert plugins.hook.calls == [("adapt/xx", str(tmp_path / "stage"), {"steps": 3})]
     marker = json.loads((tmp_path / "stage" / STAGE_DONE).read_text())
     assert marker == {"fingerprint": "f1", "outputs": {"out": str(tmp_path / "stage" / "out.txt")},
@@ -59,11 +81,26 @@ def test_a_unit_runs_once_then_is_skipped_with_the_same_record(tmp_path):
     assert not (tmp_path / "stage" / STAGE_LOCK).exists()
 
 
+def test_the_work_gets_a_context_of_its_own_with_the_fingerprint_and_the_units_context_is_never_changed(tmp_path):
+    unit, calls = _unit(tmp_path, "f7")
+    run_stage(unit)
+    assert calls == ["f7"] and unit.ctx.fingerprint is None
+    with pytest.raises(FrozenInstanceError):
+        unit.ctx.fingerprint = "f8"
+
+
+def test_outputs_of_another_fingerprint_than_the_stages_are_refused_before_any_marker(tmp_path):
+    unit, _ = _unit(tmp_path, "f1", work=lambda stage: FileOutputs("other", None))
+    with pytest.raises(RuntimeError, match="fingerprint other"):
+        run_stage(unit)
+    assert not (tmp_path / "stage" / STAGE_DONE).exists()
+
+
 def test_the_old_marker_is_gone_before_a_rerun_does_any_work(tmp_path):
     run_stage(_unit(tmp_path, "f1")[0])
     seen = []
 
-    def work():
+    def work(stage):
         seen.append((tmp_path / "stage" / STAGE_DONE).exists())
         raise RuntimeError("killed mid-stage")
 
@@ -139,9 +176,12 @@ def test_a_rerun_removes_the_replaced_units_checkpoints_events_and_metrics_but_n
     (stage / "metrics.jsonl").write_text('{"step": 1}\n')
     (stage / "nested" / STAGE_DONE).write_text("{}")  # another unit's directory inside this one
     seen = []
-    unit, calls = _recorded_unit(tmp_path, {"seed": 2}, rerun=True,
-                                 work=lambda: (seen.append(sorted(p.name for p in stage.iterdir() if p.name != STAGE_LOCK)),
-                                                   ({}, {}))[1])
+
+    def work(ctx):
+        seen.append(sorted(p.name for p in stage.iterdir() if p.name != STAGE_LOCK))
+        return FileOutputs(ctx.fingerprint, None)
+
+    unit, calls = _recorded_unit(tmp_path, {"seed": 2}, rerun=True, work=work)
     assert not run_stage(unit).skipped
     assert seen == [["nested", "out.txt", "sub"]]
     assert not (stage / "sub" / "checkpoints").exists() and (stage / "nested" / "checkpoints" / "step_1" / "x").exists()

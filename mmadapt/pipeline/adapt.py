@@ -13,6 +13,7 @@ they fit, for `mmadapt swap`.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,10 @@ from mmadapt.errors import MmadaptError
 from mmadapt.flops import adapt_flops_per_token
 from mmadapt.objectives import MaskedLMObjective
 from mmadapt.packs import PACK_DIR, describe_body, pack_manifest, write_pack
-from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings, with_init_cost
+from mmadapt.pipeline.initialisation import init_data_fingerprints, initial_embeddings
+from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
 from mmadapt.pipeline.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
-from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.stages import StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.trainer import Trainer, seed_everything
@@ -38,13 +40,8 @@ INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
 BIG_MODEL_STEPS_DIR = "big_model_steps"
 
 
-def adapt_model_dir(pretrain_outputs: dict[str, Any]) -> Path:
-    """The model embeddings are trained over: the mini-model if the strategy made one."""
-    return Path(pretrain_outputs.get("mini") or pretrain_outputs["big"])
-
-
 def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None) -> StageRecord:
+                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None) -> AdaptOutputs:
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
 
     With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
@@ -74,13 +71,15 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
         raise MmadaptError(f"adapt/{language}: adapt.big_model_steps is {steps_over_big} but no config was planned "
                            "for those steps (mmadapt.pipeline.plan.StrategyRun.big_model_steps_cfg)")
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
-                               lambda: _adapt(ctx, language, model_dir, tokenizer_dir, big_dir,
-                                              big_model_steps_cfg if steps_over_big > 0 else None)))
+                               lambda stage: _adapt(stage, language, model_dir, tokenizer_dir, big_dir,
+                                                    big_model_steps_cfg if steps_over_big > 0 else None),
+                               AdaptOutputs))
 
 
 def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
-           big_model_steps_cfg: Any) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The adapt stage's work: initial and trained embeddings (and snapshots); its outputs and metrics."""
+           big_model_steps_cfg: Any) -> AdaptOutputs:
+    """The adapt stage's work (`ctx`: the stage's context): initial and trained embeddings (and snapshots),
+    the language pack, and what it cost."""
     cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
@@ -93,8 +92,7 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     if ctx.dist.is_main:
         save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
     train_set, eval_set = language_mlm_data(ctx, language, tokenizer)
-    start: dict[str, Any] = {}
-    bias = None
+    start, bias = None, None
     if big_model_steps_cfg is not None:
         weight, bias, start = _start_over_big_model(ctx, language, big, weight, big_model_steps_cfg, train_set)
     swap_word_embeddings(model, weight, bias)
@@ -102,19 +100,18 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
     ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
             f"({model_dir})")
-    _, metrics = _train_embeddings(ctx, model, train_set, eval_set, on_step)
-    outputs = {"embeddings": ctx.stage_dir / EMBEDDINGS_FILE, "initial_embeddings": ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
-               "tokenizer": tokenizer_dir, "pack": ctx.stage_dir / PACK_DIR}
-    if every > 0:
-        outputs["snapshots"] = ctx.stage_dir / SNAPSHOT_DIR
+    cost = _train_embeddings(ctx, model, train_set, eval_set, on_step)
+    cost = (cost.with_big_model_steps(start) if start is not None else cost).with_init(init_cost)
+    outputs = AdaptOutputs(ctx.fingerprint, ctx.stage_dir / EMBEDDINGS_FILE, ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
+                           tokenizer_dir, ctx.stage_dir / PACK_DIR, ctx.stage_dir / SNAPSHOT_DIR if every > 0 else None,
+                           cost)
     trained_weight, trained_bias = trained_embeddings(model)
-    metrics = with_init_cost(_with_start(metrics, start), init_cost)
     if ctx.dist.is_main:
-        save_embeddings(outputs["embeddings"], trained_weight, trained_bias)
+        save_embeddings(outputs.embeddings, trained_weight, trained_bias)
         manifest = pack_manifest(language, OmegaConf.to_container(cfg.strategy, resolve=True), cfg.adapt.init.name,
-                                 metrics, body, len(tokenizer), ctx.fingerprint)
-        write_pack(outputs["pack"], outputs["embeddings"], tokenizer_dir, manifest)
-    return outputs, metrics
+                                 cost, body, len(tokenizer), ctx.fingerprint)
+        write_pack(outputs.pack, outputs.embeddings, tokenizer_dir, manifest)
+    return outputs
 
 
 def _pack_body(ctx: StageContext, family: Any, model: Any, model_dir: Path, big_dir: Path | None,
@@ -145,8 +142,8 @@ def language_mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple
 
 
 def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, eval_set: MaskedBlocks | None,
-                      on_step: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Train `model`'s word embeddings and LM-head bias (all else frozen); the Trainer's result and metrics."""
+                      on_step: Any = None) -> AdaptCost:
+    """Train `model`'s word embeddings and LM-head bias (all else frozen); what the training cost."""
     trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
     objective = MaskedLMObjective(model)
     result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step).train()
@@ -156,34 +153,23 @@ def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, ev
     flops_per_token = adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size,
                                             vocab_size=model.get_input_embeddings().weight.shape[0],
                                             masked_fraction=data.mlm_probability if objective.masked_only else None)
-    metrics = {"steps": result.steps, "seconds": round(result.wall_seconds, 3), "tokens": tokens,
-               "flops": int(round(tokens * flops_per_token)), "flops_per_token": flops_per_token,
-               "peak_memory_bytes": result.peak_memory_bytes, "peak_memory_source": result.peak_memory_source,
-               "data_wait_fraction": round(result.data_wait_fraction, 5),
-               "model_layers": model.config.num_hidden_layers, "final_loss": result.last_metrics.get("loss")}
-    return result, metrics
+    return AdaptCost(steps=result.steps, seconds=round(result.wall_seconds, 3), tokens=tokens,
+                     flops=int(round(tokens * flops_per_token)), flops_per_token=flops_per_token,
+                     peak_memory_bytes=result.peak_memory_bytes, peak_memory_source=result.peak_memory_source,
+                     data_wait_fraction=round(result.data_wait_fraction, 5),
+                     model_layers=model.config.num_hidden_layers, final_loss=result.last_metrics.get("loss"))
 
 
 def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, cfg: Any,
-                          train_set: MaskedBlocks) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+                          train_set: MaskedBlocks) -> tuple[torch.Tensor, torch.Tensor | None, AdaptCost]:
     """The first adapt steps over the big model (`cfg`: the run plan's config for them), in their own
-    checkpoint directory; returns the embeddings, LM-head bias and what those steps cost."""
+    checkpoint directory (its checkpoints carry the stage's fingerprint with the directory's name);
+    returns the embeddings, LM-head bias and what those steps cost."""
     steps = int(cfg.train.max_steps)
-    sub = StageContext(cfg, ctx.plugins, ctx.dist, ctx.output_dir, ctx.stage_dir / BIG_MODEL_STEPS_DIR,
-                       strategy=ctx.strategy)
-    sub.fingerprint = f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}"
+    sub = replace(ctx, cfg=cfg, stage_dir=ctx.stage_dir / BIG_MODEL_STEPS_DIR,
+                  fingerprint=f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}")
     swap_word_embeddings(big, weight)
     ctx.log(f"adapt[{language}]: the first {steps} steps over the big model ({big.config.num_hidden_layers} layers)")
-    _, spent = _train_embeddings(sub, big, train_set, None)
+    spent = _train_embeddings(sub, big, train_set, None)
     trained_weight, trained_bias = trained_embeddings(big)
     return trained_weight, trained_bias, spent
-
-
-def _with_start(metrics: dict[str, Any], start: dict[str, Any]) -> dict[str, Any]:
-    """The adapt metrics with the big-model steps' cost added (steps stay the mini-model's)."""
-    if not start:
-        return metrics
-    return {**metrics, "tokens": metrics["tokens"] + start["tokens"], "flops": metrics["flops"] + start["flops"],
-            "seconds": round(metrics["seconds"] + start["seconds"], 3), "big_model_steps": start["steps"],
-            "big_model_flops": start["flops"], "big_model_seconds": start["seconds"],
-            "peak_memory_bytes": max(metrics["peak_memory_bytes"] or 0, start["peak_memory_bytes"] or 0)}

@@ -67,7 +67,7 @@ def alignment_at_1(new_weight: torch.Tensor, source_weight: torch.Tensor, pairs:
 def language_alignment(ctx: Any, language: str, adapted: Any, model_dir: Path) -> dict[str, Any]:
     """`alignment_at_1` of a language's final embeddings and of each adapt snapshot ({} without a dictionary).
 
-    `adapted` is the adapt stage's `StageRecord`, `model_dir` the model its embeddings were trained
+    `adapted` is the adapt stage's `AdaptOutputs`, `model_dir` the model its embeddings were trained
     over (whose input embeddings are the source ones). Returns `alignment_at_1`,
     `alignment_pairs` (dictionary pairs counted) and `alignment_by_step` ({step: alignment_at_1}).
     """
@@ -78,14 +78,13 @@ def language_alignment(ctx: Any, language: str, adapted: Any, model_dir: Path) -
     if not spec:
         return {}
     family = model_family(ctx)
-    outputs = adapted.outputs
     pairs = token_pairs(read_dictionary(text_sources(ctx, [spec])[0].local_path()),
-                        family.load_tokenizer(str(model_dir)), family.load_tokenizer(outputs["tokenizer"]))
+                        family.load_tokenizer(str(model_dir)), family.load_tokenizer(str(adapted.tokenizer)))
     source = family.load_pretrained(str(model_dir)).get_input_embeddings().weight.detach()
     by_step = {}
-    if outputs.get("snapshots"):
-        by_step[0] = alignment_at_1(load_embeddings(Path(outputs["initial_embeddings"]))[0], source, pairs)
-        for step, _, path in snapshots(Path(outputs["snapshots"]), adapted.fingerprint):
+    if adapted.snapshots:
+        by_step[0] = alignment_at_1(load_embeddings(adapted.initial_embeddings)[0], source, pairs)
+        for step, _, path in snapshots(adapted.snapshots, adapted.fingerprint):
             by_step[step] = alignment_at_1(load_embeddings(path)[0], source, pairs)
-    return {"alignment_at_1": alignment_at_1(load_embeddings(Path(outputs["embeddings"]))[0], source, pairs),
+    return {"alignment_at_1": alignment_at_1(load_embeddings(adapted.embeddings)[0], source, pairs),
             "alignment_pairs": len(pairs), "alignment_by_step": by_step}

@@ -48,7 +48,7 @@ def masked_lm_loss_on(model: Any, batches: list[dict[str, torch.Tensor]]) -> flo
 
 def embedding_points(adapted: Any, snapshot_list: list[tuple[int, float, Path]]) -> list[tuple[int, Path]]:
     """(step, embeddings file): the initial embeddings at step 0, then every snapshot."""
-    return [(0, Path(adapted.outputs["initial_embeddings"])), *((step, path) for step, _, path in snapshot_list)]
+    return [(0, adapted.initial_embeddings), *((step, path) for step, _, path in snapshot_list)]
 
 
 def basin_losses(models: dict[str, Any], points: list[tuple[int, Path]],
@@ -81,24 +81,23 @@ def check_flops(models: dict[str, Any], points: int, batches: list[dict[str, tor
 def language_basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path, big_dir: Path) -> dict[str, Any]:
     """The big model's (and, for a mini strategy, the mini-model's) masked-LM loss at each adapt point.
 
-    `adapted` is the adapt stage's `StageRecord`; `model_dir` the model its embeddings were trained
+    `adapted` is the adapt stage's `AdaptOutputs`; `model_dir` the model its embeddings were trained
     over, `big_dir` the big model they are for. Returns `{"basin_losses": {"big": {step: loss}, "mini":
     {...}}, "basin_check_flops": N}` ({} without snapshots: a curve needs them).
     """
     from mmadapt.pipeline.adapt import language_mlm_data
     from mmadapt.pretraining import model_family
 
-    outputs = adapted.outputs
-    if not outputs.get("snapshots"):
+    if not adapted.snapshots:
         return {}
     family = model_family(ctx)
-    tokenizer = family.load_tokenizer(str(outputs["tokenizer"]))
+    tokenizer = family.load_tokenizer(str(adapted.tokenizer))
     train_set, _ = language_mlm_data(ctx, language, tokenizer)
     batches = check_batches(train_set.blocks, tokenizer, ctx.cfg.data.mlm_probability, ctx.cfg.seed)
     models = {"big": family.load_pretrained(str(big_dir))}
     if Path(model_dir) != Path(big_dir):
         models["mini"] = family.load_pretrained(str(model_dir))
-    points = embedding_points(adapted, snapshots(Path(outputs["snapshots"]), adapted.fingerprint))
+    points = embedding_points(adapted, snapshots(adapted.snapshots, adapted.fingerprint))
     return {"basin_losses": basin_losses(models, points, batches),
             "basin_check_flops": check_flops(models, len(points), batches, ctx.cfg.data.block_size,
                                              ctx.cfg.data.mlm_probability)}

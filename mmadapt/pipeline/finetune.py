@@ -18,13 +18,13 @@ from mmadapt.export import save_pretrained_atomic
 from mmadapt.flops import finetune_flops_per_token
 from mmadapt.objectives import SupervisedObjective
 from mmadapt.packs import BODY_RECORD, body_record_text, describe_body
-from mmadapt.pipeline.stages import (StageRecord, StageUnit, outcome_settings, run_stage, task_data_digests,
-                                     task_settings)
+from mmadapt.pipeline.outputs import FinetuneOutputs
+from mmadapt.pipeline.stages import StageUnit, outcome_settings, run_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.trainer import Trainer, seed_everything
 
 
-def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> StageRecord:
+def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> FinetuneOutputs:
     """Fine-tune on one task into ctx.stage_dir/model; skipped if complete for these settings."""
     cfg = ctx.cfg
     task = ctx.plugins.tasks.get(task_section.name)
@@ -36,11 +36,11 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
                                  train=outcome_settings(cfg.train, is_train=True), precision=cfg.precision, deepspeed=cfg.deepspeed.resolved, seed=cfg.seed)
 
     return run_stage(StageUnit(f"finetune/{task_section.name}", ctx, fingerprint,
-                               lambda: _finetune(ctx, task, task_section, big_dir)))
+                               lambda stage: _finetune(stage, task, task_section, big_dir), FinetuneOutputs))
 
 
-def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The finetune stage's work: the fine-tuned model; its outputs and metrics."""
+def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) -> FinetuneOutputs:
+    """The finetune stage's work (`ctx`: the stage's context): the fine-tuned model and its metrics."""
     cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
@@ -61,4 +61,4 @@ def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) ->
     flops_per_token = finetune_flops_per_token(model.config, seq_len)
     metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),
                "flops_per_token": flops_per_token, "train_features": len(features)}
-    return {"model": model_dir}, metrics
+    return FinetuneOutputs(ctx.fingerprint, model_dir, metrics)

@@ -15,6 +15,7 @@ import torch
 from mmadapt.context import StageContext
 from mmadapt.interfaces import InitInputs
 from mmadapt.pipeline.alignment import read_dictionary
+from mmadapt.pipeline.outputs import InitCost
 from mmadapt.pretraining import source_fingerprints, text_sources
 
 
@@ -47,7 +48,7 @@ def init_data_fingerprints(ctx: StageContext, language: str) -> list[list[str]]:
 
 
 def initial_embeddings(ctx: StageContext, language: str, model: Any, tokenizer: Any,
-                       source_tokenizer: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+                       source_tokenizer: Any) -> tuple[torch.Tensor, InitCost]:
     """The initialiser's embeddings, and its cost: the FLOPs it booked and the seconds it took."""
     cfg = ctx.cfg
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
@@ -58,10 +59,4 @@ def initial_embeddings(ctx: StageContext, language: str, model: Any, tokenizer: 
     if inputs.flops:
         ctx.log(f"adapt[{language}]: initialiser {cfg.adapt.init.name!r} took {seconds:.1f} s and "
                 f"{inputs.flops:.3g} FLOPs ({', '.join(f'{k} {v:.3g}' for k, v in inputs.parts.items())})")
-    return weight, {"flops": inputs.flops, "seconds": round(seconds, 3), "parts": dict(inputs.parts)}
-
-
-def with_init_cost(metrics: dict[str, Any], cost: dict[str, Any]) -> dict[str, Any]:
-    """The adapt metrics with the initialiser's own cost added (it comes first: step 0 of the curve)."""
-    return {**metrics, "flops": metrics["flops"] + cost["flops"], "seconds": round(metrics["seconds"] + cost["seconds"], 3),
-            "init_flops": cost["flops"], "init_seconds": cost["seconds"], "init_flops_parts": cost["parts"]}
+    return weight, InitCost(inputs.flops, round(seconds, 3), dict(inputs.parts))

@@ -59,10 +59,10 @@ def prepare_recipe_data(plan: RunPlan, plugins: Any) -> list[PreparedCorpus]:
             ctx = StageContext(cfg, plugins, dist, output_dir, plan.layout.tokenizers)
             family = plugins.model_families.get(cfg.model.family)
             for language in plan.languages:
-                record = train_language_tokenizer(ctx, language)
+                trained = train_language_tokenizer(ctx, language)
                 if "adapt" not in cfg.stages:
                     continue
-                tokenizer = family.load_tokenizer(str(record.outputs["tokenizer"]))
+                tokenizer = family.load_tokenizer(str(trained.tokenizer))
                 section = cfg.languages[language]
                 for key in ("corpus", "eval_corpus"):
                     prepared += _prepare(ctx, f"languages.{language}.{key}", text_sources(ctx, section[key]),

@@ -12,12 +12,13 @@ from mmadapt.context import StageContext
 from mmadapt.digests import digest, stage_fingerprint
 from mmadapt.flops import ModelShape
 from mmadapt.pipeline.plan import StrategyRun
-from mmadapt.pipeline.stages import StageRecord, StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.outputs import PretrainOutputs
+from mmadapt.pipeline.stages import StageUnit, outcome_settings, run_stage
 from mmadapt.pretraining import data_fingerprint, resolve_pretrained
-from mmadapt.trainer import TRAIN_SUMMARY, seed_everything
+from mmadapt.trainer import read_train_summary, seed_everything
 
 
-def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
+def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
     """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings)."""
     cfg = run.pretrain_cfg
     ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
@@ -28,30 +29,32 @@ def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> StageRecord:
                                  data=data_fingerprint(ctx), train=outcome_settings(cfg.train, is_train=True),
                                  deepspeed=cfg.deepspeed.resolved)
 
-    def work() -> tuple[dict[str, Path], dict[str, Any]]:
-        ctx.log(f"pretrain: strategy {run.name!r} -> {ctx.stage_dir}")
+    def work(stage: StageContext) -> PretrainOutputs:
+        stage.log(f"pretrain: strategy {run.name!r} -> {stage.stage_dir}")
         seed_everything(cfg.seed)  # the same on every rank: models must be built identically
-        outputs = plugins.strategies.get(run.name).pretrain(ctx)
-        return outputs, _pretrain_metrics(cfg, plugins, ctx.stage_dir, Path(outputs["big"]))
+        dirs = {key: Path(value) for key, value in plugins.strategies.get(run.name).pretrain(stage).items()}
+        big, mini = dirs.pop("big"), dirs.pop("mini", None)
+        return PretrainOutputs(stage.fingerprint, big, mini, _pretrain_metrics(cfg, plugins, stage.stage_dir, big),
+                               other_dirs=dirs)
 
-    return run_stage(StageUnit("pretrain", ctx, fingerprint, work))
+    return run_stage(StageUnit("pretrain", ctx, fingerprint, work, PretrainOutputs))
 
 
-def given_big_model(run: StrategyRun) -> StageRecord:
-    """The record of a strategy that starts from `model.pretrained` without pretraining (no stage runs)."""
+def given_big_model(run: StrategyRun) -> PretrainOutputs:
+    """The outputs of a strategy that starts from `model.pretrained` without pretraining (no stage runs)."""
     big = resolve_pretrained(run.pretrain_cfg.model.pretrained)
-    return StageRecord(digest("init_from", big), {"big": big})
+    return PretrainOutputs(digest("init_from", big), Path(big))
 
 
-def reused_big_model(reused: StageRecord) -> StageRecord:
-    """The record of a strategy that takes the big model of the strategy it reuses as it is."""
-    return StageRecord(digest("reuse", reused.fingerprint), {"big": reused.outputs["big"]})
+def reused_big_model(reused: PretrainOutputs) -> PretrainOutputs:
+    """The outputs of a strategy that takes the big model of the strategy it reuses as it is."""
+    return PretrainOutputs(digest("reuse", reused.fingerprint), reused.big)
 
 
 def _pretrain_metrics(cfg: DictConfig, plugins: Any, stage_dir: Path, big: Path) -> dict[str, Any]:
-    """The Trainer's summary of the pretrain stage plus its analytic FLOPs (when the strategy has a model)."""
-    path = stage_dir / TRAIN_SUMMARY
-    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    """The Trainer's summary of the pretrain stage (read from the stage directory: the strategy's `pretrain`
+    returns only its directories) plus its analytic FLOPs (when the strategy has a model)."""
+    metrics = read_train_summary(stage_dir)
     shape = ModelShape.of(json.loads((big / "config.json").read_text()))
     plan = plugins.strategies.get(cfg.strategy.name).predict_compute(cfg.strategy, shape, int(cfg.data.block_size),
                                                                      float(cfg.data.mlm_probability), plugins)

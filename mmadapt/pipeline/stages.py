@@ -7,7 +7,9 @@
    and then its old checkpoints, TensorBoard events and metrics.jsonl are removed with its marker;
 3. otherwise, under the stage lock, the old marker is removed *before* any work, so a run
    interrupted while redoing a stage never leaves a marker that vouches for half-new outputs;
-4. the work, which publishes its outputs atomically (`mmadapt.atomic`);
+4. the work, given the stage's context (`StageContext.fingerprint` set to the unit's, for the
+   checkpoints and snapshots it stamps), which publishes its outputs atomically (`mmadapt.atomic`)
+   and returns them typed (mmadapt.pipeline.outputs);
 5. the marker (`stage_complete.json`, written last, atomically) and, on rank 0,
    `mmadapt_stage_finished` with the unit's metrics;
 6. a barrier, so no rank reads the outputs before they are published.
@@ -17,9 +19,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Generic, Protocol, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -71,9 +73,10 @@ def outcome_settings(section: Any, *, is_train: bool = False) -> Any:
             if not (is_train and key in OBSERVATION_KEYS)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class StageRecord:
-    """A finished stage unit: the fingerprint it ran with, what it wrote, what it measured."""
+    """A finished stage unit as its marker holds it: the fingerprint it ran with, what it wrote, what it
+    measured. Stages hand each other typed outputs (mmadapt.pipeline.outputs), made from and into this."""
 
     fingerprint: str
     outputs: dict[str, str]
@@ -92,29 +95,50 @@ class StageRecord:
                 **({"settings": settings} if settings is not None else {})}
 
 
+class StageOutputs(Protocol):
+    """What a stage unit hands the units after it (mmadapt.pipeline.outputs): typed, and kept in its
+    marker as a `StageRecord`."""
+
+    fingerprint: str
+    skipped: bool
+
+    @classmethod
+    def from_record(cls, record: StageRecord) -> Any:
+        """The outputs a finished unit's record holds."""
+
+    def to_record(self) -> StageRecord:
+        """The record the unit's marker holds."""
+
+
+Outputs = TypeVar("Outputs", bound=StageOutputs)
+
+
 @dataclass
-class StageUnit:
+class StageUnit(Generic[Outputs]):
     """One unit of a stage as `run_stage` runs it.
 
-    `fingerprint()` digests what decides the unit's result; `work()` does it (on every rank, or on
-    rank 0 alone with `main_only`), publishes its outputs and returns (outputs, metrics).
+    `fingerprint()` digests what decides the unit's result; `work(ctx)` does it (on every rank, or on
+    rank 0 alone with `main_only`) with the stage's context, `ctx` with `fingerprint` set, publishes
+    its outputs and returns them as an `outputs` (whose `from_record` reads a finished unit's marker).
     """
 
     name: str
+    #: the stage's context before its fingerprint is known (`fingerprint` None)
     ctx: StageContext
     fingerprint: Callable[[], str]
-    work: Callable[[], tuple[dict[str, Any], dict[str, Any]]]
+    work: Callable[[StageContext], Outputs]
+    outputs: type[Outputs]
     main_only: bool = False
 
 
-def run_stage(unit: StageUnit) -> StageRecord:
-    """Run `unit` through the lifecycle (module docstring); its record, whether it ran or was complete."""
+def run_stage(unit: StageUnit[Outputs]) -> Outputs:
+    """Run `unit` through the lifecycle (module docstring); its outputs, whether it ran or was complete."""
     if not unit.main_only:
         return _lifecycle(unit)
-    record, refused = None, None
+    outputs, refused = None, None
     if unit.ctx.dist.is_main:
         try:
-            record = _lifecycle(unit)
+            outputs = _lifecycle(unit)
         except FinishedStageChanged as exc:  # every rank stops with it, none waits for rank 0
             refused = exc
     barrier()
@@ -123,29 +147,31 @@ def run_stage(unit: StageUnit) -> StageRecord:
         raise refused
     if message is not None:
         raise MmadaptError(message)
-    return broadcast_object(record)
+    return broadcast_object(outputs)
 
 
-def _lifecycle(unit: StageUnit) -> StageRecord:
+def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
     ctx, collective = unit.ctx, not unit.main_only
     doing(f"{unit.name} (checking its inputs, preparing its data and model, or writing its outputs)")
     fingerprint = unit.fingerprint()
     done = completed(ctx.stage_dir, fingerprint)
     if done:
         ctx.log(f"{unit.name}: already complete in {ctx.stage_dir} (same settings); skipping")
-        return done
+        return unit.outputs.from_record(done)
     replaced = changed_settings(ctx.stage_dir, fingerprint)
     if replaced is not None and not ctx.cfg.get("rerun"):
         raise FinishedStageChanged(unit.name, ctx.stage_dir, replaced)
-    ctx.fingerprint = fingerprint
     with stage_lock(ctx, collective):
         if ctx.dist.is_main:
             invalidate(ctx.stage_dir)
             if replaced is not None:
                 ctx.log(f"{unit.name}: re-running (--rerun): " + "; ".join(replaced))
                 remove_run_traces(ctx.stage_dir)
-        outputs, metrics = unit.work()
-        record = StageRecord(fingerprint, {key: str(value) for key, value in outputs.items()}, metrics or {})
+        outputs = unit.work(replace(ctx, fingerprint=fingerprint))
+        if outputs.fingerprint != fingerprint:
+            raise RuntimeError(f"{unit.name}: its work returned outputs of fingerprint {outputs.fingerprint}, "
+                               f"not the stage's {fingerprint}")
+        record = replace(outputs.to_record(), fingerprint=fingerprint)  # the marker keeps the settings it digests
         if ctx.dist.is_main:
             write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
             doing(f"going on after {unit.name} finished")
@@ -153,7 +179,7 @@ def _lifecycle(unit: StageUnit) -> StageRecord:
                                                     metrics=dict(record.metrics))
         if collective:
             barrier()
-    return record
+    return outputs
 
 
 def completed(stage_dir: Path, fingerprint: str) -> StageRecord | None:

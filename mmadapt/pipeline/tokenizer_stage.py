@@ -7,7 +7,8 @@ from pathlib import Path
 from mmadapt.context import StageContext
 from mmadapt.digests import stage_fingerprint
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage
+from mmadapt.pipeline.outputs import TokenizerOutputs
+from mmadapt.pipeline.stages import StageUnit, run_stage
 from mmadapt.pretraining import text_sources, train_tokenizer_on
 
 
@@ -15,9 +16,8 @@ def language_tokenizer_dir(output_dir: Path, language: str) -> Path:
     return output_dir / "tokenizers" / language
 
 
-def train_language_tokenizer(ctx: StageContext, language: str) -> StageRecord:
-    """Train (or reuse, if complete for the same settings) `language`'s tokenizer (rank 0 does the work);
-    the record's `tokenizer` output is the directory."""
+def train_language_tokenizer(ctx: StageContext, language: str) -> TokenizerOutputs:
+    """Train (or reuse, if complete for the same settings) `language`'s tokenizer (rank 0 does the work)."""
     cfg = ctx.cfg
     section = cfg.languages[language]
     if not section.corpus:
@@ -25,13 +25,13 @@ def train_language_tokenizer(ctx: StageContext, language: str) -> StageRecord:
     ctx = replace(ctx, stage_dir=language_tokenizer_dir(ctx.output_dir, language))
     sources = text_sources(ctx, section.corpus)
 
-    def work() -> tuple[dict, dict]:
-        ctx.log(f"tokenizer: training a {cfg.tokenizer.vocab_size}-piece vocabulary for {language!r}")
-        train_tokenizer_on(sources, ctx.stage_dir / "tokenizer", dict(cfg.tokenizer), cfg.seed)
-        return {"tokenizer": ctx.stage_dir / "tokenizer"}, {}
+    def work(stage: StageContext) -> TokenizerOutputs:
+        stage.log(f"tokenizer: training a {cfg.tokenizer.vocab_size}-piece vocabulary for {language!r}")
+        train_tokenizer_on(sources, stage.stage_dir / "tokenizer", dict(cfg.tokenizer), cfg.seed)
+        return TokenizerOutputs(stage.fingerprint, stage.stage_dir / "tokenizer")
 
     return run_stage(StageUnit(
         f"tokenizer/{language}", ctx,
         lambda: stage_fingerprint("tokenizer", tokenizer=cfg.tokenizer, seed=cfg.seed,
                                   corpus=[s.fingerprint() for s in sources]),
-        work, main_only=True))
+        work, TokenizerOutputs, main_only=True))

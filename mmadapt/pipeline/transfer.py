@@ -15,8 +15,9 @@ from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.metrics import write_scalar_series
 from mmadapt.packs import BODY_RECORD
+from mmadapt.pipeline.outputs import AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost, TransferOutputs
 from mmadapt.pipeline.snapshots import snapshots
-from mmadapt.pipeline.stages import StageRecord, StageUnit, run_stage, task_data_digests, task_settings
+from mmadapt.pipeline.stages import StageUnit, run_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
 from mmadapt.surgery import load_embeddings, swap_vocabulary, swap_word_embeddings
 
@@ -36,11 +37,11 @@ def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokeni
     return broadcast_object(scores)
 
 
-def transfer_language(ctx: StageContext, task_section: Any, finetuned: StageRecord, language: str,
-                      adapted: StageRecord) -> StageRecord:
+def transfer_language(ctx: StageContext, task_section: Any, finetuned: FinetuneOutputs, language: str,
+                      adapted: AdaptOutputs) -> TransferOutputs:
     """Target and control scores for one language; writes the target model with its tokenizer.
 
-    `finetuned` and `adapted` are the records of the stages this one builds on.
+    `finetuned` and `adapted` are the outputs of the stages this one builds on.
     """
     task = ctx.plugins.tasks.get(task_section.name)
 
@@ -50,36 +51,37 @@ def transfer_language(ctx: StageContext, task_section: Any, finetuned: StageReco
                                  task=task_settings(task_section), test_data=test_data, transfer=ctx.cfg.transfer)
 
     return run_stage(StageUnit(f"transfer/{task_section.name}/{language}", ctx, fingerprint,
-                               lambda: _transfer(ctx, task, task_section, finetuned, language, adapted)))
+                               lambda stage: _transfer(stage, task, task_section, finetuned, language, adapted),
+                               TransferOutputs))
 
 
-def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: StageRecord, language: str,
-              adapted: StageRecord) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The transfer stage's work: control and target scores, the target model, the score curve."""
+def _transfer(ctx: StageContext, task: Any, task_section: Any, finetuned: FinetuneOutputs, language: str,
+              adapted: AdaptOutputs) -> TransferOutputs:
+    """The transfer stage's work (`ctx`: the stage's context): control and target scores, the target model,
+    the score curve."""
     family = model_family(ctx)
-    outputs = adapted.outputs
-    tokenizer = family.load_tokenizer(outputs["tokenizer"])
-    metrics = {}
-    for kind, file in (("control", outputs["initial_embeddings"]), ("target", outputs["embeddings"])):
-        model = task.build_model(family, finetuned.outputs["model"])
-        swap_vocabulary(model, *load_embeddings(Path(file)))
-        scores = evaluate(ctx, task, task_section, model, tokenizer, language,
-                          predictions_path(ctx.stage_dir, kind, task))
-        metrics[f"{kind}_score"] = scores[task.metric_names[0]]
-        metrics[f"{kind}_metrics"] = scores
+    tokenizer = family.load_tokenizer(str(adapted.tokenizer))
+    scores = {}
+    for kind, file in (("control", adapted.initial_embeddings), ("target", adapted.embeddings)):
+        model = task.build_model(family, str(finetuned.model))
+        swap_vocabulary(model, *load_embeddings(file))
+        scores[kind] = evaluate(ctx, task, task_section, model, tokenizer, language,
+                                predictions_path(ctx.stage_dir, kind, task))
+    control_score, target_score = (scores[kind][task.metric_names[0]] for kind in ("control", "target"))
     # the target model keeps the fine-tuned model's record of its body: packs swap into it too
-    record = Path(finetuned.outputs["model"]) / BODY_RECORD
+    record = finetuned.model / BODY_RECORD
     extra = {BODY_RECORD: record.read_text()} if record.is_file() else None
     target_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, extra,
                                         family.max_sequence_length(model.config.to_dict()))
-    if outputs.get("snapshots"):
-        metrics["curve"] = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted,
-                                        metrics["control_score"], metrics["target_score"])
+    curve = None
+    if adapted.snapshots:
+        curve = _score_curve(ctx, task, task_section, model, tokenizer, language, adapted, control_score,
+                             target_score)
         if ctx.dist.is_main:  # next to the adapt stage's training events
-            write_scalar_series(Path(adapted.outputs["snapshots"]).parent,
-                                f"snapshot/target_score/{task_section.name}/{language}",
-                                [(p["step"], p["target_score"]) for p in metrics["curve"]])
-    return {"model": target_dir}, metrics
+            write_scalar_series(adapted.snapshots.parent, f"snapshot/target_score/{task_section.name}/{language}",
+                                [(p["step"], p["target_score"]) for p in curve])
+    return TransferOutputs(ctx.fingerprint, Path(target_dir), control_score, scores["control"], target_score,
+                           scores["target"], curve)
 
 
 #: the target predictions of each adapt snapshot (the last one's are `predictions_target.*`)
@@ -97,7 +99,7 @@ def snapshot_predictions_path(stage_dir: Path, step: int, task: Any) -> Path:
 
 
 def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
-                 adapted: StageRecord, initial_score: float, final_score: float) -> list[dict[str, float]]:
+                 adapted: AdaptOutputs, initial_score: float, final_score: float) -> list[dict[str, float]]:
     """Target score of the initial embeddings and of each adapt snapshot, swapped into `model`.
 
     One point per snapshot: adapt steps, analytic FLOPs and training seconds spent to reach
@@ -106,16 +108,16 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     every later point adds the training after it. The snapshot of the last step holds the
     final embeddings, already scored as `final_score`.
     """
-    spent = adapted.metrics
+    spent = adapted.cost
     # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps
-    init_flops, init_seconds = spent.get("init_flops", 0), spent.get("init_seconds", 0.0)
-    start_flops = init_flops + spent.get("big_model_flops", 0)
-    start_seconds = init_seconds + spent.get("big_model_seconds", 0.0)
-    flops_per_step = (spent["flops"] - start_flops) / spent["steps"]
-    points = [{"step": 0, "adapt_flops": int(init_flops), "adapt_seconds": round(init_seconds, 3),
+    init, big_model = spent.init or InitCost(), spent.big_model or BigModelSteps()
+    start_flops = init.flops + big_model.flops
+    start_seconds = init.seconds + big_model.seconds
+    flops_per_step = (spent.flops - start_flops) / spent.steps
+    points = [{"step": 0, "adapt_flops": int(init.flops), "adapt_seconds": round(init.seconds, 3),
                "target_score": initial_score}]
-    for step, seconds, path in snapshots(Path(adapted.outputs["snapshots"]), adapted.fingerprint):
-        if step == spent["steps"]:
+    for step, seconds, path in snapshots(adapted.snapshots, adapted.fingerprint):
+        if step == spent.steps:
             score = final_score
         else:
             weight, _ = load_embeddings(path)
@@ -127,14 +129,14 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     return points
 
 
-def source_scores(ctx: StageContext, task_section: Any, finetuned: StageRecord) -> dict[str, float]:
+def source_scores(ctx: StageContext, task_section: Any, finetuned: FinetuneOutputs) -> dict[str, float]:
     """The fine-tuned model on the source language, cached beside the fine-tuned model.
 
     The cache holds the digest of the fine-tuning record and evaluation settings it was
     computed for, so a re-run fine-tune (other settings) is scored afresh, never reported
     with its predecessor's score.
     """
-    finetuned_dir = Path(finetuned.outputs["model"])
+    finetuned_dir = finetuned.model
     split, language = ctx.cfg.transfer.split, ctx.cfg.transfer.source_language
     task = ctx.plugins.tasks.get(task_section.name)
     key = digest("source_scores", finetuned.fingerprint, task_settings(task_section), split, language,
