@@ -117,7 +117,8 @@ def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
                                          seq, vocab_size=vocab, masked_fraction=masked)
             prediction.adapt_ratio = full / per_token
         for task in cfg.tasks:
-            length = int(task.get("max_length", seq) or seq)
+            plugin = plugins.tasks.get(task.name)
+            length = int(plugin.option_value(task, plugin.sequence_length_option) or seq)
             train = run.finetune_cfgs[task.name].train
             what = f"task {task.name}, big model, embeddings frozen, length {length}"
             if run.reuse:

@@ -158,6 +158,13 @@ class Task(Named):
     official_scale: ClassVar[float] = 1.0
     #: the suffix of the predictions file `write_predictions` writes (the official layout's)
     predictions_suffix: ClassVar[str] = "jsonl"
+    #: the option (e.g. "max_length") holding how many tokens the task feeds the model per example: the core
+    #: checks it against the model's positions before any work and predicts the fine-tune's compute from it
+    #: (None: no such option; `mmadapt compute` then assumes `data.block_size`)
+    sequence_length_option: ClassVar[str | None] = None
+    #: the option (e.g. "train_language") naming the language of the training data, whose files the fine-tune's
+    #: fingerprint digests (None: no such option; the training files are `data_files(options, "train", "")`)
+    train_language_option: ClassVar[str | None] = None
 
     def train_examples(self, options: Any) -> list[dict]:
         """The source-language training set (e.g. MultiNLI, PAWS-X train.tsv, SQuAD v1.1)."""
@@ -167,12 +174,18 @@ class Task(Named):
         """The `split` ("dev" or "test") examples of `language`."""
         raise NotImplementedError
 
+    def option_value(self, options: Any, declared: str | None) -> Any:
+        """The value of the option a `*_option` attribute declares (None when it declares none or it is unset)."""
+        if declared is None:
+            return None
+        return options.get(declared) if isinstance(options, Mapping) else getattr(options, declared, None)
+
     def data_files(self, options: Any, split: str, language: str) -> list[str]:
         """The local files (or `save_to_disk` directories) that `train_examples` ("train") or
         `eval_examples` read for `split` and `language`: stage fingerprints hold their content, so
         a file edited in place re-runs the stages that read it. Default: the `<split>_file` option
         with `{language}` filled in; none when the data comes from the `datasets` cache."""
-        spec = options.get(f"{split}_file") if isinstance(options, Mapping) else getattr(options, f"{split}_file", None)
+        spec = self.option_value(options, f"{split}_file")
         return [fill_language(str(spec), language)] if spec else []
 
     def build_model(self, family: ModelFamily, pretrained_dir: str) -> "PreTrainedModel":

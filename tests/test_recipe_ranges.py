@@ -128,3 +128,21 @@ def test_a_task_longer_than_the_models_positions_is_refused(tmp_path):
         check_pipeline(cfg, data_files=False)
     assert [path for path, _ in refused.value.problems] == ["tasks[0].max_length"]
     assert "40 + 2 positions exceed the model's 34" in refused.value.problems[0][1]
+
+
+def test_a_task_length_is_checked_through_the_option_its_plugin_declares(tmp_path):
+    from types import SimpleNamespace
+
+    from mmadapt.pipeline.checks import shape_problems
+    from mmadapt.plugins import get_plugins
+
+    plugins = get_plugins()
+    cfg = load_recipe(RECIPES / "quickstart.yaml", ["tasks.0.max_length=40", f"output_dir={tmp_path}"])
+    assert [path for path, _ in shape_problems(cfg, plugins)] == ["tasks[0].max_length"]
+
+    class Undeclared(type(plugins.tasks.get("xnli"))):
+        sequence_length_option = None
+
+    undeclared = SimpleNamespace(tasks=SimpleNamespace(get=lambda name: Undeclared()),
+                                 model_families=plugins.model_families)
+    assert shape_problems(cfg, undeclared) == []

@@ -95,3 +95,44 @@ def test_only_the_command_line_and_the_public_api_import_the_runner():
     """`mmadapt.run` walks the plan through the stages: the stages, the plan and `data prepare` sit below it."""
     importers = sorted(module for module, targets in import_graph().items() if "mmadapt.run" in targets)
     assert importers == ["mmadapt.api", "mmadapt.cli"]
+
+
+#: options that belong to the built-in tasks: the core reads them only through what a task declares
+#: (`Task.sequence_length_option`, `Task.train_language_option`)
+TASK_OWNED_OPTIONS = {"max_length", "train_language", "doc_stride", "max_query_length"}
+
+
+def option_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of every `x.name`, `x["name"]`, `x.get("name")` and `getattr(x, "name")` in `tree`."""
+    reads = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            reads.append((node.lineno, node.attr))
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            reads.append((node.lineno, node.slice.value))
+        elif isinstance(node, ast.Call) and _read_key(node) is not None:
+            reads.append((node.lineno, _read_key(node)))
+    return reads
+
+
+def _read_key(call: ast.Call) -> str | None:
+    """The constant key of `x.get(KEY, ...)` or `getattr(x, KEY, ...)`, else None."""
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "get" and call.args:
+        key = call.args[0]
+    elif isinstance(call.func, ast.Name) and call.func.id == "getattr" and len(call.args) >= 2:
+        key = call.args[1]
+    else:
+        return None
+    return key.value if isinstance(key, ast.Constant) else None
+
+
+def test_the_core_reads_no_option_a_task_plugin_owns_by_its_name():
+    reads = [f"{path.relative_to(REPO)}:{line} {name}" for path in PACKAGE.rglob("*.py")
+             for line, name in option_reads(ast.parse(path.read_text(encoding="utf-8"))) if name in TASK_OWNED_OPTIONS]
+    assert reads == []
+
+
+def test_the_option_read_finder_sees_attributes_items_get_and_getattr_but_not_dict_keys():
+    code = 'a.max_length\nb["train_language"]\nc.get("doc_stride", 1)\ngetattr(d, "max_query_length")\n{"max_length": 1}'
+    found = sorted((line, name) for line, name in option_reads(ast.parse(code)) if name in TASK_OWNED_OPTIONS)
+    assert found == [(1, "max_length"), (2, "train_language"), (3, "doc_stride"), (4, "max_query_length")]

@@ -101,15 +101,18 @@ def task_problems(cfg: Any) -> Problems:
 
 
 def shape_problems(cfg: Any, plugins: Any) -> Problems:
-    """`data.block_size` and each task's `max_length` fit the model's position embeddings (read from its
-    config; no model is built)."""
+    """`data.block_size` and each task's sequence length (the option its plugin declares, e.g. `max_length`)
+    fit the model's position embeddings (read from its config; no model is built)."""
     positions, where = model_positions(cfg, plugins)
     if positions is None:
         return []
     offset = plugins.model_families.get(cfg.model.family).position_offset
     lengths = [("data.block_size", cfg.data.block_size)]
-    lengths += [(f"tasks[{i}].max_length", task.max_length) for i, task in enumerate(cfg.tasks)
-                if isinstance(task.get("max_length"), int)]
+    for i, section in enumerate(cfg.tasks):
+        task = plugins.tasks.get(section.name)
+        length = task.option_value(section, task.sequence_length_option)
+        if isinstance(length, int):
+            lengths.append((f"tasks[{i}].{task.sequence_length_option}", length))
     fix = "" if cfg.model.pretrained else " or raise model.config.max_position_embeddings"
     return [(path, f"{length}{f' + {offset}' if offset else ''} positions exceed the model's {positions} ({where}); "
                    f"the allowed range is 1 to {positions - offset}: lower {path}{fix}")

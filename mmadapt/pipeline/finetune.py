@@ -30,7 +30,8 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
     task = ctx.plugins.tasks.get(task_section.name)
 
     def fingerprint() -> str:
-        train_data = task_data_digests(task, task_section, "train", task_section.get("train_language") or "")
+        language = task.option_value(task_section, task.train_language_option) or ""
+        train_data = task_data_digests(task, task_section, "train", language)
         return stage_fingerprint("finetune", pretrained=upstream, task=task_settings(task_section),
                                  train_data=train_data, finetune=outcome_settings(cfg.finetune),
                                  train=outcome_settings(cfg.train, is_train=True), precision=cfg.precision, deepspeed=cfg.deepspeed.resolved, seed=cfg.seed)

@@ -148,6 +148,7 @@ class ExtractiveQATask(Task):
     metric_names = ("f1", "exact_match")
     predictions_suffix = "json"  # SQuAD's and MLQA's evaluation scripts read one JSON object
     official_scale = 100.0
+    sequence_length_option = "max_length"
 
     def rules(self, language: str) -> AnswerRules:
         """The answer-normalisation rules of this benchmark for `language`."""

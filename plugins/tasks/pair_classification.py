@@ -49,6 +49,8 @@ class PairClassificationTask(Task):
 
     metric_names = ("accuracy",)
     official_scale = 1.0
+    sequence_length_option = "max_length"
+    train_language_option = "train_language"
     #: the official label values; a label's class id is its index here
     labels: ClassVar[tuple] = ()
 
