@@ -166,7 +166,7 @@ def test_a_marker_without_settings_says_the_settings_changed_without_a_diff(tmp_
         run_stage(_recorded_unit(tmp_path, {"seed": 2})[0])
 
 
-def test_a_rerun_removes_the_replaced_units_checkpoints_events_and_metrics_but_not_a_nested_units(tmp_path):
+def test_a_rerun_removes_the_replaced_units_checkpoints_events_metrics_and_summary_but_not_a_nested_units(tmp_path):
     run_stage(_recorded_unit(tmp_path, {"seed": 1})[0])
     stage = tmp_path / "stage"
     for stale in ("checkpoints/step_00000004/x", "tensorboard/events.out.tfevents.1", "sub/checkpoints/step_1/x",
@@ -174,6 +174,7 @@ def test_a_rerun_removes_the_replaced_units_checkpoints_events_and_metrics_but_n
         (stage / stale).parent.mkdir(parents=True, exist_ok=True)
         (stage / stale).write_text("old")
     (stage / "metrics.jsonl").write_text('{"step": 1}\n')
+    (stage / "train_summary.json").write_text('{"steps": 600}')  # would stand for a re-run that trains nothing
     (stage / "nested" / STAGE_DONE).write_text("{}")  # another unit's directory inside this one
     seen = []
 

@@ -32,6 +32,7 @@ from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
 from mmadapt.locks import held_lock
 from mmadapt.stopping import doing
+from mmadapt.trainer import TRAIN_SUMMARY
 
 STAGE_DONE = "stage_complete.json"
 #: held (by rank 0) while a stage unit runs in its directory
@@ -240,12 +241,14 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 
 
 #: what a stage's training leaves beside its outputs: removed when a finished stage is re-run, so two
-#: runs never share them (nested stage units, with their own marker, keep theirs)
-RUN_TRACES = ("checkpoints", "tensorboard", "metrics.jsonl")
+#: runs never share them (nested stage units, with their own marker, keep theirs); a stale training summary
+#: would otherwise stand for a re-run that trained nothing (the pretrain stage reads it)
+RUN_TRACES = ("checkpoints", "tensorboard", "metrics.jsonl", TRAIN_SUMMARY)
 
 
 def remove_run_traces(stage_dir: Path) -> None:
-    """Remove the checkpoints, TensorBoard event files and metrics.jsonl of the run that finished in `stage_dir`."""
+    """Remove the checkpoints, TensorBoard event files, metrics.jsonl and training summary of the run that finished
+    in `stage_dir`."""
     stage_dir = Path(stage_dir)
     if not stage_dir.is_dir():
         return
