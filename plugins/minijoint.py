@@ -94,11 +94,12 @@ def continue_secondary_head(ctx: Any, family: Any, head: torch.nn.Module, layers
     if not ctx.cfg.model.pretrained:
         return
     stage_dir = Path(resolve_pretrained(str(ctx.cfg.model.pretrained))).parent
-    manifest_path, mini_dir = stage_dir / "manifest.json", stage_dir / "mini"
-    if not (manifest_path.is_file() and (mini_dir / "config.json").is_file()):
+    mini_dir = stage_dir / "mini"
+    try:
+        manifest = read_manifest(stage_dir)
+    except MmadaptError:  # a plain model directory: no mini-model beside it
         return
-    manifest = read_manifest(stage_dir)
-    if manifest.get("strategy") != "minijoint":
+    if manifest.get("strategy") != "minijoint" or not (mini_dir / "config.json").is_file():
         return
     earlier = [entry["big_layer"] for entry in manifest.get("mini_layers", [])]
     if earlier != list(layers):
