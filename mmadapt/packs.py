@@ -35,7 +35,7 @@ from typing import Any
 from mmadapt.atomic import write_dir_atomic
 from mmadapt.digests import tensors_digest
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.outputs import AdaptCost, BigModelSteps
+from mmadapt.pipeline.outputs import AdaptCost
 
 #: a pack's directory inside its adapt stage directory
 PACK_DIR = "pack"
@@ -90,7 +90,7 @@ def pack_manifest(language: str, strategy: Any, init: str, cost: AdaptCost, body
     """A pack's manifest: the language, the strategy (name, its `k` if it has one, its options), the
     initialiser, what adapting cost (`steps`, `big_model_steps`, `flops`, `tokens`, `seconds`) and the body."""
     options = {key: value for key, value in dict(strategy).items() if key not in ("name", "train", "adapt_train")}
-    big_model = cost.big_model or BigModelSteps()
+    big_model = cost.big_model_spent
     return {"format": PACK_FORMAT, "version": PACK_VERSION, "language": language, "strategy": strategy["name"],
             "k": options.get("k"), "strategy_options": options, "init": init, "vocab_size": int(vocab_size),
             "steps": cost.steps, "big_model_steps": big_model.steps, "flops": cost.flops, "tokens": cost.tokens,

@@ -19,8 +19,7 @@ from mmadapt.pipeline.basin import language_basin_check
 from mmadapt.pipeline.collapse import add_agreement, add_collapse_check
 from mmadapt.pipeline.checks import build_run_plan
 from mmadapt.pipeline.finetune import finetune_task
-from mmadapt.pipeline.outputs import (AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost, PretrainOutputs,
-                                      TransferOutputs)
+from mmadapt.pipeline.outputs import AdaptOutputs, FinetuneOutputs, PretrainOutputs, TransferOutputs
 from mmadapt.pipeline.plan import RunPlan, StrategyRun, reuses_big_model_as_is, stage_work_listed, task_languages
 from mmadapt.pipeline.pretrain_stage import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
@@ -234,7 +233,7 @@ def _task_sections(cfg: DictConfig, dist: Any) -> list[DictConfig]:
 def _row(strategy: str, task: str, language: str, source: float, transfer: TransferOutputs, adapted: AdaptOutputs,
          alignment: dict, basin: dict) -> dict[str, Any]:
     t, a = transfer, adapted.cost
-    init, big_model = a.init or InitCost(), a.big_model or BigModelSteps()
+    init, big_model = a.init_spent, a.big_model_spent
     per_step = {"alignment_at_1": alignment.get("alignment_by_step", {}),
                 **{f"{model}_model_mlm_loss": losses for model, losses in basin.get("basin_losses", {}).items()}}
     curve = [{**point, **{key: by_step[point["step"]] for key, by_step in per_step.items() if point["step"] in by_step}}

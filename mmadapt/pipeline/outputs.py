@@ -135,6 +135,16 @@ class AdaptCost:
     #: None only in markers written before the initialiser's cost was recorded (no `init_*` keys)
     init: InitCost | None = None
 
+    @property
+    def init_spent(self) -> InitCost:
+        """The initialiser's cost (zero where the marker predates its recording)."""
+        return self.init or InitCost()
+
+    @property
+    def big_model_spent(self) -> BigModelSteps:
+        """The big-model steps' cost (zero without them)."""
+        return self.big_model or BigModelSteps()
+
     def with_big_model_steps(self, start: AdaptCost) -> AdaptCost:
         """This cost with the big-model steps' (`start`, measured as an adapt cost of its own) added."""
         return AdaptCost(self.steps, round(self.seconds + start.seconds, 3), self.tokens + start.tokens,

@@ -172,7 +172,7 @@ def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
         if outputs.fingerprint != fingerprint:
             raise RuntimeError(f"{unit.name}: its work returned outputs of fingerprint {outputs.fingerprint}, "
                                f"not the stage's {fingerprint}")
-        record = replace(outputs.to_record(), fingerprint=fingerprint)  # the marker keeps the settings it digests
+        record = outputs.to_record()  # its fingerprint is the stage's (checked above)
         if ctx.dist.is_main:
             write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
             doing(f"going on after {unit.name} finished")

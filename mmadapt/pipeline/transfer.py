@@ -15,7 +15,7 @@ from mmadapt.distributed import barrier, broadcast_object
 from mmadapt.export import save_pretrained_atomic
 from mmadapt.metrics import write_scalar_series
 from mmadapt.packs import BODY_RECORD
-from mmadapt.pipeline.outputs import AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost, TransferOutputs
+from mmadapt.pipeline.outputs import AdaptOutputs, FinetuneOutputs, TransferOutputs
 from mmadapt.pipeline.snapshots import snapshots
 from mmadapt.pipeline.stages import StageUnit, run_stage, task_data_digests, task_settings
 from mmadapt.pretraining import model_family
@@ -110,7 +110,7 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     """
     spent = adapted.cost
     # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps
-    init, big_model = spent.init or InitCost(), spent.big_model or BigModelSteps()
+    init, big_model = spent.init_spent, spent.big_model_spent
     start_flops = init.flops + big_model.flops
     start_seconds = init.seconds + big_model.seconds
     flops_per_step = (spent.flops - start_flops) / spent.steps
