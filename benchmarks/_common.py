@@ -44,7 +44,7 @@ SHAPES = {
 
 def family():
     """The xlmr model-family plugin (benchmarks go through the plugin registry like the pipeline)."""
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     return get_plugins().model_families.get("xlmr")
 
@@ -87,8 +87,8 @@ def adapt_model(strategy: str, shape: Shape, new_layers: int = 2, seed: int = 0)
 
 def prepare_adapt(model: Any, vocab: int, masked_only: bool = True, seed: int = 0) -> tuple[Any, list]:
     """As stage `adapt` does: new word embeddings swapped in, everything but them and the LM bias frozen."""
-    from mmadapt.objectives import MaskedLMObjective
-    from mmadapt.surgery import freeze_all_but, lm_head_bias, swap_word_embeddings
+    from mmadapt.training.objectives import MaskedLMObjective
+    from mmadapt.model.surgery import freeze_all_but, lm_head_bias, swap_word_embeddings
 
     g = torch.Generator().manual_seed(seed)
     weight = torch.randn(vocab, model.config.hidden_size, generator=g) * model.config.initializer_range
@@ -130,7 +130,7 @@ class StepClock(torch.nn.Module):
 
 def ensure_single_rank_env() -> None:
     """Launcher variables for one process (DeepSpeed wants them), and quiet CPU accelerator."""
-    from mmadapt.distributed import init_distributed
+    from mmadapt.training.distributed import init_distributed
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -141,11 +141,11 @@ def ensure_single_rank_env() -> None:
 def run_mmadapt(objective: torch.nn.Module, trainable: list, data: Any, shape: Shape, warmup: int, steps: int,
                 precision: str = "fp32", deepspeed_config: str = "zero2") -> dict[str, float]:
     """Train with mmadapt's Trainer (DeepSpeed engine, recipe-driven) and time the steady steps."""
-    from mmadapt.context import StageContext
-    from mmadapt.distributed import init_distributed
-    from mmadapt.plugins import get_plugins
+    from mmadapt.pipeline.context import StageContext
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.plugin_system.manager import get_plugins
     from mmadapt.recipe import load_recipe
-    from mmadapt.trainer import Trainer
+    from mmadapt.training.trainer import Trainer
 
     out = Path(tempfile.mkdtemp(prefix="mmadapt-bench-"))
     cfg = load_recipe(REPO / "recipes" / "tiny_full.yaml", [

@@ -11,7 +11,7 @@ every position (the usual framework default) to measure what masked-only logits 
 
 Configurations are interleaved over `--rounds` rounds; each reports its best round (least
 disturbed by other work on the machine). Target: measured speedup over `full` >= 85% of the
-analytic FLOP ratio (`mmadapt.flops`).
+analytic FLOP ratio (`mmadapt.training.flops`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ TARGET = 0.85
 
 
 def analytic_flops_per_token(strategy: str, shape: Shape, new_layers: int, masked_only: bool, mlm: float) -> float:
-    from mmadapt.flops import ModelShape, adapt_flops_per_token
+    from mmadapt.training.flops import ModelShape, adapt_flops_per_token
 
     layers = {"full": shape.layers, "minijoint": shape.k, "minipost": shape.k + new_layers}[strategy]
     big = ModelShape(shape.hidden, shape.intermediate, shape.layers, shape.vocab)

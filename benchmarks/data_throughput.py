@@ -216,7 +216,7 @@ def measure(argv: list[str], env: dict | None = None) -> dict:
 
 def child_tokenizer(corpus: str, out: str, vocab: int, sentences: int) -> None:
     from mmadapt.data.sources import TextSource
-    from mmadapt.pretraining import train_tokenizer_on
+    from mmadapt.pipeline.building_blocks import train_tokenizer_on
 
     settings = {"vocab_size": vocab, "model_type": "unigram", "num_threads": 0,
                 **({"input_sentence_size": sentences} if sentences else {})}
@@ -240,7 +240,7 @@ def child_datasets(corpus: str, tokenizer_dir: str, block_size: int, cache: str)
     import datasets
     from transformers import AutoTokenizer
 
-    from mmadapt.tokenizer_training import available_cores
+    from mmadapt.model.tokenizer_training import available_cores
 
     datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -384,7 +384,7 @@ def summary(results: dict) -> str:
 
 
 def machine() -> str:
-    from mmadapt.tokenizer_training import available_cores
+    from mmadapt.model.tokenizer_training import available_cores
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return f"{available_cores()} cores, {mem / 2**30:.0f} GiB, Python {sys.version.split()[0]}"

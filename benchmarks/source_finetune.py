@@ -43,14 +43,14 @@ def fine_tune(run: Path, out: Path, overrides: list[str]) -> tuple[dict, str]:
 
 def source_accuracy(out: Path, strategy: str, task: str) -> dict[str, float]:
     """The fine-tuned model's source dev and test scores (the transfer stage's own scoring)."""
-    from mmadapt.context import StageContext
-    from mmadapt.distributed import init_distributed
+    from mmadapt.pipeline.context import StageContext
+    from mmadapt.training.distributed import init_distributed
     from mmadapt.pipeline.outputs import FinetuneOutputs
-    from mmadapt.pipeline.stages import StageRecord
-    from mmadapt.pipeline.transfer import source_scores
-    from mmadapt.plugins import get_plugins
+    from mmadapt.pipeline.lifecycle import StageRecord
+    from mmadapt.pipeline.stages.transfer import source_scores
+    from mmadapt.plugin_system.manager import get_plugins
     from mmadapt.recipe import load_recipe
-    from mmadapt.run import _task_sections
+    from mmadapt.pipeline.runner import _task_sections
 
     plugins, dist = get_plugins(), init_distributed()
     cfg = load_recipe(out / "recipe.yaml", [], plugins)

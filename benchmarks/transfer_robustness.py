@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mmadapt.pipeline.collapse import collapse_reasons
+from mmadapt.pipeline.diagnostics.collapse import collapse_reasons
 
 REPO = Path(__file__).resolve().parents[1]
 # Languages `full` transfers to on every seed, so that the floors (which assume it does) test the mini

@@ -11,7 +11,7 @@ adapt (the same model) and mini-model adapt (`--mini`, default minijoint: only k
 Each configuration runs in its own process (so peak memory is its own); warm-up steps are not
 timed; configurations are interleaved over `--rounds` rounds and the best round counts. Needs the `bench` extra (`accelerate`). Targets: mmadapt full >= Trainer tokens/s;
 mmadapt mini >= 3x Trainer tokens/s. Peak memory: peak RSS on CPU (VmHWM, reset just before
-training), `torch.cuda.max_memory_allocated` on a GPU (see mmadapt/memory.py).
+training), `torch.cuda.max_memory_allocated` on a GPU (see mmadapt/training/memory.py).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run_hf_trainer(shape: Shape, warmup: int, steps: int, precision: str, deepsp
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
     from _common import build_big, random_blocks
-    from mmadapt.memory import PeakMemory
+    from mmadapt.training.memory import PeakMemory
 
     model = build_big(shape)
     g = torch.Generator().manual_seed(0)
@@ -157,7 +157,7 @@ def main() -> None:
         print(f"{name:<22} {r['tokens_per_s']:10.1f} {ratio:9.2f}x {r['peak_memory_bytes'] / 2**30:9.2f} GiB  "
               f"{verdict}")
         r["vs_trainer"] = ratio
-    print(f"peak memory: {base['peak_memory_source']} (see mmadapt/memory.py)")
+    print(f"peak memory: {base['peak_memory_source']} (see mmadapt/training/memory.py)")
     # Per round, configurations ran back to back: these ratios share the machine's state.
     for i in range(args.rounds):
         ratios = ", ".join(f"{n} {rounds[n][i] / rounds['hf-trainer'][i]:.2f}x" for n in names[1:])

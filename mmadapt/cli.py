@@ -45,7 +45,7 @@ def _checked(recipe: Path, overrides: List[str], local_files: str = "warn") -> t
     """The recipe resolved, checked and planned as `train` does it (`check_before_work`), its warnings
     printed (local files missing, too, when `local_files="warn"`); (run plan, plugins)."""
     from mmadapt.pipeline.checks import check_before_work
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     plugins = get_plugins()
     cfg, warnings = check_before_work(recipe, overrides, plugins, local_files)
@@ -81,8 +81,8 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
 
     Finished stages with the same settings are skipped; an interrupted one resumes from its newest checkpoint.
     """
-    from mmadapt.run import run_recipe
-    from mmadapt.stopping import stop_on_signal
+    from mmadapt.pipeline.runner import run_recipe
+    from mmadapt.training.stopping import stop_on_signal
 
     given = list(overrides or []) + ctx.args + (["rerun=true"] if rerun else [])
     with stop_on_signal():  # a signal before (or between) training loops: one line, exit 75
@@ -90,7 +90,7 @@ def train(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YA
             given += _smoke_overrides(recipe, given, smoke_steps)
         plan, plugins = _checked(recipe, given, local_files="error")
         result = run_recipe(plan, plugins)
-    from mmadapt.distributed import init_distributed
+    from mmadapt.training.distributed import init_distributed
 
     if init_distributed().is_main:
         for stage, outputs in result.outputs.items():
@@ -230,8 +230,8 @@ def data_prepare(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Re
     The tokenizers come first, as training makes them: the pretraining one, and each new language's
     (stage `tokenizer`, written into output_dir and skipped by the run as complete).
     """
-    from mmadapt.distributed import init_distributed
-    from mmadapt.pipeline.prepare import prepare_recipe_data
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.commands.prepare import prepare_recipe_data
 
     plan, plugins = _checked(recipe, list(overrides or []) + ctx.args, local_files="error")
     prepared = prepare_recipe_data(plan, plugins)
@@ -247,7 +247,7 @@ def data_prepare(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Re
 def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe YAML file."),
             overrides: Optional[List[str]] = typer.Argument(None, help=_OVERRIDES_HELP)) -> None:
     """Predict the training FLOPs per step of each stage, and adapt's full/mini ratio, without training."""
-    from mmadapt.compute import predict, report
+    from mmadapt.commands.compute import predict, report
 
     plan, plugins = _checked(recipe, list(overrides or []) + ctx.args)
     predictions, source = predict(plan, plugins)
@@ -257,7 +257,7 @@ def compute(ctx: typer.Context, recipe: Path = typer.Argument(..., help="Recipe 
 @app.command("plugins")
 def list_plugins() -> None:
     """List every plugin, the package it comes from and what it registers."""
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     for info in get_plugins().describe():
         version = f" {info.version}" if info.version else ""
@@ -277,8 +277,8 @@ def swap(model_dir: Path = typer.Argument(..., help="A fine-tuned model (save_pr
     The pack must fit the model's body (same pretrained body, or a model fine-tuned from it by
     mmadapt); one that does not is refused with the reason.
     """
-    from mmadapt.plugins import get_plugins
-    from mmadapt.swap import swap_language
+    from mmadapt.plugin_system.manager import get_plugins
+    from mmadapt.commands.swap import swap_language
 
     for warning in swap_language(model_dir, pack_dir, out_dir, get_plugins(), force=force):
         typer.echo(f"warning: {warning}", err=True)
@@ -291,7 +291,7 @@ def packs(run_dir: Path = typer.Argument(..., help="A run's output_dir."),
     """List the language packs a run's adapt stages wrote, with their manifests."""
     import json
 
-    from mmadapt.packs import find_packs, packs_table
+    from mmadapt.model.packs import find_packs, packs_table
 
     if not run_dir.is_dir():
         raise MmadaptError(f"{run_dir} is not a directory (give a run's output_dir)")
@@ -312,7 +312,7 @@ def score(task: str = typer.Argument(..., help="Task name (see `mmadapt plugins`
     """Print the official metric of a predictions file as JSON, on the benchmark's own scale."""
     import json
 
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     scorer = get_plugins().tasks.get(task)
     examples = scorer.read_gold(gold, language)
@@ -331,7 +331,7 @@ def main() -> None:
         _run_app()
     finally:  # whatever the exit, the process group goes first (see shutdown_distributed)
         if "torch" in sys.modules:  # commands that never loaded torch have none, and need not load it now
-            from mmadapt.distributed import shutdown_distributed
+            from mmadapt.training.distributed import shutdown_distributed
 
             shutdown_distributed()
 

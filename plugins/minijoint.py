@@ -11,7 +11,7 @@ Features and the recipe keys that turn them on:
   takes that model as it is; resumption from checkpoints as in every strategy (`train.resume`)
 
 Writes `big/`, `mini/` (embeddings + the selected layers + the secondary head, a plain
-`*ForMaskedLM`) and `manifest.json` (see `mmadapt.minimodel`).
+`*ForMaskedLM`) and `manifest.json` (see `mmadapt.model.minimodel`).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ to reproduce the big model's last hidden states (loss = MLM + distill x mean squ
 model running forward only as the teacher), so that the mini-model stands in for the big model's
 upper layers rather than for any model that fits the source MLM. Writes `big/` (the model it started
 from, unchanged), `mini/` (a plain `*ForMaskedLM` with k + new_layers layers) and `manifest.json`
-(see `mmadapt.minimodel`; the new layers have `big_layer: null`).
+(see `mmadapt.model.minimodel`; the new layers have `big_layer: null`).
 """
 from __future__ import annotations
 

@@ -69,9 +69,9 @@ def tiny_overrides(corpus: Path, output_dir: Path, *extra: str) -> list[str]:
 
 def run_in_process(recipe: Path, overrides: list[str], plugins=None):
     """Load and run a recipe inside the test process (DeepSpeed allows repeated engines)."""
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
     from mmadapt.recipe import load_recipe
-    from mmadapt.run import run_recipe
+    from mmadapt.pipeline.runner import run_recipe
 
     plugins = plugins or get_plugins()
     cfg = load_recipe(recipe, overrides, plugins)

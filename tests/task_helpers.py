@@ -41,7 +41,7 @@ def fixture_sentences() -> list[str]:
 def tiny_tokenizer(tmp_root: Path):
     """A SentencePiece tokenizer trained on the fixture text (once per test session)."""
     if "tokenizer" not in _built:
-        from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+        from mmadapt.model.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
 
         corpus = tmp_root / "task_corpus.txt"
         corpus.write_text("\n".join(fixture_sentences() * 3) + "\n", encoding="utf-8")

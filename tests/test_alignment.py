@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.alignment import alignment_at_1, read_dictionary, token_pairs
+from mmadapt.pipeline.diagnostics.alignment import alignment_at_1, read_dictionary, token_pairs
 
 
 class WordTokenizer:

@@ -1,4 +1,4 @@
-"""Atomic publication (mmadapt.atomic) and content digests (mmadapt.digests)."""
+"""Atomic publication (mmadapt.files.atomic) and content digests (mmadapt.files.digests)."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from mmadapt import atomic
-from mmadapt.atomic import publish_dir, staging_dir, write_dir_atomic, write_text_atomic
-from mmadapt.digests import digest, json_digest, path_digest
+from mmadapt.files import atomic
+from mmadapt.files.atomic import publish_dir, staging_dir, write_dir_atomic, write_text_atomic
+from mmadapt.files.digests import digest, json_digest, path_digest
 
 
 @pytest.fixture

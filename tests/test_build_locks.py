@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
-from mmadapt.build_locks import STALE_SECONDS, check_build_locks, extensions_root
+from mmadapt.training.build_locks import STALE_SECONDS, check_build_locks, extensions_root
 
 
 def _lock(root, age_seconds: float, op: str = "deepspeed_shm_comm", abi: str = "py311_cpu"):

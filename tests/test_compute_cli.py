@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import RECIPES, clean_env, mmadapt_command
 from mmadapt.cli import app
-from mmadapt.flops import ModelShape, adapt_flops_per_token
+from mmadapt.training.flops import ModelShape, adapt_flops_per_token
 
 #: XLM-R large's body with a new language's vocabulary (the recipes' tokenizer.vocab_size): what adapt trains
 LARGE_NEW_LANGUAGE = ModelShape(hidden_size=1024, intermediate_size=4096, num_layers=24, vocab_size=50000)

@@ -72,7 +72,7 @@ def test_six_panels_make_a_two_by_three_grid_and_the_png_is_not_one_long_row(tmp
     assert grid_shape(6) == (2, 3) and grid_shape(2) == (1, 2) and grid_shape(4) == (2, 3)
     rows = [dict(r, language=lang, control_score=0.33) for lang in "abcdef" for r in ROWS]
     import matplotlib.image
-    height, width = matplotlib.image.imread(plot_curves(rows, tmp_path / "c.png")).shape[:2]
+    height, width = matplotlib.image.imread(plot_curves(rows, tmp_path / "c.png", baseline="full")).shape[:2]
     assert width < 3 * height
 
 

@@ -144,7 +144,7 @@ def test_a_hub_dataset_missing_from_the_local_cache_says_how_to_provide_it(tmp_p
 def test_a_file_digest_is_read_once_until_the_file_changes(tmp_path, monkeypatch):
     import builtins
 
-    from mmadapt.digests import file_digest
+    from mmadapt.files.digests import file_digest
 
     path = tmp_path / "corpus.txt"
     path.write_text("one line\n", encoding="utf-8")

@@ -16,7 +16,7 @@ from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, blocks_dir, build_blocks
 from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource
 from mmadapt.errors import MmadaptError
-from mmadapt.progress import WorkProgress
+from mmadapt.training.progress import WorkProgress
 from test_data import CharTokenizer
 
 TINY = RECIPES / "tiny_full.yaml"
@@ -55,7 +55,7 @@ def tokenizer(corpus, tmp_path_factory):
     """A fast SentencePiece tokenizer, trained as the tokenizer stage trains one."""
     from transformers import AutoTokenizer
 
-    from mmadapt.pretraining import train_tokenizer_on
+    from mmadapt.pipeline.building_blocks import train_tokenizer_on
 
     out = tmp_path_factory.mktemp("tok") / "tokenizer"
     train_tokenizer_on([TextSource(str(corpus))], out, {"vocab_size": 80}, seed=0)
@@ -150,8 +150,8 @@ def test_data_prepare_builds_every_corpus_once_and_train_reuses_them(tiny_corpus
     assert (out / "tokenizers" / "xx" / "stage_complete.json").is_file()
 
     import mmadapt.data.mlm as mlm
-    import mmadapt.pipeline.tokenizer_stage as tokenizer_stage
-    import mmadapt.pretraining as pretraining
+    import mmadapt.pipeline.stages.tokenizer as tokenizer_stage
+    import mmadapt.pipeline.building_blocks as pretraining
 
     monkeypatch.setattr(mlm, "pack_to_file", lambda *a, **k: pytest.fail("train re-tokenised a prepared corpus"))
     for module in (pretraining, tokenizer_stage):

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
-from mmadapt.checkpoint import MARKER, complete_checkpoints, damage
-from mmadapt.metrics import read_metrics
-from mmadapt.pipeline.stages import STAGE_DONE
-from mmadapt.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
+from mmadapt.training.checkpoint import MARKER, complete_checkpoints, damage
+from mmadapt.training.metrics import read_metrics
+from mmadapt.pipeline.lifecycle import STAGE_DONE
+from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
 
 TINY = RECIPES / "tiny_full.yaml"
 
@@ -207,7 +207,7 @@ def test_a_malformed_task_row_stops_the_run_before_any_stage_works(tmp_path):
 _KILLED_WHILE_EXPORTING = """
 import os, runpy, signal, sys
 from pathlib import Path
-import mmadapt.atomic as atomic
+import mmadapt.files.atomic as atomic
 publish = atomic.publish_dir
 def publish_or_die(staged, target, replace=True):
     if Path(target).name == "big":
@@ -273,7 +273,7 @@ def test_an_output_dir_that_cannot_be_written_exits_2_in_one_line_before_any_wor
 #: marker that makes it complete not yet
 _KILLED_WHILE_CHECKPOINTING = """
 import os, runpy, signal, sys
-import mmadapt.checkpoint as checkpoint
+import mmadapt.training.checkpoint as checkpoint
 write_json = checkpoint.write_json_atomic
 def write_or_die(path, data, *args, **kwargs):
     if path.name == checkpoint.MARKER and data.get("step") == 20:
@@ -309,7 +309,7 @@ def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before_wit
 
 _SIGNALLED_WHILE_READING_DATA = """
 import os, runpy, signal, sys
-import mmadapt.pretraining as pretraining
+import mmadapt.pipeline.building_blocks as pretraining
 sources = pretraining.text_sources
 def sources_then_signal(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would, while the stage reads its data

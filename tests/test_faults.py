@@ -15,11 +15,11 @@ import sys
 import pytest
 import torch
 
-from mmadapt.checkpoint import MARKER, damage, file_records, find_resume_checkpoint, step_tag
-from mmadapt.distributed import DistInfo
+from mmadapt.training.checkpoint import MARKER, damage, file_records, find_resume_checkpoint, step_tag
+from mmadapt.training.distributed import DistInfo
 from mmadapt.errors import MmadaptError
-from mmadapt.locks import LockHeld, held_lock
-from mmadapt.stopping import EXIT_DIVERGED, EXIT_PREEMPTED, Diverged, NonFiniteGuard, Preempted, PreemptionWatch
+from mmadapt.files.locks import LockHeld, held_lock
+from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED, Diverged, NonFiniteGuard, Preempted, PreemptionWatch
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 CPU = torch.device("cpu")
@@ -165,7 +165,7 @@ def test_skip_mode_drops_a_bounded_number_of_non_finite_micro_batches():
 
 
 def test_the_diverged_line_names_the_step_and_the_last_good_checkpoint():
-    from mmadapt.stopping import diverged_message
+    from mmadapt.training.stopping import diverged_message
 
     assert diverged_message("pretrain", 7, "ck/step_00000006") == (
         "pretrain: the loss or gradient norm became NaN or infinite at step 7; stopped, the last good checkpoint is "
@@ -199,7 +199,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_with_the_free_bytes(tmp_pat
     import shutil
     from collections import namedtuple
 
-    from mmadapt.checkpoint import save_checkpoint
+    from mmadapt.training.checkpoint import save_checkpoint
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1000, 1000 - 4096, 4096))
@@ -226,7 +226,7 @@ def test_an_os_error_is_one_line_with_the_path_and_the_reason():
 def test_truncated_safetensors_are_named_as_damaged_weights(tmp_path):
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     model = tmp_path / "model"
     XLMRobertaForMaskedLM(XLMRobertaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
@@ -243,7 +243,7 @@ def test_truncated_safetensors_are_named_as_damaged_weights(tmp_path):
 
 @pytest.mark.parametrize("text", ["", "x" * 20000 + "\n"])
 def test_a_corpus_sentencepiece_cannot_train_on_names_the_corpus_and_the_fix(tmp_path, text):
-    from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+    from mmadapt.model.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(text)

@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO
 from mmadapt.pipeline.checks import build_run_plan, check_pipeline
-from mmadapt.plugins import get_plugins
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe import load_recipe
 
 
@@ -28,7 +28,7 @@ def test_the_guides_recipe_validates_from_another_directory(tmp_path, monkeypatc
 
 
 def test_the_guides_adapt_compute_per_step_is_what_mmadapt_compute_predicts(tmp_path):
-    from mmadapt.compute import predict
+    from mmadapt.commands.compute import predict
 
     base = tmp_path / "xlmr-base"
     base.mkdir()

@@ -68,7 +68,7 @@ def save_real_shape_xlmr_large(directory, tokenizer_dir):
     what save_pretrained of the hub model holds."""
     from transformers import AutoTokenizer
 
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = {k: v for k, v in LARGE.items() if k != "vocab_size"}

@@ -9,8 +9,8 @@ import torch
 from conftest import RECIPES, run_in_process, tiny_overrides
 from minimodel_helpers import hidden_states, load_mlm, load_weights, tiny_xlmr
 from mmadapt.errors import MmadaptError
-from mmadapt.plugins import get_plugins
-from mmadapt.pretraining import resolve_pretrained
+from mmadapt.plugin_system.manager import get_plugins
+from mmadapt.pipeline.building_blocks import resolve_pretrained
 from mmadapt_plugins.minipost import build_minipost_model
 
 TINY = RECIPES / "tiny_minipost.yaml"
@@ -157,7 +157,7 @@ def test_distillation_scores_zero_for_a_mini_model_that_is_the_big_model_and_pul
 def test_distillation_adds_the_teachers_forward_to_predicted_pretraining_compute():
     from omegaconf import OmegaConf
 
-    from mmadapt.flops import ModelShape
+    from mmadapt.training.flops import ModelShape
     from mmadapt_plugins.minipost import MiniPostStrategy
 
     plugins, strategy = get_plugins(), MiniPostStrategy()

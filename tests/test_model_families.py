@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mmadapt.errors import MmadaptError
-from mmadapt.plugins import get_plugins
+from mmadapt.plugin_system.manager import get_plugins
 
 
 @pytest.mark.parametrize("family, cls", [("xlmr", "XLMRobertaForMaskedLM"), ("roberta", "RobertaForMaskedLM")])

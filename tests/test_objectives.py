@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmadapt.objectives import MaskedLMObjective, mlm_head_name
+from mmadapt.training.objectives import MaskedLMObjective, mlm_head_name
 
 
 def _model(family: str):

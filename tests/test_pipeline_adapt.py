@@ -8,7 +8,7 @@ import torch
 
 from conftest import RECIPES, run_in_process, tiny_overrides, write_corpus
 from mmadapt.errors import MmadaptError
-from mmadapt.surgery import load_embeddings
+from mmadapt.model.surgery import load_embeddings
 
 TINY = RECIPES / "tiny_full.yaml"
 
@@ -31,7 +31,7 @@ def adapt_overrides(corpus, new_corpus, out, *extra):
 
 def test_adapt_trains_only_the_word_embeddings_and_output_bias(tiny_corpus, new_language_corpus, tmp_path,
                                                                monkeypatch):
-    import mmadapt.pipeline.adapt as adapt_module
+    import mmadapt.pipeline.stages.adapt as adapt_module
 
     snapshots = {}
 
@@ -133,10 +133,10 @@ def test_a_corpus_edited_in_place_reruns_the_stages_that_read_it_and_only_those(
 
 
 def test_synthetic_task_sizes_leave_the_pretraining_data_fingerprint_as_it_is(tmp_path):
-    from mmadapt.context import StageContext
-    from mmadapt.distributed import init_distributed
-    from mmadapt.plugins import get_plugins
-    from mmadapt.pretraining import data_fingerprint
+    from mmadapt.pipeline.context import StageContext
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.plugin_system.manager import get_plugins
+    from mmadapt.pipeline.building_blocks import data_fingerprint
     from mmadapt.recipe import load_recipe
 
     small = {"corpus_sentences": 200, "nli_train": 10, "nli_dev": 5, "nli_test": 5, "pawsx_train": 10, "pawsx_dev": 5,

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
-from mmadapt.hookspecs import hookimpl
-from mmadapt.plugins import build_plugins
+from mmadapt.plugin_system.hookspecs import hookimpl
+from mmadapt.plugin_system.manager import build_plugins
 
 QUICKSTART = RECIPES / "quickstart_from_scratch.yaml"
 #: the quickstart's shape, small enough to run in well under a minute
@@ -146,8 +146,8 @@ def test_the_target_model_is_the_finetuned_model_with_only_the_vocabulary_swappe
 
 
 def test_every_adapt_stage_writes_a_language_pack_for_the_big_models_body_with_its_cost(small_run):
-    from mmadapt.packs import describe_body, read_manifest
-    from mmadapt.plugins import get_plugins
+    from mmadapt.model.packs import describe_body, read_manifest
+    from mmadapt.plugin_system.manager import get_plugins
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     out, cfg, result = small_run

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 from conftest import RECIPES
-from mmadapt.compute import predict
+from mmadapt.commands.compute import predict
 from mmadapt.pipeline.checks import build_run_plan
-from mmadapt.plugins import get_plugins
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe import load_recipe
 
 QUICKSTART = RECIPES / "quickstart_from_scratch.yaml"
@@ -46,7 +46,7 @@ def test_train_checks_plans_and_fills_deepspeed_once_and_agrees_with_compute_on_
     no DeepSpeed JSON after that, and each stage runs the tokens per step `mmadapt compute` predicts."""
     import mmadapt.pipeline.checks as checks
     import mmadapt.pipeline.plan as plan
-    import mmadapt.run as run
+    import mmadapt.pipeline.runner as run
     from typer.testing import CliRunner
 
     from mmadapt.cli import app

@@ -14,7 +14,7 @@ import torch
 
 import mmadapt.api as api
 from conftest import REPO
-from mmadapt import hookspecs, interfaces
+from mmadapt.plugin_system import hookspecs, interfaces
 from mmadapt.api import build_plugins
 
 DOC = REPO / "docs" / "plugins.md"

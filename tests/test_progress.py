@@ -8,8 +8,8 @@ import re
 import pytest
 
 from conftest import RECIPES, run_in_process, tiny_overrides
-from mmadapt.metrics import read_metrics
-from mmadapt.progress import TrainingProgress, format_duration, log_line, quiet_third_party_bars
+from mmadapt.training.metrics import read_metrics
+from mmadapt.training.progress import TrainingProgress, format_duration, log_line, quiet_third_party_bars
 
 TINY = RECIPES / "tiny_full.yaml"
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[full\] "  # the wall-clock time and the strategy
@@ -36,7 +36,7 @@ def test_a_log_line_holds_step_every_loss_lr_throughput_and_times():
 
 def test_a_stage_log_line_starts_with_the_wall_clock_time_and_its_strategy():
 
-    from mmadapt.progress import line_prefix
+    from mmadapt.training.progress import line_prefix
 
     prefix = line_prefix("minijoint")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[minijoint\]", prefix)
@@ -92,16 +92,16 @@ def test_transformers_loading_and_saving_bars_stay_quiet(tmp_path):
 
 def test_with_bars_off_a_training_prints_one_line_per_log_every_and_reads_losses_only_then(
         tiny_corpus, tmp_path, capsys, monkeypatch):
-    import mmadapt.trainer
+    import mmadapt.training.trainer
 
     reductions = []
-    real = mmadapt.trainer.means_across_ranks
+    real = mmadapt.training.trainer.means_across_ranks
 
     def counting(values, device):
         reductions.append(sorted(values))
         return real(values, device)
 
-    monkeypatch.setattr(mmadapt.trainer, "means_across_ranks", counting)
+    monkeypatch.setattr(mmadapt.training.trainer, "means_across_ranks", counting)
     out = tmp_path / "every3"
     run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=7", "train.log_every=3",
                                         "train.grad_accum=2"))

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from conftest import REPO, RECIPES, clean_env, mmadapt_command, run_in_process
 from mmadapt.errors import RecipeError
 from mmadapt.pipeline.checks import check_pipeline, stage_problems
-from mmadapt.plugins import get_plugins
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.pipeline.plan import task_languages
 from mmadapt.recipe import load_recipe
 
@@ -131,7 +131,7 @@ def test_a_mini_model_as_deep_as_the_big_model_is_refused_by_every_command(recip
 
 def test_a_per_task_value_beating_a_command_line_override_is_warned_about_with_both_values():
     from mmadapt.pipeline.checks import check_before_work
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     _, warnings = check_before_work(RECIPES / "quickstart_tasks.yaml", ["finetune.train.max_steps=10"], get_plugins())
     assert warnings == ["tasks[0].finetune_train.max_steps (6000) beats the command line's finetune.train.max_steps=10 "
@@ -144,7 +144,7 @@ def test_a_strategy_that_declares_no_mini_layers_option_only_gets_a_warning_for_
     from types import SimpleNamespace
 
     from mmadapt.pipeline.checks import layer_count_problems
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     class Registry(dict):
         get = dict.__getitem__

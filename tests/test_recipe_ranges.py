@@ -134,7 +134,7 @@ def test_a_task_length_is_checked_through_the_option_its_plugin_declares(tmp_pat
     from types import SimpleNamespace
 
     from mmadapt.pipeline.checks import shape_problems
-    from mmadapt.plugins import get_plugins
+    from mmadapt.plugin_system.manager import get_plugins
 
     plugins = get_plugins()
     cfg = load_recipe(RECIPES / "quickstart.yaml", ["tasks.0.max_length=40", f"output_dir={tmp_path}"])

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import RECIPES
 from mmadapt.pipeline.checks import build_run_plan
-from mmadapt.plugins import get_plugins
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe import load_recipe
 
 

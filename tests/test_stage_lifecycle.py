@@ -1,4 +1,4 @@
-"""The one stage lifecycle (mmadapt.pipeline.stages.run_stage) every stage unit goes through."""
+"""The one stage lifecycle (mmadapt.pipeline.lifecycle.run_stage) every stage unit goes through."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mmadapt.context import StageContext
-from mmadapt.distributed import DistInfo
+from mmadapt.pipeline.context import StageContext
+from mmadapt.training.distributed import DistInfo
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.stages import STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, run_stage
+from mmadapt.pipeline.lifecycle import STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, run_stage
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -134,7 +134,7 @@ def test_a_stage_another_live_run_is_writing_is_refused_and_a_dead_runs_lock_is_
 
 def _recorded_unit(tmp_path, settings, rerun=False, work=None):
     """A unit whose fingerprint records `settings`, as the pipeline's stages do."""
-    from mmadapt.digests import stage_fingerprint
+    from mmadapt.files.digests import stage_fingerprint
 
     unit, calls = _unit(tmp_path, rerun=rerun, work=work)
     unit.fingerprint = lambda: stage_fingerprint("adapt", **settings)
@@ -142,7 +142,7 @@ def _recorded_unit(tmp_path, settings, rerun=False, work=None):
 
 
 def test_a_finished_unit_whose_settings_changed_is_refused_with_what_changed_and_nothing_is_lost(tmp_path):
-    from mmadapt.pipeline.stages import FinishedStageChanged
+    from mmadapt.pipeline.lifecycle import FinishedStageChanged
 
     first, _ = _recorded_unit(tmp_path, {"train": {"max_steps": 300, "lr": 0.1}, "corpus": ["file:" + "a" * 64]})
     run_stage(first)
@@ -159,7 +159,7 @@ def test_a_finished_unit_whose_settings_changed_is_refused_with_what_changed_and
 
 
 def test_a_marker_without_settings_says_the_settings_changed_without_a_diff(tmp_path):
-    from mmadapt.pipeline.stages import FinishedStageChanged
+    from mmadapt.pipeline.lifecycle import FinishedStageChanged
 
     run_stage(_unit(tmp_path, "f1")[0])  # a plain fingerprint: a marker as older versions wrote it
     with pytest.raises(FinishedStageChanged, match="older mmadapt"):
@@ -189,7 +189,7 @@ def test_a_rerun_removes_the_replaced_units_checkpoints_events_metrics_and_summa
 
 
 def test_a_rank_zero_only_unit_is_refused_the_same_way(tmp_path):
-    from mmadapt.pipeline.stages import FinishedStageChanged
+    from mmadapt.pipeline.lifecycle import FinishedStageChanged
 
     first, _ = _recorded_unit(tmp_path, {"tokenizer": {"vocab_size": 400}})
     first.main_only = True

@@ -11,8 +11,8 @@ import torch
 
 from conftest import RECIPES, run_in_process, tiny_overrides
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec
-from mmadapt.memory import PeakMemory
-from mmadapt.pipeline.stages import STAGE_DONE
+from mmadapt.training.memory import PeakMemory
+from mmadapt.pipeline.lifecycle import STAGE_DONE
 
 TINY = RECIPES / "tiny_full.yaml"
 SEQ, BATCH, STEPS = 16, 4, 3
@@ -30,13 +30,13 @@ class SlowBlocks(MaskedBlocks):
 
 
 def _train(tmp_path, delay: float):
-    from mmadapt.context import StageContext
-    from mmadapt.distributed import init_distributed
-    from mmadapt.engine import trainable_parameters
-    from mmadapt.objectives import MaskedLMObjective
-    from mmadapt.plugins import get_plugins
+    from mmadapt.pipeline.context import StageContext
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.training.engine import trainable_parameters
+    from mmadapt.training.objectives import MaskedLMObjective
+    from mmadapt.plugin_system.manager import get_plugins
     from mmadapt.recipe import load_recipe
-    from mmadapt.trainer import Trainer
+    from mmadapt.training.trainer import Trainer
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     cfg = load_recipe(TINY, [f"train.max_steps={STEPS}", f"train.micro_batch_size={BATCH}", "train.log_every=0",
@@ -81,7 +81,7 @@ def test_peak_memory_sees_an_allocation_made_after_it_started():
 
 
 def test_the_adapt_stage_records_flops_from_the_model_tokens_memory_and_data_wait(tiny_corpus, tmp_path):
-    from mmadapt.flops import adapt_flops_per_token
+    from mmadapt.training.flops import adapt_flops_per_token
 
     out = tmp_path / "run"
     new_corpus = tmp_path / "new.txt"
@@ -106,7 +106,7 @@ def test_the_adapt_stage_records_flops_from_the_model_tokens_memory_and_data_wai
 def test_snapshot_scores_are_readable_back_from_the_tensorboard_event_file(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from mmadapt.metrics import write_scalar_series
+    from mmadapt.training.metrics import write_scalar_series
 
     write_scalar_series(tmp_path, "snapshot/target_score/xnli/vo", [(0, 0.4), (25, 0.5)])
     events = EventAccumulator(str(tmp_path / "tensorboard"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mmadapt.pipeline.outputs import (AdaptCost, AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost,
                                       PretrainOutputs, TokenizerOutputs, TransferOutputs)
-from mmadapt.pipeline.stages import StageRecord
+from mmadapt.pipeline.lifecycle import StageRecord
 
 #: an adapt marker of a mini strategy with `adapt.big_model_steps`, as the stage has always written it
 MINI_ADAPT = {

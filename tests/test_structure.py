@@ -1,4 +1,5 @@
-"""The package's shape: no import circle (lazy imports inside functions included) and no function over 60 lines."""
+"""The package's shape: a layout by concept, no import circle (lazy imports inside functions included), no function
+over 60 lines, and a core that names no built-in plugin."""
 from __future__ import annotations
 
 import ast
@@ -92,8 +93,8 @@ def test_no_function_in_the_core_or_the_built_in_plugins_is_over_60_lines():
 
 
 def test_only_the_command_line_and_the_public_api_import_the_runner():
-    """`mmadapt.run` walks the plan through the stages: the stages, the plan and `data prepare` sit below it."""
-    importers = sorted(module for module, targets in import_graph().items() if "mmadapt.run" in targets)
+    """`mmadapt.pipeline.runner` walks the plan through the stages: the stages, the plan and `data prepare` sit below it."""
+    importers = sorted(module for module, targets in import_graph().items() if "mmadapt.pipeline.runner" in targets)
     assert importers == ["mmadapt.api", "mmadapt.cli"]
 
 
@@ -136,3 +137,65 @@ def test_the_option_read_finder_sees_attributes_items_get_and_getattr_but_not_di
     code = 'a.max_length\nb["train_language"]\nc.get("doc_stride", 1)\ngetattr(d, "max_query_length")\n{"max_length": 1}'
     found = sorted((line, name) for line, name in option_reads(ast.parse(code)) if name in TASK_OWNED_OPTIONS)
     assert found == [(1, "max_length"), (2, "train_language"), (3, "doc_stride"), (4, "max_query_length")]
+
+
+#: the package root holds its entry points only; every concept has its package (README.md, "Where the code is")
+ROOT_MODULES = {"__init__", "__main__", "api", "cli", "errors"}
+CONCEPT_PACKAGES = {"commands", "data", "files", "model", "pipeline", "plugin_system", "recipe", "synth", "training"}
+
+
+def test_the_package_root_holds_its_entry_points_and_one_package_per_concept():
+    modules = {path.stem for path in PACKAGE.glob("*.py")}
+    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    assert (modules, packages) == (ROOT_MODULES, CONCEPT_PACKAGES)
+
+
+def test_every_package_says_what_it_holds_in_its_docstring():
+    silent = [str(path.relative_to(REPO)) for path in PACKAGE.rglob("__init__.py")
+              if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
+    assert silent == []
+
+
+def built_in_plugin_names() -> set[str]:
+    """Every name the built-in plugins register (strategies, tasks, model families, layer rules, initialisers)."""
+    from mmadapt.plugin_system.manager import build_plugins
+
+    plugins = build_plugins()
+    registries = (plugins.strategies, plugins.tasks, plugins.model_families, plugins.layer_rules, plugins.embedding_inits)
+    return {name for registry in registries for name in registry.names()}
+
+
+def recipe_keys() -> set[str]:
+    """Every key of the recipe schema: a plugin name that is also a key (`dictionary`) reads as the key."""
+    import dataclasses
+
+    from mmadapt.recipe import schema
+
+    sections = [value for value in vars(schema).values() if dataclasses.is_dataclass(value)]
+    return {f.name for section in sections for f in dataclasses.fields(section)}
+
+
+def plugin_names_named(tree: ast.AST, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of every string constant in `tree` that is one of `names` (variables may share a name)."""
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names]
+
+
+#: where the core may name a built-in plugin: the schema's defaults, and the synthetic benchmark, which writes its
+#: files in the layouts of the real datasets
+MAY_NAME_PLUGINS = (PACKAGE / "recipe" / "schema.py", PACKAGE / "synth")
+
+
+def test_the_core_names_no_built_in_plugin_outside_the_schema_defaults():
+    names = built_in_plugin_names() - recipe_keys()
+    assert {"full", "minijoint", "minipost", "xnli", "first_k"} <= names
+    named = [f"{path.relative_to(REPO)}:{line} {name}" for path in PACKAGE.rglob("*.py")
+             if not any(path == allowed or allowed in path.parents for allowed in MAY_NAME_PLUGINS)
+             for line, name in plugin_names_named(ast.parse(path.read_text(encoding="utf-8")), names)]
+    assert named == []
+
+
+def test_the_plugin_name_finder_sees_string_constants_not_variables_or_longer_strings():
+    code = 'x = "minijoint"\nif full: pass\ny = "minijoint is a strategy"\nz = {"xnli": 1}\ndef f(b="full"): pass'
+    assert sorted(plugin_names_named(ast.parse(code), {"minijoint", "full", "xnli"})) == [
+        (1, "minijoint"), (4, "xnli"), (5, "full")]

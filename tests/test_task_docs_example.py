@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from mmadapt.errors import MmadaptError
-from mmadapt.plugins import build_plugins
+from mmadapt.plugin_system.manager import build_plugins
 from task_helpers import task_options, tiny_tokenizer
 
 

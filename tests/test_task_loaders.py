@@ -252,7 +252,7 @@ def test_duplicate_evaluation_ids_are_refused(tmp_path):
 def test_task_options_are_checked_like_the_rest_of_a_recipe():
     from dataclasses import dataclass
 
-    from mmadapt.plugins import build_plugins
+    from mmadapt.plugin_system.manager import build_plugins
     from mmadapt.recipe.validation import Checker, merge_option_classes
     from mmadapt_plugins.tasks import mlqa, pawsx, xnli
 

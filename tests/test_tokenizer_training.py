@@ -1,4 +1,4 @@
-"""Tests for mmadapt.tokenizer_training: layout, round trip, determinism, errors."""
+"""Tests for mmadapt.model.tokenizer_training: layout, round trip, determinism, errors."""
 from __future__ import annotations
 
 import random
@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("sentencepiece")
 transformers = pytest.importorskip("transformers")
 
-from mmadapt.tokenizer_training import (  # noqa: E402
+from mmadapt.model.tokenizer_training import (  # noqa: E402
     SPM_FILE,
     SentencePieceConfig,
     VocabularyTooLargeError,
@@ -121,7 +121,7 @@ def test_bad_settings_are_rejected_before_training(corpus, tmp_path):
 
 
 def test_a_sample_is_every_line_in_order_when_the_corpus_is_smaller():
-    from mmadapt.tokenizer_training import sample_lines
+    from mmadapt.model.tokenizer_training import sample_lines
 
     lines = [f"line {i}" for i in range(50)]
     assert sample_lines(iter(lines), 50, seed=1) == (lines, 50)
@@ -129,7 +129,7 @@ def test_a_sample_is_every_line_in_order_when_the_corpus_is_smaller():
 
 
 def test_a_sample_draws_distinct_lines_from_the_whole_corpus_reproducibly():
-    from mmadapt.tokenizer_training import sample_lines
+    from mmadapt.model.tokenizer_training import sample_lines
 
     lines = [str(i) for i in range(20_000)]
     sample, seen = sample_lines(iter(lines), 500, seed=7)
@@ -173,7 +173,7 @@ def test_the_recipe_refuses_a_non_positive_input_sentence_size_with_its_dotted_p
 _TRAIN_IN_A_CHILD = """
 import sys
 from pathlib import Path
-from mmadapt.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
+from mmadapt.model.tokenizer_training import SentencePieceConfig, train_sentencepiece_tokenizer
 corpus, out, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 cfg = SentencePieceConfig(vocab_size=400, input_sentence_size=600, num_threads=2)
 train_sentencepiece_tokenizer([corpus], out, cfg, seed=seed)
@@ -195,7 +195,7 @@ def test_a_sampled_multi_threaded_training_gives_the_same_vocabulary_in_every_pr
 
 
 def test_the_byte_budget_bounds_a_sample_of_long_lines_and_stays_deterministic():
-    from mmadapt.tokenizer_training import sample_lines
+    from mmadapt.model.tokenizer_training import sample_lines
 
     lines = [f"{i:06d} " + "x" * (100 + i % 300) for i in range(20_000)]  # ~250 bytes a line, ~5 MB
     sample, seen = sample_lines(iter(lines), 2_000_000, seed=7, max_bytes=500_000)
@@ -210,7 +210,7 @@ def test_the_byte_budget_bounds_a_sample_of_long_lines_and_stays_deterministic()
 
 
 def test_a_sample_within_the_byte_budget_is_the_same_as_without_one():
-    from mmadapt.tokenizer_training import DEFAULT_INPUT_BYTES, sample_lines
+    from mmadapt.model.tokenizer_training import DEFAULT_INPUT_BYTES, sample_lines
 
     lines = [f"line {i} " + "y" * (i % 50) for i in range(30_000)]
     for size in (1_000, 50_000):  # sampled, and taken whole

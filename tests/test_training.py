@@ -12,7 +12,7 @@ import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process, tiny_overrides
 from mmadapt.errors import MmadaptError
-from mmadapt.metrics import read_metrics
+from mmadapt.training.metrics import read_metrics
 
 TINY = RECIPES / "tiny_full.yaml"
 
@@ -138,7 +138,7 @@ def test_a_killed_run_resumes_with_the_same_losses_as_an_unbroken_one(tiny_corpu
 
 
 def test_a_half_written_checkpoint_is_never_resumed_from(tmp_path):
-    from mmadapt.checkpoint import MARKER, find_resume_checkpoint
+    from mmadapt.training.checkpoint import MARKER, find_resume_checkpoint
 
     root = tmp_path / "checkpoints"
     (root / "step_00000010").mkdir(parents=True)
@@ -165,10 +165,10 @@ def test_the_exported_model_gives_the_engines_logits(tmp_path, stage):
     from omegaconf import OmegaConf
     from transformers import AutoModelForMaskedLM
 
-    from mmadapt.distributed import init_distributed
-    from mmadapt.engine import build_engine, trainable_parameters
-    from mmadapt.export import gathered, save_pretrained_atomic
-    from mmadapt.objectives import MaskedLMObjective
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.training.engine import build_engine, trainable_parameters
+    from mmadapt.model.export import gathered, save_pretrained_atomic
+    from mmadapt.training.objectives import MaskedLMObjective
     from mmadapt.recipe import load_recipe
 
     cfg = load_recipe(TINY, [f"deepspeed.config=ds_configs/zero{stage}.json", "train.micro_batch_size=2"])
@@ -194,8 +194,8 @@ def test_the_exported_model_gives_the_engines_logits(tmp_path, stage):
 
 
 def test_an_all_frozen_model_gets_a_clear_error_instead_of_deepspeeds():
-    from mmadapt.distributed import init_distributed
-    from mmadapt.engine import build_engine
+    from mmadapt.training.distributed import init_distributed
+    from mmadapt.training.engine import build_engine
     from mmadapt.recipe import load_recipe
 
     cfg = load_recipe(TINY)
@@ -217,7 +217,7 @@ def test_a_stage_rerun_with_other_settings_never_resumes_from_the_old_checkpoint
 
 def test_changing_a_finished_stages_steps_is_refused_before_any_work_and_keeps_the_finished_model(tiny_corpus,
                                                                                                  tmp_path):
-    from mmadapt.pipeline.stages import FinishedStageChanged
+    from mmadapt.pipeline.lifecycle import FinishedStageChanged
 
     out = tmp_path / "run"
     run_in_process(TINY, tiny_overrides(tiny_corpus, out))

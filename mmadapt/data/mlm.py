@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from mmadapt.atomic import write_dir_atomic
+from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource, default_cache_dir
-from mmadapt.digests import json_digest
-from mmadapt.distributed import DistInfo, barrier, broadcast_object
+from mmadapt.files.digests import json_digest
+from mmadapt.training.distributed import DistInfo, barrier, broadcast_object
 from mmadapt.errors import MmadaptError
-from mmadapt.progress import WorkProgress, format_bytes, format_duration
+from mmadapt.training.progress import WorkProgress, format_bytes, format_duration
 
 #: bump when the block layout changes, so stale caches are never reused
 #: (2: raw unsigned ids, the narrowest type the vocabulary fits, beside info.json)

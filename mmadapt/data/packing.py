@@ -131,7 +131,7 @@ def pack_to_file(sources: Sequence[Any], tokenizer: Any, block_size: int, out: P
     `processes` worker processes tokenise (0: one per core); a corpus of one chunk is tokenised in
     this process. `progress(bytes_done, tokens_done)` is called after every chunk.
     """
-    from mmadapt.tokenizer_training import available_cores
+    from mmadapt.model.tokenizer_training import available_cores
 
     encoder = TokenEncoder(tokenizer)
     chunks = (chunk for source in sources for chunk in source.chunks(chunk_bytes))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mmadapt.data.textfiles import READ_BLOCK, block_lines, jsonl_rows, line_blocks
-from mmadapt.digests import file_digest, json_digest
+from mmadapt.files.digests import file_digest, json_digest
 from mmadapt.errors import MmadaptError
 
 HF_PREFIX = "hf:"

@@ -95,7 +95,7 @@ def goal_line(rows: list[dict[str, Any]], task: str, language: str, baseline: st
     return None if base is None else fraction * base["target_score"]
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path, baseline: str = "full") -> Path | None:
+def plot_curves(rows: list[dict[str, Any]], path: Path, baseline: str) -> Path | None:
     """A grid of panels, one per (task, language): target score against cumulative adapt FLOPs, a line per
     strategy, the untrained embeddings' score and the reach goal (95% of `baseline`'s final score)."""
     panels = sorted({(r["task"], r["language"]) for r in rows if r.get("curve")})

@@ -1,6 +1,6 @@
 """What each stage unit hands the units after it, as typed values.
 
-A stage's work returns one of these; the stage lifecycle (mmadapt.pipeline.stages) writes it to
+A stage's work returns one of these; the stage lifecycle (mmadapt.pipeline.lifecycle) writes it to
 `stage_complete.json` through `to_record()` and reads a finished unit's marker back through
 `from_record()`, so the marker's format is the `StageRecord`'s and readers use attributes, never
 key strings. Every type carries the unit's `fingerprint` (what later units' fingerprints and
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mmadapt.pipeline.stages import StageRecord
+from mmadapt.pipeline.lifecycle import StageRecord
 
 
 def _path(value: Any) -> Path | None:
@@ -95,7 +95,7 @@ class FinetuneOutputs:
 
 @dataclass(frozen=True)
 class InitCost:
-    """The embedding initialiser's own cost (mmadapt.pipeline.initialisation); zero: none."""
+    """The embedding initialiser's own cost (mmadapt.pipeline.stages.initialisation); zero: none."""
 
     flops: int = 0
     seconds: float = 0.0
@@ -192,9 +192,9 @@ class AdaptOutputs:
     initial_embeddings: Path
     #: the language's tokenizer directory (the tokenizer stage's)
     tokenizer: Path
-    #: the language pack (mmadapt.packs); None in markers written before packs
+    #: the language pack (mmadapt.model.packs); None in markers written before packs
     pack: Path | None
-    #: the embedding snapshots (mmadapt.pipeline.snapshots); None without `adapt.snapshot_every`
+    #: the embedding snapshots (mmadapt.pipeline.stages.snapshots); None without `adapt.snapshot_every`
     snapshots: Path | None
     cost: AdaptCost
     skipped: bool = False
@@ -225,7 +225,7 @@ class TransferOutputs:
     #: the same with the trained embeddings
     target_score: float
     target_metrics: dict[str, float]
-    #: score against adapt compute, one point per snapshot (mmadapt.pipeline.transfer); None without snapshots
+    #: score against adapt compute, one point per snapshot (mmadapt.pipeline.stages.transfer); None without snapshots
     curve: list[dict[str, Any]] | None = None
     skipped: bool = False
 

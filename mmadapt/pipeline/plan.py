@@ -2,7 +2,7 @@
 
 `build_run_plan` (mmadapt.pipeline.checks) checks the recipe and returns a frozen `RunPlan`: the world
 size, the adapted languages, the run's directory layout, and per strategy its resolved config and the
-config of each of its stages, with its DeepSpeed JSON filled once. `mmadapt train` (mmadapt.run),
+config of each of its stages, with its DeepSpeed JSON filled once. `mmadapt train` (mmadapt.pipeline.runner),
 `mmadapt compute`, `mmadapt data prepare`, `mmadapt recipe validate` and `recipe show` all build it the
 same way, so the settings a stage runs with (its `train:` overrides: `strategies[i].train` for
 pretraining, `adapt.train` then `strategies[i].adapt_train` for adapt, `finetune.train` then
@@ -46,7 +46,7 @@ class RunLayout:
 
     @property
     def run_lock(self) -> Path:
-        """The lock the run writing `output_dir` holds (mmadapt.locks): one run (or `data prepare`) at a time."""
+        """The lock the run writing `output_dir` holds (mmadapt.files.locks): one run (or `data prepare`) at a time."""
         return self.output_dir / ".run.lock"
 
     @property

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mmadapt.atomic import write_text_atomic
+from mmadapt.files.atomic import write_text_atomic
 from mmadapt.errors import MmadaptError, RecipeError
 from mmadapt.recipe.deepspeed_json import launched_world_size, resolve_deepspeed
 from mmadapt.recipe.schema import Recipe
@@ -53,7 +53,7 @@ def parse_overrides(args: Sequence[str]) -> tuple[list[tuple[str, Any]], list[st
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins: Any = None) -> DictConfig:
     """The resolved, validated recipe as a typed, read-only OmegaConf config."""
     if plugins is None:
-        from mmadapt.plugins import get_plugins
+        from mmadapt.plugin_system.manager import get_plugins
         plugins = get_plugins()
     recipe_path = Path(path) if path is not None else None
     user = _read_yaml(recipe_path) if recipe_path is not None else OmegaConf.create({})

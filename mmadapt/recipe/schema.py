@@ -1,7 +1,7 @@
 """The typed recipe schema. Defaults here are the first layer of every resolved recipe.
 
 Plugin sections (`model`, `strategy`) hold only their selector keys here; the chosen
-plugin's `Options` dataclass supplies the rest (see `mmadapt.interfaces`).
+plugin's `Options` dataclass supplies the rest (see `mmadapt.plugin_system.interfaces`).
 """
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -161,6 +161,13 @@ class EmbeddingInitSection:
     """`adapt.init:` how new word embeddings start (a plugin: random, overlap, ...)."""
 
     name: str = "random"
+
+
+@dataclass
+class LayerRuleSection:
+    """A mini-model strategy's `layer_rule:` which big-model layers its mini-model keeps (a plugin) and its options."""
+
+    name: str = "first_k"
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The bodies of the CLI commands that are not a pipeline run: compute, swap, data prepare."""

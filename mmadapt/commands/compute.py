@@ -1,0 +1,151 @@
+"""`mmadapt compute`: a recipe's predicted training FLOPs per stage, without training.
+
+Reads only configs: the recipe, `config.json` of a `model.pretrained` directory (or the
+recipe's `model.config` over the family's defaults), and a tokenizer's size when the model's
+vocabulary is the tokenizer's. Counts come from `mmadapt.training.flops` with the MLM head at masked
+positions only (`data.mlm_probability` of them), which is what the objectives do.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmadapt.errors import MmadaptError
+from mmadapt.training.flops import ModelShape, adapt_flops_per_token, finetune_flops_per_token, tokens_per_step
+
+
+@dataclass
+class StageCompute:
+    """One stage of one strategy: FLOPs per token and per optimiser step."""
+
+    stage: str
+    per_token: float
+    tokens_per_step: int
+    what: str
+    #: the run does this stage's work (mmadapt.pipeline.plan.runs_stage)
+    runs: bool = True
+
+    @property
+    def per_step(self) -> float:
+        return self.per_token * self.tokens_per_step
+
+
+@dataclass
+class StrategyPrediction:
+    """The stages of one strategy and, for a mini-model strategy, full/mini of `adapt`."""
+
+    strategy: str
+    big: ModelShape
+    stages: list[StageCompute] = field(default_factory=list)
+    #: predicted FLOPs of full adapt (over the big model) / this strategy's adapt; None for `full`
+    adapt_ratio: float | None = None
+    note: str = ""
+
+
+def model_shape(cfg: Any, plugins: Any) -> tuple[ModelShape, str]:
+    """The big model's shape and where it was read from (no weights are loaded)."""
+    from mmadapt.pipeline.building_blocks import resolve_pretrained
+
+    model = cfg.model
+    family = plugins.model_families.get(model.family)
+    if model.pretrained:
+        path = Path(resolve_pretrained(model.pretrained)) / "config.json"
+        if path.is_file():
+            return ModelShape.of(json.loads(path.read_text())), str(path)
+        try:
+            from transformers import AutoConfig
+
+            return ModelShape.of(AutoConfig.from_pretrained(model.pretrained, local_files_only=True)), model.pretrained
+        except (OSError, ValueError) as exc:
+            raise MmadaptError(f"model.pretrained: no config.json found for {model.pretrained!r} (a directory "
+                               "written by save_pretrained, a finished run's output_dir, or a cached hub name); "
+                               "run the recipe that writes it first") from exc
+    overrides = dict(model.config)
+    vocab, source = overrides.get("vocab_size"), "model.config"
+    if vocab is None:
+        vocab, source = _tokenizer_size(cfg, family)
+    return ModelShape.of(family.build_config(overrides, int(vocab))), source
+
+
+def _tokenizer_size(cfg: Any, family: Any) -> tuple[int, str]:
+    from mmadapt.pipeline.building_blocks import resolve_pretrained
+
+    if cfg.model.tokenizer:
+        return len(family.load_tokenizer(resolve_pretrained(cfg.model.tokenizer))), "model.config + model.tokenizer"
+    return int(cfg.model.train_tokenizer.vocab_size), "model.config + model.train_tokenizer.vocab_size"
+
+
+def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
+    """Every strategy's stages (pretrain, adapt, finetune) for a run plan (mmadapt.pipeline.plan.RunPlan)."""
+    from mmadapt.pipeline.plan import reuses_big_model_as_is, runs_stage
+
+    cfg, world, stages, languages = plan.cfg, plan.world_size, list(plan.stages), list(plan.languages)
+    seq, masked = int(cfg.data.block_size), float(cfg.data.mlm_probability)
+    predictions: list[StrategyPrediction] = []
+    shapes: dict[str, ModelShape] = {}
+    source = ""
+    for run in plan.strategies:
+        if run.reuse or run.init_from:
+            big = shapes[run.reuse or run.init_from]
+        else:
+            big, source = model_shape(run.cfg, plugins)
+        shapes[run.name] = big
+        prediction = StrategyPrediction(run.name, big)
+        plan = plugins.strategies.get(run.name).predict_compute(run.cfg.strategy, big, seq, masked, plugins)
+        if plan is None:
+            prediction.note = f"strategy {run.name!r} has no FLOP model (Strategy.predict_compute)"
+            predictions.append(prediction)
+            continue
+        as_is = reuses_big_model_as_is(run, plugins)
+        pretrain_what = f"{plan.pretrain_what}; uses {run.reuse}'s big model as it is, not run" if as_is \
+            else plan.pretrain_what
+        prediction.stages.append(StageCompute("pretrain", plan.pretrain.total,
+                                              tokens_per_step(run.pretrain_cfg.train, seq, world), pretrain_what,
+                                              runs_stage(run, "pretrain", stages, plugins)))
+        adapt_train = run.adapt_cfg.train
+        vocab = int(cfg.tokenizer.vocab_size) if languages else big.vocab_size
+        per_token = adapt_flops_per_token(big, plan.adapt_layers,
+                                          seq, vocab_size=vocab, masked_fraction=masked)
+        vocab_note = "each new language's" if languages else "the model's own: no languages in this recipe"
+        prediction.stages.append(StageCompute("adapt", per_token, tokens_per_step(adapt_train, seq, world),
+                                              f"embeddings over {plan.adapt_what}; vocabulary {vocab}, "
+                                              f"{vocab_note}", runs_stage(run, "adapt", stages, plugins)))
+        if plan.adapt_layers != big.num_layers:
+            full = adapt_flops_per_token(big, big.num_layers,
+                                         seq, vocab_size=vocab, masked_fraction=masked)
+            prediction.adapt_ratio = full / per_token
+        for task in cfg.tasks:
+            plugin = plugins.tasks.get(task.name)
+            length = int(plugin.option_value(task, plugin.sequence_length_option) or seq)
+            train = run.finetune_cfgs[task.name].train
+            what = f"task {task.name}, big model, embeddings frozen, length {length}"
+            if run.reuse:
+                what += f"; reused from {run.reuse}, not run again"
+            prediction.stages.append(StageCompute(f"finetune/{task.name}", finetune_flops_per_token(
+                big, length), tokens_per_step(train, length, world),
+                what, runs_stage(run, "finetune", stages, plugins)))
+        predictions.append(prediction)
+    return predictions, source
+
+
+def report(plan: Any, predictions: list[StrategyPrediction], source: str) -> str:
+    """The text `mmadapt compute` prints for a run plan's predictions."""
+    seq, masked, world = plan.cfg.data.block_size, plan.cfg.data.mlm_probability, plan.world_size
+    lines = [f"FLOPs predicted by mmadapt.training.flops (matrix products; forward + backward; MLM head at masked "
+             f"positions only, {masked:g} of {seq} per block; {world} rank(s))"]
+    for p in predictions:
+        b = p.big
+        lines += ["", f"strategy {p.strategy}: big model {b.num_layers} layers, hidden {b.hidden_size}, "
+                      f"intermediate {b.intermediate_size}, vocabulary {b.vocab_size} (from {source})"]
+        if p.note:
+            lines.append(f"  {p.note}")
+        for s in p.stages:
+            flag = "" if s.runs else "  [not run by this recipe]"
+            lines.append(f"  {s.stage:<18} {s.per_token:10.4g} FLOPs/token x {s.tokens_per_step:>8} tokens/step "
+                         f"= {s.per_step:10.4g} FLOPs/step  ({s.what}){flag}")
+        if p.adapt_ratio is not None:
+            lines.append(f"  predicted adapt ratio full/{p.strategy}: {p.adapt_ratio:.2f}x "
+                         "(full adapt over the big model / this strategy's, per step)")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Files mmadapt writes: atomic publishing, directory locks, content digests."""

@@ -1,0 +1,1 @@
+"""What a run measures besides scores: alignment, the basin gap, the collapse check."""

@@ -1,0 +1,175 @@
+"""Stage `adapt`: new-language word embeddings trained with MLM over the (mini-)model.
+
+Trainable: the word embeddings and the LM head's output bias (the decoder stays tied to
+the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
+the rest of the head. For mini strategies only the mini-model is trained over: the big model's
+upper layers never enter training, unless `adapt.big_model_steps` asks for a few first steps
+over the big model (rank 0 loads the big model once, before training, on the CPU, for the
+digest of the body the language pack fits).
+
+Besides the embeddings (and snapshots), each language's stage publishes a language pack in
+`pack/` (mmadapt.model.packs): the trained embeddings, the tokenizer and a manifest naming the body
+they fit, for `mmadapt swap`.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from mmadapt.pipeline.context import StageContext
+from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
+from mmadapt.files.digests import stage_fingerprint
+from mmadapt.errors import MmadaptError
+from mmadapt.training.flops import adapt_flops_per_token
+from mmadapt.training.objectives import MaskedLMObjective
+from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
+from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
+from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
+from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
+from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
+from mmadapt.model.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
+from mmadapt.training.trainer import Trainer, seed_everything
+
+INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
+#: where the big-model steps of a mini strategy's adaptation checkpoint (`adapt.big_model_steps`)
+BIG_MODEL_STEPS_DIR = "big_model_steps"
+
+
+def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
+                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None) -> AdaptOutputs:
+    """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
+
+    With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
+    N steps run over the big model (with `big_model_steps_cfg`, the run plan's config for them) and
+    the embeddings then continue over the mini-model for `train.max_steps` steps: the big model
+    picks the solution the cheaper mini-model refines.
+    """
+    cfg = ctx.cfg
+    over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
+    steps_over_big = int(cfg.adapt.big_model_steps) if over_mini else 0
+    adapt_settings = outcome_settings(cfg.adapt)
+    init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
+    init_data = init_data_fingerprints(ctx, language) if init.reads_corpora else None
+    if not over_mini:  # the big-model steps change nothing for a strategy that adapts over the big model
+        adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
+
+    def fingerprint() -> str:
+        return stage_fingerprint(
+            "adapt", pretrained=upstream, adapt=adapt_settings, train=outcome_settings(cfg.train, is_train=True),
+            # the corpus by content, and the tokenizer settings: the tokenizer stage re-trains on either
+            corpus=source_fingerprints(ctx, cfg.languages[language].corpus),
+            eval_corpus=source_fingerprints(ctx, cfg.languages[language].eval_corpus), tokenizer=cfg.tokenizer,
+            block_size=cfg.data.block_size, mlm_probability=cfg.data.mlm_probability, precision=cfg.precision,
+            deepspeed=cfg.deepspeed.resolved, seed=cfg.seed, **({"init_data": init_data} if init_data else {}))
+
+    if steps_over_big > 0 and big_model_steps_cfg is None:
+        raise MmadaptError(f"adapt/{language}: adapt.big_model_steps is {steps_over_big} but no config was planned "
+                           "for those steps (mmadapt.pipeline.plan.StrategyRun.big_model_steps_cfg)")
+    return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
+                               lambda stage: _adapt(stage, language, model_dir, tokenizer_dir, big_dir,
+                                                    big_model_steps_cfg if steps_over_big > 0 else None),
+                               AdaptOutputs))
+
+
+def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
+           big_model_steps_cfg: Any) -> AdaptOutputs:
+    """The adapt stage's work (`ctx`: the stage's context): initial and trained embeddings (and snapshots),
+    the language pack, and what it cost."""
+    cfg = ctx.cfg
+    family = model_family(ctx)
+    seed_everything(cfg.seed)
+    model = family.load_pretrained(str(model_dir))
+    big = family.load_pretrained(str(big_dir)) if big_model_steps_cfg is not None else None
+    # before any training: under ZeRO-3 the weights are partitioned from then on
+    body = _pack_body(ctx, family, model, model_dir, big_dir, big)
+    tokenizer = family.load_tokenizer(str(tokenizer_dir))
+    weight, init_cost = initial_embeddings(ctx, language, model, tokenizer, family.load_tokenizer(str(model_dir)))
+    if ctx.dist.is_main:
+        save_embeddings(ctx.stage_dir / INITIAL_EMBEDDINGS_FILE, weight, None)
+    train_set, eval_set = language_mlm_data(ctx, language, tokenizer)
+    start, bias = None, None
+    if big_model_steps_cfg is not None:
+        weight, bias, start = _start_over_big_model(ctx, language, big, weight, big_model_steps_cfg, train_set)
+    swap_word_embeddings(model, weight, bias)
+    every = cfg.adapt.snapshot_every
+    on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
+    ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
+            f"({model_dir})")
+    cost = _train_embeddings(ctx, model, train_set, eval_set, on_step)
+    cost = (cost.with_big_model_steps(start) if start is not None else cost).with_init(init_cost)
+    outputs = AdaptOutputs(ctx.fingerprint, ctx.stage_dir / EMBEDDINGS_FILE, ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
+                           tokenizer_dir, ctx.stage_dir / PACK_DIR, ctx.stage_dir / SNAPSHOT_DIR if every > 0 else None,
+                           cost)
+    trained_weight, trained_bias = trained_embeddings(model)
+    if ctx.dist.is_main:
+        save_embeddings(outputs.embeddings, trained_weight, trained_bias)
+        manifest = pack_manifest(language, OmegaConf.to_container(cfg.strategy, resolve=True), cfg.adapt.init.name,
+                                 cost, body, len(tokenizer), ctx.fingerprint)
+        write_pack(outputs.pack, outputs.embeddings, tokenizer_dir, manifest)
+    return outputs
+
+
+def _pack_body(ctx: StageContext, family: Any, model: Any, model_dir: Path, big_dir: Path | None,
+               big: Any) -> dict[str, Any] | None:
+    """The body the pack fits (rank 0; `mmadapt.model.packs.describe_body`): the big model's, which the
+    embeddings are for, even when they are trained over a mini-model (loaded here only for its digest
+    when the stage has no other use for it)."""
+    if not ctx.dist.is_main:
+        return None
+    if big is None:
+        big = model if big_dir is None or Path(big_dir) == Path(model_dir) else family.load_pretrained(str(big_dir))
+    return describe_body(big, ctx.cfg.model.family, family)
+
+
+def language_mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple[MaskedBlocks, MaskedBlocks | None]:
+    """The language's masked MLM blocks for training (and evaluation, with an `eval_corpus`)."""
+    cfg, data = ctx.cfg, ctx.cfg.data
+    spec = MaskingSpec.from_tokenizer(tokenizer, data.mlm_probability)
+    section = cfg.languages[language]
+    blocks = build_blocks(text_sources(ctx, section.corpus), tokenizer, data.block_size, cache_dir(cfg), ctx.dist,
+                          f"languages.{language}.corpus", data.prepare_processes)
+    eval_set = None
+    if section.eval_corpus:
+        eval_blocks = build_blocks(text_sources(ctx, section.eval_corpus), tokenizer, data.block_size, cache_dir(cfg),
+                                   ctx.dist, f"languages.{language}.eval_corpus", data.prepare_processes)
+        eval_set = MaskedBlocks(eval_blocks, spec, cfg.seed + 1)
+    return MaskedBlocks(blocks, spec, cfg.seed), eval_set
+
+
+def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, eval_set: MaskedBlocks | None,
+                      on_step: Any = None) -> AdaptCost:
+    """Train `model`'s word embeddings and LM-head bias (all else frozen); what the training cost."""
+    trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
+    objective = MaskedLMObjective(model)
+    result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step).train()
+    train, data = ctx.cfg.train, ctx.cfg.data
+    tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
+    # analytic (mmadapt.training.flops): the head runs at masked positions only, so at mlm_probability of them
+    flops_per_token = adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size,
+                                            vocab_size=model.get_input_embeddings().weight.shape[0],
+                                            masked_fraction=data.mlm_probability if objective.masked_only else None)
+    return AdaptCost(steps=result.steps, seconds=round(result.wall_seconds, 3), tokens=tokens,
+                     flops=int(round(tokens * flops_per_token)), flops_per_token=flops_per_token,
+                     peak_memory_bytes=result.peak_memory_bytes, peak_memory_source=result.peak_memory_source,
+                     data_wait_fraction=round(result.data_wait_fraction, 5),
+                     model_layers=model.config.num_hidden_layers, final_loss=result.last_metrics.get("loss"))
+
+
+def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, cfg: Any,
+                          train_set: MaskedBlocks) -> tuple[torch.Tensor, torch.Tensor | None, AdaptCost]:
+    """The first adapt steps over the big model (`cfg`: the run plan's config for them), in their own
+    checkpoint directory (its checkpoints carry the stage's fingerprint with the directory's name);
+    returns the embeddings, LM-head bias and what those steps cost."""
+    steps = int(cfg.train.max_steps)
+    sub = replace(ctx, cfg=cfg, stage_dir=ctx.stage_dir / BIG_MODEL_STEPS_DIR,
+                  fingerprint=f"{ctx.fingerprint}:{BIG_MODEL_STEPS_DIR}")
+    swap_word_embeddings(big, weight)
+    ctx.log(f"adapt[{language}]: the first {steps} steps over the big model ({big.config.num_hidden_layers} layers)")
+    spent = _train_embeddings(sub, big, train_set, None)
+    trained_weight, trained_bias = trained_embeddings(big)
+    return trained_weight, trained_bias, spent

@@ -1,0 +1,1 @@
+"""The training loop: DeepSpeed engines, the trainer, objectives, checkpoints, stopping, progress, metrics, FLOPs."""

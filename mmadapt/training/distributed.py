@@ -1,0 +1,133 @@
+"""Process-group set-up that works alone, under `deepspeed`, under `torchrun`, CPU or CUDA."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from mmadapt.training.build_locks import check_build_locks
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _warn(message: str) -> None:
+    """One line on stderr, after the wall-clock time (the run's log prefix)."""
+    from mmadapt.training.progress import line_prefix
+
+    print(f"{line_prefix(None)} {message}", file=sys.stderr, flush=True)
+
+
+def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
+    """Initialise torch.distributed through DeepSpeed (gloo on CPU, NCCL on CUDA).
+
+    A plain `python` process gets single-rank launcher variables, so DeepSpeed does not go
+    looking for MPI. Safe to call more than once (the first call's `timeout_minutes` holds:
+    the longest a collective waits before the job fails; DeepSpeed's 30 by default).
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    check_build_locks(_warn)  # a lock left by a killed build would hang DeepSpeed silently
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    accelerator = get_accelerator()
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    on_cuda = accelerator.device_name() == "cuda"
+    if not on_cuda and world > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # The deepspeed launcher leaves thread counts alone: ranks on one machine would
+        # otherwise fight over the same cores.
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, per_node)))
+    if not torch.distributed.is_initialized():
+        timeout = {"timeout": timedelta(minutes=timeout_minutes)} if timeout_minutes else {}
+        deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo", verbose=False, **timeout)
+    if on_cuda:
+        accelerator.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+def shutdown_distributed() -> None:
+    """Tear the process group down before the process exits (a no-op without one).
+
+    Left to the interpreter's exit, a process group that ended early (a run refused before any
+    work) can abort the process from a C++ destructor ("terminate called without an active
+    exception", SIGABRT) after its one-line message, losing the exit code the message promised.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def mean_across_ranks(value: float, device: torch.device) -> float:
+    """The mean of a scalar over all ranks."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.item() / torch.distributed.get_world_size()
+
+
+def means_across_ranks(values: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """The mean over all ranks of each scalar tensor in `values`: one all-reduce, one host sync.
+
+    Computed in float64 like `mean_across_ranks`, so either gives the same numbers.
+    """
+    if not values:
+        return {}
+    stacked = torch.stack([v.detach().to(device=device, dtype=torch.float64).reshape(()) for v in values.values()])
+    world = 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(stacked)
+        world = torch.distributed.get_world_size()
+    return {name: total / world for name, total in zip(values, stacked.tolist())}
+
+
+def max_across_ranks(value: float, device: torch.device) -> float:
+    """The largest value of a scalar over all ranks."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return t.item()
+
+
+def broadcast_object(obj, src: int = 0):
+    """`obj` from rank `src` on every rank."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=src)
+    return box[0]
