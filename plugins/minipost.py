@@ -10,6 +10,10 @@ Features and the recipe keys that turn them on:
   layers right above the last selected one), and an MLM head initialised from the big model's
   head (its decoder stays tied to the frozen word embeddings)
 
+With `strategy.continue_from` (an earlier MiniPost pretrain directory over the same big model, or its run's
+output_dir) the new layers and head start from that mini-model's; with `train.max_steps: 0` they are taken as they
+are (the quickstart ships one, so that it does not train it again).
+
 Only the new parameters train, with MLM on `data.train`; with `strategy.distill` > 0 they also learn
 to reproduce the big model's last hidden states (loss = MLM + distill x mean squared error, the big
 model running forward only as the teacher), so that the mini-model stands in for the big model's
@@ -22,7 +26,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,8 +34,8 @@ import torch.nn.functional as F
 from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, MaskedLMObjective, MmadaptError, Strategy,
                          StrategyCompute, Trainer, build_manifest, build_model, hookimpl, layer_rule_field,
                          load_tokenizer, masked_lm_loss, mlm_datasets, mlm_head_name, model_family,
-                         save_pretrained_atomic, select_layers, trainable_parameters, training_flops_per_token,
-                         write_manifest)
+                         read_manifest, save_pretrained_atomic, select_layers, trainable_parameters,
+                         training_flops_per_token, write_manifest)
 
 NEW_LAYER_INITS = ("random", "copy_next")
 
@@ -58,6 +62,28 @@ def build_minipost_model(family: Any, big: Any, layers: list[int], new_layers: i
     mini = family.assemble(big, shared + new, family.new_lm_head(big, copy=True))
     mini.config.update({BIG_LAYERS_CONFIG_KEY: list(layers) + [None] * new_layers})
     return mini
+
+
+def continue_new_layers(family: Any, mini: Any, earlier: Path, mini_layers: list[int | None]) -> None:
+    """Load the MiniPost mini-model in `earlier` (a pretrain directory: `mini/`, `manifest.json`; or its run's
+    output_dir) into `mini`: its new layers and head. Refused unless it has the same layers and was cut out of the
+    same big model (its frozen tensors equal `mini`'s)."""
+    stage_dir = earlier / "pretrain" if (earlier / "pretrain" / "manifest.json").is_file() else earlier
+    manifest = read_manifest(stage_dir)
+    found = [entry["big_layer"] for entry in manifest.get("mini_layers", [])]
+    if manifest.get("strategy") != "minipost" or found != list(mini_layers):
+        raise MmadaptError(f"strategy.continue_from: {stage_dir} holds a {manifest.get('strategy')} mini-model over "
+                           f"big-model layers {found}, not a minipost one over {list(mini_layers)} (None: a new "
+                           "layer); point it at a MiniPost run with the same k, layer_rule and new_layers")
+    state = family.load_pretrained(str(stage_dir / "mini")).state_dict()
+    own = mini.state_dict()
+    frozen = {name for name, p in mini.named_parameters() if not p.requires_grad}
+    differ = sorted(name for name in frozen if name in state and not torch.equal(state[name], own[name]))
+    if differ or state.keys() != own.keys():
+        raise MmadaptError(f"strategy.continue_from: {stage_dir}/mini was not cut out of this big model "
+                           f"({len(differ)} frozen tensors differ, e.g. {(differ or sorted(state.keys() ^ own.keys()))[0]}); "
+                           "point it at a MiniPost run over model.pretrained")
+    mini.load_state_dict(state)
 
 
 class DistilledMLMObjective(torch.nn.Module):
@@ -108,6 +134,9 @@ class MiniPostStrategy(Strategy):
         layer_rule: LayerRuleSection = layer_rule_field()
         #: weight of matching the big model's last hidden states while the new layers train (0: MLM only)
         distill: float = field(default=0.0, metadata={"min": 0})
+        #: an earlier MiniPost run over the same big model (its output_dir or pretrain directory): the new layers
+        #: and head start from its mini-model (with train.max_steps 0: taken as they are). Empty: fresh
+        continue_from: Optional[str] = None
 
     description = "freeze embeddings + k layers of a pretrained model, train new_layers new layers + MLM head on top"
 
@@ -125,6 +154,9 @@ class MiniPostStrategy(Strategy):
         big = build_model(ctx, tokenizer)
         layers = select_layers(ctx.plugins, len(family.layers(big)), opts.k, opts.layer_rule)
         mini = build_minipost_model(family, big, layers, opts.new_layers, opts.new_layer_init)
+        if opts.continue_from:
+            continue_new_layers(family, mini, Path(opts.continue_from), layers + [None] * opts.new_layers)
+            ctx.log(f"minipost: new layers and head continue {opts.continue_from}")
         big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
         manifest = build_manifest("minipost", opts.k, opts.layer_rule, big, mini,
                                   layers + [None] * opts.new_layers, ctx.cfg.data.block_size)
@@ -134,7 +166,10 @@ class MiniPostStrategy(Strategy):
                 f"new layers ({opts.new_layer_init}); {manifest['parameters']['mini_trainable']:,} trainable parameters")
         train_set, eval_set = mlm_datasets(ctx, tokenizer)
         result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
-        ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
+        if result.steps:
+            ctx.log(f"step {result.steps}: loss {result.last_metrics.get('loss', float('nan')):.4f}")
+        else:
+            ctx.log("train.max_steps is 0: the mini-model is taken as it is")
         mini_dir = save_pretrained_atomic(mini, ctx.stage_dir / "mini", ctx.dist, tokenizer)
         write_manifest(ctx.stage_dir, manifest, ctx.dist)
         return {"big": big_dir, "mini": mini_dir}

@@ -170,3 +170,34 @@ def test_distillation_adds_the_teachers_forward_to_predicted_pretraining_compute
     teacher_forward = 6 * (2 * (4 * 64 * 64 + 2 * 64 * 256) + 4 * 32 * 64)
     assert taught.pretrain.total - plain.pretrain.total == pytest.approx(teacher_forward)
     assert taught.pretrain.backward == plain.pretrain.backward
+
+
+def test_a_minipost_run_continuing_an_earlier_one_without_steps_keeps_its_mini_model_bit_for_bit(
+        minipost_run, big_run, tiny_corpus, tmp_path):
+    _, earlier = minipost_run
+    out = tmp_path / "run"
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "train.max_steps=0", f"model.pretrained={big_run}",
+                                        f"strategy.continue_from={earlier.parent}"))
+    before, after = load_weights(earlier / "mini"), load_weights(out / "pretrain" / "mini")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    fresh = load_weights(big_run / "pretrain" / "big")
+    assert not torch.equal(after["lm_head.dense.weight"], fresh["lm_head.dense.weight"])  # the trained head came
+
+
+def test_an_unset_plugin_option_stays_out_of_the_pretrain_fingerprint_so_earlier_runs_stay_complete(minipost_run):
+    _, stage = minipost_run
+    strategy = json.loads((stage / "stage_complete.json").read_text())["settings"]["strategy"]
+    assert "continue_from" not in strategy and strategy["new_layers"] == NEW
+    assert strategy["reuse"] is None and strategy["init_from"] is None  # the section's own keys always count
+
+
+def test_continuing_a_mini_model_of_other_layers_or_no_mini_model_is_refused_naming_the_option(
+        minipost_run, big_run, tiny_corpus, tmp_path):
+    _, earlier = minipost_run
+    with pytest.raises(MmadaptError, match=r"strategy.continue_from: .* mini-model over big-model layers "
+                                           r"\[0, 1, None, None\], not a minipost one over \[0, 1, None\]"):
+        run_in_process(TINY, tiny_overrides(tiny_corpus, tmp_path / "a", "train.max_steps=0", "strategy.new_layers=1",
+                                            f"model.pretrained={big_run}", f"strategy.continue_from={earlier}"))
+    with pytest.raises(MmadaptError, match="no manifest.json in"):
+        run_in_process(TINY, tiny_overrides(tiny_corpus, tmp_path / "b", "train.max_steps=0",
+                                            f"model.pretrained={big_run}", f"strategy.continue_from={big_run}"))

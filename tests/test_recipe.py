@@ -183,12 +183,18 @@ def test_the_quickstart_is_its_from_scratch_recipe_but_for_the_shipped_source_mo
                      for name in ("quickstart.yaml", "quickstart_from_scratch.yaml"))
     assert main["model"] == {"family": "xlmr", "pretrained": "${recipe_dir:}/quickstart_model"}
     assert (main["train"].pop("max_steps"), scratch["train"].pop("max_steps")) == (0, 600)
+    main_minipost, scratch_minipost = main["strategies"][2], scratch["strategies"][2]
+    assert main_minipost.pop("continue_from") == "${recipe_dir:}/quickstart_model/minipost"
+    assert (main_minipost["train"].pop("max_steps"), scratch_minipost["train"].pop("max_steps")) == (0, 600)
     assert scratch["model"]["config"]["num_hidden_layers"] == 8
     assert scratch["output_dir"] == "runs/quickstart_from_scratch"
     for key in sorted((set(main) | set(scratch)) - {"output_dir", "model"}):
         assert main.get(key) == scratch.get(key), key
     manifest = json.loads((RECIPES / "quickstart_model" / "manifest.json").read_text())
     assert (manifest["strategy"], manifest["k"], manifest["big_num_layers"]) == ("minijoint", 2, 8)
+    minipost = json.loads((RECIPES / "quickstart_model" / "minipost" / "manifest.json").read_text())
+    assert (minipost["strategy"], minipost["k"], [layer["big_layer"] for layer in minipost["mini_layers"]]) == (
+        "minipost", 2, [0, 1, None])
 
 
 def test_recipe_dir_names_the_recipe_files_directory_from_any_working_directory(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,12 @@ from mmadapt.pipeline.plan import StrategyRun
 from mmadapt.pipeline.outputs import PretrainOutputs
 from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
 from mmadapt.pipeline.building_blocks import data_fingerprint, resolve_pretrained
+from mmadapt.recipe.schema import StrategySection
 from mmadapt.training.trainer import read_train_summary, seed_everything
+
+
+#: the keys every `strategy:` section has (the rest are its plugin's options)
+STRATEGY_SECTION_KEYS = frozenset(f.name for f in fields(StrategySection))
 
 
 def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
@@ -24,7 +30,10 @@ def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
     ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
 
     def fingerprint() -> str:
-        strategy = {k: v for k, v in outcome_settings(cfg.strategy).items() if k != "adapt_train"}  # a later stage's
+        # `adapt_train` is a later stage's; a plugin's option left unset (None) is as if absent, so that an option
+        # a strategy adds later leaves the runs made before it complete
+        strategy = {k: v for k, v in outcome_settings(cfg.strategy).items()
+                    if k != "adapt_train" and (k in STRATEGY_SECTION_KEYS or v is not None)}
         return stage_fingerprint("pretrain", seed=cfg.seed, precision=cfg.precision, model=cfg.model, strategy=strategy,
                                  data=data_fingerprint(ctx), train=outcome_settings(cfg.train, is_train=True),
                                  deepspeed=cfg.deepspeed.resolved)
