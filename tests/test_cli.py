@@ -134,6 +134,7 @@ def test_smoke_caps_every_stage_of_every_strategy_and_task(recipe, tmp_path):
         assert all(stage.train.warmup_steps <= 2 for stage in stages), run.name
 
 
+@pytest.mark.slow  # a whole run in a child process
 def test_train_smoke_runs_two_steps_into_its_own_directory(tmp_path):
     from conftest import tiny_overrides, write_corpus
 

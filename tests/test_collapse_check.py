@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_in_process
 from test_pipeline_transfer import ADAPT_STEPS, QUICKSTART, SHRINK
 
@@ -42,6 +44,7 @@ def test_agreement_counts_the_reference_ids_answered_alike():
     assert agreement({"a": 1}, {}) is None
 
 
+@pytest.mark.slow  # a whole pipeline
 def test_a_run_reports_basin_losses_per_snapshot_and_agreement_with_the_baseline(tmp_path):
     run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK])
     rows = {r["strategy"]: r for r in json.loads((tmp_path / "report.json").read_text())["rows"] if r["language"] == "vo"}

@@ -134,6 +134,7 @@ def _prepare_cli(*args):
                           text=True, env=clean_env())
 
 
+@pytest.mark.slow  # a whole run in a child process
 def test_data_prepare_builds_every_corpus_once_and_train_reuses_them(tiny_corpus, tmp_path, monkeypatch):
     # a cache of its own: other tests of the session prepare the same tiny corpus with the same tokenizer
     monkeypatch.setenv("MMADAPT_CACHE", str(tmp_path / "cache"))

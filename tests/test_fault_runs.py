@@ -22,6 +22,9 @@ from mmadapt.training.metrics import read_metrics
 from mmadapt.pipeline.lifecycle import STAGE_DONE
 from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
 
+#: whole runs with a fault injected: the fast tier (`-m "not slow"`) leaves them to the whole suite
+pytestmark = pytest.mark.slow
+
 TINY = RECIPES / "tiny_full.yaml"
 
 
@@ -86,7 +89,6 @@ def _logged_steps(out):
     return len(read_metrics(path)) if path.exists() else 0
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(tiny_corpus, tmp_path, sig):
     steps = ["train.max_steps=150", "train.save_every=0"]
@@ -109,7 +111,6 @@ def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(
     assert _losses(broken) == _losses(unbroken)  # bit-identical, step for step
 
 
-@pytest.mark.slow
 def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_resumes_exactly(tiny_corpus, tmp_path):
     def launch(out):
         command = ["deepspeed", "--num_gpus", "2", "--module", "mmadapt", "train", str(TINY),
@@ -134,7 +135,6 @@ def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_r
     assert _losses(broken) == _losses(unbroken)
 
 
-@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_is_passed_over_and_none_intact_is_one_line(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     settings = ["train.max_steps=20", "train.save_every=5", "train.keep_checkpoints=2"]
@@ -161,7 +161,6 @@ def test_a_damaged_newest_checkpoint_is_passed_over_and_none_intact_is_one_line(
     assert (out / "pretrain" / "big" / "model.safetensors").read_bytes() == big  # the finished model is untouched
 
 
-@pytest.mark.slow
 def test_a_second_run_on_the_same_output_dir_is_refused_within_seconds_and_a_dead_runs_lock_is_taken_over(
         tiny_corpus, tmp_path):
     out = tmp_path / "run"
@@ -225,7 +224,6 @@ def _weights(model_dir):
     return load_file(str(model_dir / "model.safetensors"))
 
 
-@pytest.mark.slow
 def test_a_run_killed_while_exporting_keeps_the_old_model_unmarked_and_the_rerun_gives_the_unbroken_model(
         tiny_corpus, tmp_path):
     out, unbroken = tmp_path / "run", tmp_path / "unbroken"
@@ -260,7 +258,6 @@ def _unwritable_output_dirs(tmp_path):
         yield under_sys, ""
 
 
-@pytest.mark.slow
 def test_an_output_dir_that_cannot_be_written_exits_2_in_one_line_before_any_work(tiny_corpus, tmp_path):
     for out, reason in _unwritable_output_dirs(tmp_path):
         refused = _run(tiny_corpus, out)
@@ -285,7 +282,6 @@ runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.slow
 def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before_with_the_same_losses(
         tiny_corpus, tmp_path):
     settings = ("train.max_steps=30", "train.save_every=10", "train.keep_checkpoints=2")
@@ -355,7 +351,6 @@ runpy.run_module("mmadapt", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.slow
 def test_a_disk_filling_up_while_checkpointing_exits_2_in_one_line_with_the_free_bytes_and_keeps_the_older_one(
         tiny_corpus, tmp_path):
     out = tmp_path / "run"

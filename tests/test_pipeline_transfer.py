@@ -16,6 +16,9 @@ from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
 from mmadapt.plugin_system.hookspecs import hookimpl
 from mmadapt.plugin_system.manager import build_plugins
 
+#: whole pipelines on tiny models: the fast tier (`-m "not slow"`) leaves them to the whole suite
+pytestmark = pytest.mark.slow
+
 QUICKSTART = RECIPES / "quickstart_from_scratch.yaml"
 #: the quickstart's shape, small enough to run in well under a minute
 SHRINK = ["train.progress_bar=false", "train.max_steps=30", "train.save_every=0", "train.log_every=5",
@@ -281,7 +284,6 @@ def test_a_task_file_edited_in_place_reruns_the_stages_that_read_it_and_only_tho
     assert rerun_after_dropping_last_line_of(train) == {"finetune", "source score", "transfer"}
 
 
-@pytest.mark.slow
 def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
     env = clean_env()
     command = lambda out: mmadapt_command() + ["train", str(QUICKSTART), f"output_dir={out}", *SHRINK]  # noqa: E731

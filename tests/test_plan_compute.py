@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import RECIPES
 from mmadapt.commands.compute import predict
 from mmadapt.pipeline.checks import build_run_plan
@@ -41,6 +43,7 @@ def test_compute_applies_every_per_strategy_and_per_task_train_override(tmp_path
         ("minipost", "pretrain"): 9 * 2 * 16, ("minipost", "adapt"): 6 * 16, ("minipost", "finetune/xnli"): 3 * 2 * 16}
 
 
+@pytest.mark.slow  # a whole run
 def test_train_checks_plans_and_fills_deepspeed_once_and_agrees_with_compute_on_tokens_per_step(tmp_path, monkeypatch):
     """`mmadapt train` checks and plans the recipe once (mmadapt.pipeline.checks.build_run_plan), fills
     no DeepSpeed JSON after that, and each stage runs the tokens per step `mmadapt compute` predicts."""

@@ -48,6 +48,7 @@ def test_the_documented_task_plugin_registers_loads_and_scores(reviews_plugin, t
         task.eval_examples(options, "fr", "test")
 
 
+@pytest.mark.slow  # a whole pipeline
 def test_the_documented_task_plugin_runs_through_finetune_and_transfer(reviews_plugin, tmp_path):
     from conftest import RECIPES, run_in_process
     from mmadapt.data.sources import synth_benchmark_dir

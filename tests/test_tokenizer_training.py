@@ -180,6 +180,7 @@ train_sentencepiece_tokenizer([corpus], out, cfg, seed=seed)
 """
 
 
+@pytest.mark.slow  # several processes
 def test_a_sampled_multi_threaded_training_gives_the_same_vocabulary_in_every_process(corpus, tmp_path):
     import subprocess
     import sys

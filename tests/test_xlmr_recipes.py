@@ -135,6 +135,7 @@ def marker(path: Path) -> dict:
     return json.loads((path / "stage_complete.json").read_text())
 
 
+@pytest.mark.slow  # every stage of a real-size recipe
 @pytest.mark.parametrize("recipe", XLMR_RECIPES, ids=[p.stem for p in XLMR_RECIPES])
 def test_an_xlmr_recipe_runs_one_step_of_every_stage_and_reports_each_task_and_language(recipe, user_data, tmp_path):
     out = tmp_path / "run"
