@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the same pipeline runs, one per seed
 from transfer_robustness import _fmt, _mean, grid_parser, print_verdict, run_seed  # noqa: E402
 
-from mmadapt.pipeline.curves import REACH_FRACTION, first_reaching  # noqa: E402
+from mmadapt.pipeline.curves import REACH_FRACTION, first_reaching
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = ("vo", "na", "pre")

@@ -6,23 +6,24 @@ name below is documented in docs/plugins.md; a test keeps the two in step.
 """
 from __future__ import annotations
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.sources import fill_language, hf_offline
 from mmadapt.data.textfiles import read_jsonl, text_lines
-from mmadapt.training.engine import trainable_parameters
 from mmadapt.errors import DataError, MmadaptError
 from mmadapt.model.export import save_pretrained_atomic
-from mmadapt.training.flops import FlopCount, MLMHead, ModelShape, StrategyCompute, training_flops_per_token
-from mmadapt.plugin_system.hookspecs import hookimpl
-from mmadapt.plugin_system.interfaces import EmbeddingInit, InitInputs, LayerRule, ModelFamily, Named, NoOptions, Strategy, Task
 from mmadapt.model.minimodel import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, build_manifest, layer_rule_field,
-                               read_manifest, select_layers, write_manifest)
-from mmadapt.training.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
-from mmadapt.plugin_system.manager import build_plugins
+                                     read_manifest, select_layers, write_manifest)
 from mmadapt.pipeline.building_blocks import build_model, load_tokenizer, mlm_datasets, model_family, resolve_pretrained
-from mmadapt.recipe import load_recipe
-from mmadapt.plugin_system.registry import Registry
+from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.runner import run_recipe
+from mmadapt.plugin_system.hookspecs import hookimpl
+from mmadapt.plugin_system.interfaces import (EmbeddingInit, InitInputs, LayerRule, ModelFamily, Named, NoOptions,
+                                              Strategy, Task)
+from mmadapt.plugin_system.manager import build_plugins
+from mmadapt.plugin_system.registry import Registry
+from mmadapt.recipe import load_recipe
+from mmadapt.training.engine import trainable_parameters
+from mmadapt.training.flops import FlopCount, MLMHead, ModelShape, StrategyCompute, training_flops_per_token
+from mmadapt.training.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
 from mmadapt.training.trainer import Trainer, TrainResult
 
 __all__ = [

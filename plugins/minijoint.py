@@ -23,8 +23,8 @@ import torch
 
 from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, MmadaptError, Strategy, StrategyCompute,
                          Trainer, build_manifest, build_model, hookimpl, layer_rule_field, load_tokenizer,
-                         masked_lm_loss, masked_positions, mlm_datasets, mlm_head_name, model_family,
-                         read_manifest, resolve_pretrained, save_pretrained_atomic, select_layers, trainable_parameters,
+                         masked_lm_loss, masked_positions, mlm_datasets, mlm_head_name, model_family, read_manifest,
+                         resolve_pretrained, save_pretrained_atomic, select_layers, trainable_parameters,
                          training_flops_per_token, write_manifest)
 
 

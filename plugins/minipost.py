@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 from mmadapt.api import (BIG_LAYERS_CONFIG_KEY, LayerRuleSection, MLMHead, MaskedLMObjective, MmadaptError, Strategy,
                          StrategyCompute, Trainer, build_manifest, build_model, hookimpl, layer_rule_field,
-                         load_tokenizer, masked_lm_loss, mlm_datasets, mlm_head_name, model_family,
-                         read_manifest, save_pretrained_atomic, select_layers, trainable_parameters,
-                         training_flops_per_token, write_manifest)
+                         load_tokenizer, masked_lm_loss, mlm_datasets, mlm_head_name, model_family, read_manifest,
+                         save_pretrained_atomic, select_layers, trainable_parameters, training_flops_per_token,
+                         write_manifest)
 
 NEW_LAYER_INITS = ("random", "copy_next")
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import run_in_process
 from test_pipeline_transfer import ADAPT_STEPS, QUICKSTART, SHRINK
 
-from mmadapt.pipeline.diagnostics.collapse import AGREEMENT_LIMIT, BASIN_GAP_LIMIT, add_collapse_check, agreement, collapse_table
+from mmadapt.pipeline.diagnostics.collapse import (AGREEMENT_LIMIT, BASIN_GAP_LIMIT, add_collapse_check, agreement,
+                                                   collapse_table)
 
 
 def _row(strategy: str, big: float, mini: float | None) -> dict:

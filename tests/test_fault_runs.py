@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
+from mmadapt.pipeline.lifecycle import STAGE_DONE
 from mmadapt.training.checkpoint import MARKER, complete_checkpoints, damage
 from mmadapt.training.metrics import read_metrics
-from mmadapt.pipeline.lifecycle import STAGE_DONE
 from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
 
 #: whole runs with a fault injected: the fast tier (`-m "not slow"`) leaves them to the whole suite

@@ -15,11 +15,12 @@ import sys
 import pytest
 import torch
 
-from mmadapt.training.checkpoint import MARKER, damage, file_records, find_resume_checkpoint, step_tag
-from mmadapt.training.distributed import DistInfo
 from mmadapt.errors import MmadaptError
 from mmadapt.files.locks import LockHeld, held_lock
-from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED, Diverged, NonFiniteGuard, Preempted, PreemptionWatch
+from mmadapt.training.checkpoint import MARKER, damage, file_records, find_resume_checkpoint, step_tag
+from mmadapt.training.distributed import DistInfo
+from mmadapt.training.stopping import (EXIT_DIVERGED, EXIT_PREEMPTED, Diverged, NonFiniteGuard, Preempted,
+                                       PreemptionWatch)
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 CPU = torch.device("cpu")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from mmadapt.training.flops import (MLMHead, ModelShape, adapt_flops_per_token, config_forward_flops_per_token,
-                           finetune_flops_per_token, mlm_forward_flops_per_token, tokens_per_step,
-                           training_flops_per_token)
+                                    finetune_flops_per_token, mlm_forward_flops_per_token, tokens_per_step,
+                                    training_flops_per_token)
 from mmadapt.training.objectives import MaskedLMObjective
 
 # h=64, i=256, V=1000, s=32: P = 4·64² + 2·64·256 = 49,152 weights per layer

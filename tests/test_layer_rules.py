@@ -9,12 +9,12 @@ import torch
 
 from conftest import RECIPES, run_in_process, tiny_overrides
 from minimodel_helpers import hidden_states, load_mlm
+from mmadapt.api import load_recipe
 from mmadapt.errors import MmadaptError, RecipeError
+from mmadapt.model.minimodel import select_layers
 from mmadapt.plugin_system.hookspecs import hookimpl
 from mmadapt.plugin_system.interfaces import LayerRule
-from mmadapt.model.minimodel import select_layers
 from mmadapt.plugin_system.manager import build_plugins, get_plugins
-from mmadapt.api import load_recipe
 
 TINY = RECIPES / "tiny_minijoint.yaml"
 

@@ -8,9 +8,9 @@ import torch
 
 from conftest import RECIPES, run_in_process, tiny_overrides
 from minimodel_helpers import hidden_states, load_mlm, load_weights, mlm_batch, tiny_xlmr
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.training.flops import mlm_forward_flops_per_token
 from mmadapt.training.metrics import read_metrics
-from mmadapt.plugin_system.manager import get_plugins
 from mmadapt_plugins.minijoint import MiniJointObjective
 
 TINY = RECIPES / "tiny_minijoint.yaml"

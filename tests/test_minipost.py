@@ -9,8 +9,8 @@ import torch
 from conftest import RECIPES, run_in_process, tiny_overrides
 from minimodel_helpers import hidden_states, load_mlm, load_weights, tiny_xlmr
 from mmadapt.errors import MmadaptError
-from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.pipeline.building_blocks import resolve_pretrained
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt_plugins.minipost import build_minipost_model
 
 TINY = RECIPES / "tiny_minipost.yaml"

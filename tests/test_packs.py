@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from conftest import clean_env, mmadapt_command
-from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.outputs import AdaptCost
-from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body, find_packs, pack_manifest, write_pack
-from mmadapt.plugin_system.manager import get_plugins
-from mmadapt.model.surgery import save_embeddings
 from mmadapt.commands.swap import HOW_TO_FIT, swap_language
+from mmadapt.errors import MmadaptError
+from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body, find_packs, pack_manifest, write_pack
+from mmadapt.model.surgery import save_embeddings
+from mmadapt.pipeline.outputs import AdaptCost
+from mmadapt.plugin_system.manager import get_plugins
 from task_helpers import tiny_mlm_dir, tiny_tokenizer
 
 COST = AdaptCost(steps=7, seconds=0.5, tokens=56, flops=1234, flops_per_token=22.0, peak_memory_bytes=None,

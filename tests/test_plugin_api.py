@@ -14,8 +14,8 @@ import torch
 
 import mmadapt.api as api
 from conftest import REPO
-from mmadapt.plugin_system import hookspecs, interfaces
 from mmadapt.api import build_plugins
+from mmadapt.plugin_system import hookspecs, interfaces
 
 DOC = REPO / "docs" / "plugins.md"
 PLUGINS_DIR = REPO / "plugins"

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process, tiny_overrides
-from mmadapt.plugin_system import hookspecs
 from mmadapt.errors import PluginError
+from mmadapt.plugin_system import hookspecs
 from mmadapt.plugin_system.hookspecs import hookimpl
 from mmadapt.plugin_system.interfaces import Strategy
 from mmadapt.plugin_system.manager import REGISTRY_HOOKS, build_plugins

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 from conftest import REPO, RECIPES, clean_env, mmadapt_command, run_in_process
 from mmadapt.errors import RecipeError
 from mmadapt.pipeline.checks import check_pipeline, stage_problems
-from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.pipeline.plan import task_languages
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe import load_recipe
 
 #: changes to recipes/quickstart_from_scratch.yaml (the quickstart pretraining its own model) -> the problem line

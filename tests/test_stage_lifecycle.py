@@ -13,10 +13,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mmadapt.pipeline.context import StageContext
-from mmadapt.training.distributed import DistInfo
 from mmadapt.errors import MmadaptError
+from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.lifecycle import STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, run_stage
+from mmadapt.training.distributed import DistInfo
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 

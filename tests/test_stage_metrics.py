@@ -11,8 +11,8 @@ import torch
 
 from conftest import RECIPES, run_in_process, tiny_overrides
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec
-from mmadapt.training.memory import PeakMemory
 from mmadapt.pipeline.lifecycle import STAGE_DONE
+from mmadapt.training.memory import PeakMemory
 
 TINY = RECIPES / "tiny_full.yaml"
 SEQ, BATCH, STEPS = 16, 4, 3

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmadapt.pipeline.lifecycle import StageRecord
 from mmadapt.pipeline.outputs import (AdaptCost, AdaptOutputs, BigModelSteps, FinetuneOutputs, InitCost,
                                       PretrainOutputs, TokenizerOutputs, TransferOutputs)
-from mmadapt.pipeline.lifecycle import StageRecord
 
 #: an adapt marker of a mini strategy with `adapt.big_model_steps`, as the stage has always written it
 MINI_ADAPT = {

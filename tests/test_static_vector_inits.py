@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mmadapt.errors import MmadaptError
-from mmadapt.plugin_system.interfaces import InitInputs
 from mmadapt.pipeline.diagnostics.alignment import alignment_at_1, read_dictionary, token_pairs
+from mmadapt.plugin_system.interfaces import InitInputs
 from mmadapt.plugin_system.manager import build_plugins
 from mmadapt.synth import generate_benchmark
 from mmadapt_plugins.static_vector_inits import StaticVectorOptions, procrustes, sparsemax, word2vec_flops

@@ -93,7 +93,8 @@ def test_no_function_in_the_core_or_the_built_in_plugins_is_over_60_lines():
 
 
 def test_only_the_command_line_and_the_public_api_import_the_runner():
-    """`mmadapt.pipeline.runner` walks the plan through the stages: the stages, the plan and `data prepare` sit below it."""
+    """`mmadapt.pipeline.runner` walks the plan through the stages: the stages, the plan and `data prepare` sit
+    below it."""
     importers = sorted(module for module, targets in import_graph().items() if "mmadapt.pipeline.runner" in targets)
     assert importers == ["mmadapt.api", "mmadapt.cli"]
 

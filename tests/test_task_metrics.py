@@ -6,10 +6,8 @@ import pytest
 from mmadapt.errors import MmadaptError
 from mmadapt_plugins.tasks.mlqa import MlqaTask, SquadTask
 from mmadapt_plugins.tasks.pawsx import PawsxTask
-from mmadapt_plugins.tasks.qa_metrics import (
-    SQUAD_RULES, exact_match, f1_score, mixed_segmentation, mlqa_rules, normalize_answer, qa_scores,
-    unicode_punctuation,
-)
+from mmadapt_plugins.tasks.qa_metrics import (SQUAD_RULES, exact_match, f1_score, mixed_segmentation, mlqa_rules,
+                                              normalize_answer, qa_scores, unicode_punctuation)
 from mmadapt_plugins.tasks.xnli import XnliTask
 
 

@@ -16,10 +16,10 @@ from omegaconf import OmegaConf
 
 from conftest import RECIPES, run_in_process
 from mmadapt.data.sources import resolve_synth_paths, synth_file
+from mmadapt.model.surgery import swap_word_embeddings
+from mmadapt.pipeline.building_blocks import cache_dir
 from mmadapt.pipeline.diagnostics.alignment import alignment_at_1, read_dictionary, token_pairs
 from mmadapt.plugin_system.manager import get_plugins
-from mmadapt.pipeline.building_blocks import cache_dir
-from mmadapt.model.surgery import swap_word_embeddings
 from mmadapt.synth.benchmark import resolve_languages
 from mmadapt.synth.lexicon import SCRIPTS, build_lexicon, build_meanings
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.mlm import INFO_FILE, blocks_dir, build_blocks
 from mmadapt.data.sources import TextSource
-from mmadapt.training.distributed import init_distributed
 from mmadapt.files.locks import held_lock
+from mmadapt.pipeline.building_blocks import cache_dir, load_tokenizer, text_sources
+from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.plan import RunPlan, StrategyRun, runs_stage, stage_work_listed
 from mmadapt.pipeline.stages.tokenizer import train_language_tokenizer
-from mmadapt.pipeline.building_blocks import cache_dir, load_tokenizer, text_sources
+from mmadapt.training.distributed import init_distributed
 from mmadapt.training.progress import quiet_third_party_bars
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from mmadapt.errors import MmadaptError
 from mmadapt.model.packs import (BODY_RECORD, PACK_EMBEDDINGS, PACK_TOKENIZER, body_record_text, body_tensors,
-                           read_body_record, read_manifest)
+                                 read_body_record, read_manifest)
 
 
 def swap_language(model_dir: Path, pack_dir: Path, out_dir: Path, plugins: Any, force: bool = False) -> list[str]:

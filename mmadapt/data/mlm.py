@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource, default_cache_dir
+from mmadapt.errors import MmadaptError
+from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.files.digests import json_digest
 from mmadapt.training.distributed import DistInfo, barrier, broadcast_object
-from mmadapt.errors import MmadaptError
 from mmadapt.training.progress import WorkProgress, format_bytes, format_duration
 
 #: bump when the block layout changes, so stale caches are never reused

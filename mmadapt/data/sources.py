@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mmadapt.data.textfiles import READ_BLOCK, block_lines, jsonl_rows, line_blocks
-from mmadapt.files.digests import file_digest, json_digest
 from mmadapt.errors import MmadaptError
+from mmadapt.files.digests import file_digest, json_digest
 
 HF_PREFIX = "hf:"
 SYNTH_PREFIX = "synth:"

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from mmadapt.training.distributed import broadcast_object
 from mmadapt.errors import MmadaptError
+from mmadapt.training.distributed import broadcast_object
 
 #: an unreadable lock younger than this is being written by its holder right now
 _WRITING_SECONDS = 10.0

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
+from mmadapt.errors import full_disk_as_error
 from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.training.distributed import DistInfo, barrier
-from mmadapt.errors import full_disk_as_error
 
 
 def gathered(module: torch.nn.Module) -> Any:

@@ -23,10 +23,10 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from mmadapt.errors import MmadaptError
 from mmadapt.files.atomic import write_text_atomic
 from mmadapt.recipe.schema import LayerRuleSection
 from mmadapt.training.distributed import DistInfo, barrier
-from mmadapt.errors import MmadaptError
 from mmadapt.training.flops import config_forward_flops_per_token
 
 MANIFEST_NAME = "manifest.json"

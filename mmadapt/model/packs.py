@@ -32,9 +32,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from mmadapt.errors import MmadaptError
 from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.files.digests import tensors_digest
-from mmadapt.errors import MmadaptError
 from mmadapt.pipeline.outputs import AdaptCost
 
 #: a pack's directory inside its adapt stage directory

@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.errors import MmadaptError
+from mmadapt.files.atomic import write_dir_atomic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

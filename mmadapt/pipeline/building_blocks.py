@@ -6,13 +6,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.data.sources import TextSource, default_cache_dir
-from mmadapt.files.digests import json_digest
-from mmadapt.training.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
+from mmadapt.files.digests import json_digest
+from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.plan import big_model_candidates
+from mmadapt.training.distributed import barrier, broadcast_object
 
 
 def cache_dir(cfg: Any) -> Path:

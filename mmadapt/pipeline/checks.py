@@ -15,9 +15,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mmadapt.errors import RecipeError
-from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.pipeline.plan import (RunLayout, RunPlan, big_model_candidates, plan_runs, stage_work_listed,
                                    starts_from_pretrained, task_languages)
+from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe.deepspeed_json import launched_world_size
 from mmadapt.recipe.schema import STAGES, adapted_languages
 

@@ -25,12 +25,12 @@ from typing import Any, Callable, ContextManager, Generic, Protocol, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmadapt.files.atomic import write_text_atomic
-from mmadapt.pipeline.context import StageContext
-from mmadapt.files.digests import path_digest
-from mmadapt.training.distributed import barrier, broadcast_object
 from mmadapt.errors import MmadaptError
+from mmadapt.files.atomic import write_text_atomic
+from mmadapt.files.digests import path_digest
 from mmadapt.files.locks import held_lock
+from mmadapt.pipeline.context import StageContext
+from mmadapt.training.distributed import barrier, broadcast_object
 from mmadapt.training.stopping import doing
 from mmadapt.training.trainer import TRAIN_SUMMARY
 

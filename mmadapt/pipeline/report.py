@@ -3,9 +3,8 @@
 `report.json` holds `{"rows": [...]}`, one row per (strategy, task, language), with at least
 strategy, task, language, source_score, target_score, control_score, adapt_steps,
 adapt_seconds and adapt_flops; scores are fractions in [0, 1]. With a bilingual dictionary for the language
-(`languages.<code>.dictionary`) rows also carry `alignment_at_1` (see `mmadapt.pipeline.diagnostics.alignment`), and each
-curve point its snapshot's. Other tools read it: keep
-these names.
+(`languages.<code>.dictionary`) rows also carry `alignment_at_1` (see `mmadapt.pipeline.diagnostics.alignment`), and
+each curve point its snapshot's. Other tools read it: keep these names.
 """
 from __future__ import annotations
 
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mmadapt.files.atomic import write_text_atomic
-from mmadapt.pipeline.diagnostics.collapse import collapse_table
 from mmadapt.pipeline.curves import CURVE_PNG, REACH_FRACTION, compute_to_reach, plot_curves, reach_table
+from mmadapt.pipeline.diagnostics.collapse import collapse_table
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

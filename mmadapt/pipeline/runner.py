@@ -8,27 +8,28 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.sources import resolve_synth_paths
-from mmadapt.training.distributed import barrier, broadcast_object, init_distributed
 from mmadapt.errors import MmadaptError
 from mmadapt.files.locks import held_lock
-from mmadapt.pipeline.stages.adapt import adapt_language
+from mmadapt.pipeline.building_blocks import cache_dir
+from mmadapt.pipeline.checks import build_run_plan
+from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.diagnostics.alignment import language_alignment
 from mmadapt.pipeline.diagnostics.basin import language_basin_check
 from mmadapt.pipeline.diagnostics.collapse import add_agreement, add_collapse_check
-from mmadapt.pipeline.checks import build_run_plan
-from mmadapt.pipeline.stages.finetune import finetune_task
+from mmadapt.pipeline.lifecycle import StageOutputs
 from mmadapt.pipeline.outputs import AdaptOutputs, FinetuneOutputs, PretrainOutputs, TransferOutputs
 from mmadapt.pipeline.plan import RunPlan, StrategyRun, reuses_big_model_as_is, stage_work_listed, task_languages
-from mmadapt.pipeline.stages.pretrain import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.report import table, write_report
-from mmadapt.pipeline.lifecycle import StageOutputs
+from mmadapt.pipeline.stages.adapt import adapt_language
+from mmadapt.pipeline.stages.finetune import finetune_task
+from mmadapt.pipeline.stages.pretrain import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.stages.tokenizer import train_language_tokenizer
-from mmadapt.pipeline.stages.transfer import predictions_path, snapshot_predictions_path, source_scores, transfer_language
-from mmadapt.training.progress import quiet_third_party_bars
-from mmadapt.pipeline.building_blocks import cache_dir
+from mmadapt.pipeline.stages.transfer import (predictions_path, snapshot_predictions_path, source_scores,
+                                              transfer_language)
 from mmadapt.recipe import save_resolved
+from mmadapt.training.distributed import barrier, broadcast_object, init_distributed
+from mmadapt.training.progress import quiet_third_party_bars
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any, Iterable
 
 import pluggy
 
-from mmadapt.plugin_system import hookspecs
 from mmadapt.errors import PluginError
+from mmadapt.plugin_system import hookspecs
 from mmadapt.plugin_system.registry import Registry
 
 ENTRY_POINT_GROUP = "mmadapt"

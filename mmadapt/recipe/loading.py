@@ -12,8 +12,8 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mmadapt.files.atomic import write_text_atomic
 from mmadapt.errors import MmadaptError, RecipeError
+from mmadapt.files.atomic import write_text_atomic
 from mmadapt.recipe.deepspeed_json import launched_world_size, resolve_deepspeed
 from mmadapt.recipe.schema import Recipe
 from mmadapt.recipe.validation import Checker

@@ -7,15 +7,8 @@ per new language; see `benchmark.py` for the layout and `describe()` for a summa
 languages come from settings too (`custom.py`: word order, morphology, synonyms, script),
 and `variants.py` draws other source grammars from the seed.
 """
-from mmadapt.synth.benchmark import (
-    DEFAULT_LANGUAGES,
-    GENERATOR_VERSION,
-    SynthBenchmark,
-    describe,
-    generate_benchmark,
-    language_words,
-    resolve_languages,
-)
+from mmadapt.synth.benchmark import (DEFAULT_LANGUAGES, GENERATOR_VERSION, SynthBenchmark, describe, generate_benchmark,
+                                     language_words, resolve_languages)
 from mmadapt.synth.custom import spec_from_settings
 from mmadapt.synth.languages import BUILTIN_LANGUAGES, SOURCE, LanguageSpec, WordOrder
 from mmadapt.synth.variants import GrammarVariant, grammar_variant

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.errors import did_you_mean
+from mmadapt.files.atomic import write_dir_atomic
 from mmadapt.synth import writers
 from mmadapt.synth.clausal import (CLAUSAL_INVENTORY, CLAUSAL_WEIGHTS, DEFAULT_FAMILY, FAMILIES, ClausalGrammar,
                                    ClausalNliGenerator, family_seed, hard_share)

@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from mmadapt.errors import MmadaptError, full_disk_as_error
 from mmadapt.files.atomic import publish_dir, write_json_atomic
 from mmadapt.files.digests import file_digest
 from mmadapt.training.distributed import DistInfo, barrier
-from mmadapt.errors import MmadaptError, full_disk_as_error
 
 MARKER = "mmadapt_checkpoint.json"
 _TAG = re.compile(r"^step_(\d+)$")

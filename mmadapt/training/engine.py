@@ -7,8 +7,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from mmadapt.training.distributed import DistInfo
 from mmadapt.errors import MmadaptError
+from mmadapt.training.distributed import DistInfo
 
 
 def lr_lambda(schedule: str, warmup_steps: int, max_steps: int, min_ratio: float) -> Callable[[int], float]:

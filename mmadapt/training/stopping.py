@@ -17,8 +17,8 @@ from typing import Any, Iterator
 
 import torch
 
-from mmadapt.training.distributed import max_across_ranks
 from mmadapt.errors import MmadaptError
+from mmadapt.training.distributed import max_across_ranks
 
 EXIT_DIVERGED = 3
 EXIT_PREEMPTED = 75

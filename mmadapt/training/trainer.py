@@ -29,18 +29,19 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from mmadapt.training.checkpoint import (MARKER, find_resume_checkpoint, load_checkpoint, save_checkpoint, stage_checkpoints,
-                                step_tag)
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
-from mmadapt.files.atomic import write_text_atomic
-from mmadapt.training.engine import build_engine
-from mmadapt.training.metrics import MetricsLogger
-from mmadapt.training.distributed import broadcast_object, max_across_ranks, mean_across_ranks, means_across_ranks
 from mmadapt.errors import MmadaptError
+from mmadapt.files.atomic import write_text_atomic
+from mmadapt.pipeline.context import StageContext
+from mmadapt.training.checkpoint import (MARKER, find_resume_checkpoint, load_checkpoint, save_checkpoint,
+                                         stage_checkpoints, step_tag)
+from mmadapt.training.distributed import broadcast_object, max_across_ranks, mean_across_ranks, means_across_ranks
+from mmadapt.training.engine import build_engine
 from mmadapt.training.memory import PeakMemory
+from mmadapt.training.metrics import MetricsLogger
 from mmadapt.training.progress import TrainingProgress
-from mmadapt.training.stopping import EXIT_PREEMPTED, Diverged, NonFiniteGuard, PreemptionWatch, Preempted, diverged_message
+from mmadapt.training.stopping import (EXIT_PREEMPTED, Diverged, NonFiniteGuard, PreemptionWatch, Preempted,
+                                       diverged_message)
 
 
 #: written into the stage directory at the end of training: `TrainResult.summary()`

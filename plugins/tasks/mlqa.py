@@ -21,10 +21,8 @@ from mmadapt.api import MmadaptError, hookimpl
 from mmadapt_plugins.tasks.extractive_qa import ExtractiveQATask, dataset_qa_examples, read_squad_json
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.qa_metrics import MLQA_ARTICLES, SQUAD_RULES, AnswerRules, mlqa_rules
-from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, require_path,
-    take,
-)
+from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
+                                           load_dataset_split, require_path, take)
 
 MLQA_LANGUAGES = sorted(MLQA_ARTICLES)
 _SQUAD_HINT = ("Download train-v1.1.json (and dev-v1.1.json) from https://rajpurkar.github.io/SQuAD-explorer/ "

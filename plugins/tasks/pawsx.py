@@ -15,10 +15,8 @@ from mmadapt.api import hookimpl
 
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
-from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
-    require_path, take,
-)
+from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
+                                           load_dataset_split, read_tsv, require_path, take)
 
 PAWSX_LANGUAGES = ["de", "en", "es", "fr", "ja", "ko", "zh"]
 _FILES_HINT = ("Download https://storage.googleapis.com/paws/pawsx/x-final.tar.gz, unpack it and set "

@@ -21,10 +21,8 @@ from mmadapt.api import DataError, hookimpl, read_jsonl
 
 from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
-from mmadapt_plugins.tasks.sources import (
-    check_split, check_unique_ids, hf_download_hint, is_dataset_dir, load_dataset_split, read_tsv,
-    require_keys, require_path, take,
-)
+from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
+                                           load_dataset_split, read_tsv, require_keys, require_path, take)
 
 XNLI_LANGUAGES = ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"]
 _FILES_HINT = ("Download https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip (dev/test) and "

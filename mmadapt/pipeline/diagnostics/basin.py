@@ -16,10 +16,10 @@ from typing import Any
 import torch
 
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec
+from mmadapt.model.surgery import load_embeddings, swap_vocabulary
+from mmadapt.pipeline.stages.snapshots import snapshots
 from mmadapt.training.flops import ModelShape, training_flops_per_token
 from mmadapt.training.objectives import MaskedLMObjective
-from mmadapt.pipeline.stages.snapshots import snapshots
-from mmadapt.model.surgery import load_embeddings, swap_vocabulary
 
 #: the blocks of the language's corpus the check reads (spread evenly over it)
 CHECK_BLOCKS = 128

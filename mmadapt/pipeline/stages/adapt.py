@@ -20,19 +20,19 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
-from mmadapt.files.digests import stage_fingerprint
 from mmadapt.errors import MmadaptError
+from mmadapt.files.digests import stage_fingerprint
+from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
+from mmadapt.model.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
+from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
+from mmadapt.pipeline.context import StageContext
+from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
+from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
+from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
 from mmadapt.training.flops import adapt_flops_per_token
 from mmadapt.training.objectives import MaskedLMObjective
-from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
-from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
-from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
-from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
-from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
-from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
-from mmadapt.model.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
 from mmadapt.training.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"

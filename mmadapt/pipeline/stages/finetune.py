@@ -10,17 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.data.features import FeatureDataset
 from mmadapt.files.digests import stage_fingerprint
-from mmadapt.training.engine import trainable_parameters
 from mmadapt.model.export import save_pretrained_atomic
+from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body
+from mmadapt.pipeline.building_blocks import model_family
+from mmadapt.pipeline.context import StageContext
+from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage, task_data_digests, task_settings
+from mmadapt.pipeline.outputs import FinetuneOutputs
+from mmadapt.training.engine import trainable_parameters
 from mmadapt.training.flops import finetune_flops_per_token
 from mmadapt.training.objectives import SupervisedObjective
-from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body
-from mmadapt.pipeline.outputs import FinetuneOutputs
-from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage, task_data_digests, task_settings
-from mmadapt.pipeline.building_blocks import model_family
 from mmadapt.training.trainer import Trainer, seed_everything
 
 

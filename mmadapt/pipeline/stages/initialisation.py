@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
+from mmadapt.pipeline.building_blocks import source_fingerprints, text_sources
 from mmadapt.pipeline.context import StageContext
-from mmadapt.plugin_system.interfaces import InitInputs
 from mmadapt.pipeline.diagnostics.alignment import read_dictionary
 from mmadapt.pipeline.outputs import InitCost
-from mmadapt.pipeline.building_blocks import source_fingerprints, text_sources
+from mmadapt.plugin_system.interfaces import InitInputs
 
 
 def _init_dictionary_spec(ctx: StageContext, language: str) -> str | None:

@@ -9,14 +9,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.files.digests import digest, stage_fingerprint
-from mmadapt.training.flops import ModelShape
-from mmadapt.pipeline.plan import StrategyRun
-from mmadapt.pipeline.outputs import PretrainOutputs
-from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
 from mmadapt.pipeline.building_blocks import data_fingerprint, resolve_pretrained
+from mmadapt.pipeline.context import StageContext
+from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.outputs import PretrainOutputs
+from mmadapt.pipeline.plan import StrategyRun
 from mmadapt.recipe.schema import StrategySection
+from mmadapt.training.flops import ModelShape
 from mmadapt.training.trainer import read_train_summary, seed_everything
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.model.export import gathered
 from mmadapt.model.surgery import lm_head_bias, save_embeddings
+from mmadapt.pipeline.context import StageContext
 
 SNAPSHOT_DIR = "snapshots"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mmadapt.pipeline.context import StageContext
-from mmadapt.files.digests import stage_fingerprint
 from mmadapt.errors import MmadaptError
-from mmadapt.pipeline.outputs import TokenizerOutputs
-from mmadapt.pipeline.lifecycle import StageUnit, run_stage
+from mmadapt.files.digests import stage_fingerprint
 from mmadapt.pipeline.building_blocks import text_sources, train_tokenizer_on
+from mmadapt.pipeline.context import StageContext
+from mmadapt.pipeline.lifecycle import StageUnit, run_stage
+from mmadapt.pipeline.outputs import TokenizerOutputs
 
 
 def language_tokenizer_dir(output_dir: Path, language: str) -> Path:

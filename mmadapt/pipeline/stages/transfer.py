@@ -8,18 +8,18 @@ from typing import Any
 
 import torch
 
-from mmadapt.pipeline.context import StageContext
 from mmadapt.files.atomic import write_file_atomic, write_text_atomic
 from mmadapt.files.digests import digest, stage_fingerprint
-from mmadapt.training.distributed import barrier, broadcast_object
 from mmadapt.model.export import save_pretrained_atomic
-from mmadapt.training.metrics import write_scalar_series
 from mmadapt.model.packs import BODY_RECORD
+from mmadapt.model.surgery import load_embeddings, swap_vocabulary, swap_word_embeddings
+from mmadapt.pipeline.building_blocks import model_family
+from mmadapt.pipeline.context import StageContext
+from mmadapt.pipeline.lifecycle import StageUnit, run_stage, task_data_digests, task_settings
 from mmadapt.pipeline.outputs import AdaptOutputs, FinetuneOutputs, TransferOutputs
 from mmadapt.pipeline.stages.snapshots import snapshots
-from mmadapt.pipeline.lifecycle import StageUnit, run_stage, task_data_digests, task_settings
-from mmadapt.pipeline.building_blocks import model_family
-from mmadapt.model.surgery import load_embeddings, swap_vocabulary, swap_word_embeddings
+from mmadapt.training.distributed import barrier, broadcast_object
+from mmadapt.training.metrics import write_scalar_series
 
 
 def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
