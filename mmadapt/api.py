@@ -20,7 +20,7 @@ from mmadapt.plugin_system.interfaces import (EmbeddingInit, InitInputs, LayerRu
                                               Strategy, Task)
 from mmadapt.plugin_system.manager import build_plugins
 from mmadapt.plugin_system.registry import Registry
-from mmadapt.recipe import load_recipe
+from mmadapt.recipe import load_recipe, task_section
 from mmadapt.training.engine import trainable_parameters
 from mmadapt.training.flops import FlopCount, MLMHead, ModelShape, StrategyCompute, training_flops_per_token
 from mmadapt.training.objectives import MaskedLMObjective, masked_lm_loss, masked_positions, mlm_head_name
@@ -45,5 +45,5 @@ __all__ = [
     # reading data files (tasks)
     "text_lines", "read_jsonl", "fill_language", "hf_offline",
     # a plugin's own tests
-    "build_plugins", "load_recipe", "run_recipe",
+    "build_plugins", "load_recipe", "run_recipe", "task_section",
 ]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
+
+from mmadapt.api import task_section
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 XNLI_DIR = FIXTURES / "xnli"
@@ -15,8 +16,8 @@ _built: dict[str, object] = {}
 
 
 def task_options(task, **values):
-    """The task's recipe section: `name` plus its Options with `values` set (as the recipe gives it)."""
-    return SimpleNamespace(name="test", **{**vars(task.Options()), **values})
+    """The task's recipe section with `values` set, in the one form the pipeline hands it to the task."""
+    return task_section(task, "test", **values)
 
 
 def fixture_sentences() -> list[str]:

@@ -152,3 +152,14 @@ def test_the_documented_examples_compute_what_they_describe(examples):
     assert len(family.layers(model)) == 2 and family.lm_head(model) is model.cls
     assert family.word_embeddings(model).weight is model.get_output_embeddings().weight
     assert api.mlm_head_name(model) == "cls"
+
+
+def test_task_section_builds_the_very_section_a_recipe_hands_its_task():
+    cfg = api.load_recipe(REPO / "recipes" / "quickstart.yaml")
+    xnli = build_plugins().tasks.get("xnli")
+    given = {key: cfg.tasks[0][key] for key in ("train_file", "dev_file", "test_file", "train_language", "max_length")}
+    built = api.task_section(xnli, "xnli", languages=list(cfg.tasks[0].languages), **given)
+    assert dict(built) == dict(cfg.tasks[0])
+    assert built.max_length == built["max_length"] == 32 and xnli.option_value(built, xnli.sequence_length_option) == 32
+    with pytest.raises(api.MmadaptError, match=r"tasks.xnli.max_lenght: unknown key.*did you mean"):
+        api.task_section(xnli, "xnli", max_lenght=32)

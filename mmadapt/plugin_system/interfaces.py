@@ -176,9 +176,7 @@ class Task(Named):
 
     def option_value(self, options: Any, declared: str | None) -> Any:
         """The value of the option a `*_option` attribute declares (None when it declares none or it is unset)."""
-        if declared is None:
-            return None
-        return options.get(declared) if isinstance(options, Mapping) else getattr(options, declared, None)
+        return None if declared is None else options.get(declared)
 
     def data_files(self, options: Any, split: str, language: str) -> list[str]:
         """The local files (or `save_to_disk` directories) that `train_examples` ("train") or

@@ -5,6 +5,7 @@ fails in a second with every problem listed at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,8 +16,8 @@ from omegaconf.errors import OmegaConfBaseException
 from mmadapt.errors import MmadaptError, RecipeError
 from mmadapt.files.atomic import write_text_atomic
 from mmadapt.recipe.deepspeed_json import launched_world_size, resolve_deepspeed
-from mmadapt.recipe.schema import Recipe
-from mmadapt.recipe.validation import Checker
+from mmadapt.recipe.schema import Recipe, TaskSection
+from mmadapt.recipe.validation import Checker, merge_option_classes
 
 RESOLVED_RECIPE_NAME = "recipe.yaml"
 #: `${recipe_dir:}` in a recipe: the absolute directory of the recipe file (for files shipped beside it)
@@ -78,6 +79,23 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), plugins:
     cfg.deepspeed.resolved = ds
     OmegaConf.set_readonly(cfg, True)
     return cfg
+
+
+def task_section(task: Any, name: str = "task", **values: Any) -> DictConfig:
+    """The recipe section of `task` (a `Task` plugin) named `name`, with `values` set: checked and completed as
+    `load_recipe` makes each entry of `tasks:` (every key of `TaskSection` and of `task.Options`, read-only). It is
+    the one form a task's methods receive their options in; a plugin's tests build it here."""
+    options = getattr(task, "Options", None)
+    section_class = (merge_option_classes(TaskSection, options, f"TaskSection_{name}")
+                     if options is not None and dataclasses.is_dataclass(options) else TaskSection)
+    item = {"name": name, **values}
+    checker = Checker(plugins=None)
+    checker.check_section(item, section_class, f"tasks.{name}")
+    if checker.problems:
+        raise RecipeError(checker.problems, f"task section {name!r}")
+    section = OmegaConf.create(OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(section_class), item)))
+    OmegaConf.set_readonly(section, True)
+    return section
 
 
 def _register_recipe_dir(recipe_path: Path | None) -> None:

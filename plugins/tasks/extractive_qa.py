@@ -24,7 +24,6 @@ from typing import Any, Optional, Sequence
 from mmadapt.api import DataError, MmadaptError, Task
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
-from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.qa_metrics import AnswerRules, qa_scores
 from mmadapt_plugins.tasks.sources import read_json, require_path, warn_unmatched
 
@@ -181,7 +180,7 @@ class ExtractiveQATask(Task):
         starts, ends = [], []
         try:
             with torch.no_grad():
-                for batch in batches(spans.tensors, option(options, "eval_batch_size")):
+                for batch in batches(spans.tensors, options.eval_batch_size):
                     output = model(**to_device(batch, device))
                     starts.append(output.start_logits.float().cpu())
                     ends.append(output.end_logits.float().cpu())
@@ -190,11 +189,11 @@ class ExtractiveQATask(Task):
         if not starts:
             return {}
         return best_answers(examples, spans, torch.cat(starts).numpy(), torch.cat(ends).numpy(),
-                            option(options, "n_best_size"), option(options, "max_answer_length"))
+                            options.n_best_size, options.max_answer_length)
 
     def _encode(self, examples: list[dict], tokenizer: Any, options: Any, with_answers: bool) -> SpanFeatures:
-        return encode_spans(examples, tokenizer, option(options, "max_length"), option(options, "doc_stride"),
-                            option(options, "max_query_length"), with_answers=with_answers)
+        return encode_spans(examples, tokenizer, options.max_length, options.doc_stride,
+                            options.max_query_length, with_answers=with_answers)
 
     # -- metric and files ----------------------------------------------------------------------
 

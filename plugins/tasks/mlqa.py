@@ -19,7 +19,6 @@ from typing import Any, Optional
 from mmadapt.api import MmadaptError, hookimpl
 
 from mmadapt_plugins.tasks.extractive_qa import ExtractiveQATask, dataset_qa_examples, read_squad_json
-from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.qa_metrics import MLQA_ARTICLES, SQUAD_RULES, AnswerRules, mlqa_rules
 from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
                                            load_dataset_split, require_path, take)
@@ -79,10 +78,10 @@ class SquadOptions(QaSettings):
 
 
 def _squad_train(options: Any, hf_option: str) -> list[dict]:
-    path = option(options, "train_file")
+    path = options.train_file
     if path is not None and not is_dataset_dir(path):
         return read_squad_json(require_path(path, "SQuAD v1.1 training file (task.train_file)", _SQUAD_HINT))
-    spec = path or option(options, hf_option)
+    spec = path or options[hf_option]
     hint = f"{hf_download_hint('squad', None, hf_option)}; or: {_SQUAD_HINT}"
     return dataset_qa_examples(*load_dataset_split(spec, None, "train", "en", hint))
 
@@ -97,13 +96,13 @@ class MlqaTask(ExtractiveQATask):
         return mlqa_rules(language)
 
     def train_examples(self, options: Any) -> list[dict]:
-        return take(_squad_train(options, "hf_train_dataset"), option(options, "max_train_examples"))
+        return take(_squad_train(options, "hf_train_dataset"), options.max_train_examples)
 
     def data_files(self, options: Any, split: str, language: str) -> list[str]:
         files = super().data_files(options, split, language)
-        if not files and split != "train" and option(options, "mlqa_dir") is not None:
+        if not files and split != "train" and options.mlqa_dir is not None:
             name = f"{split}-context-{language}-question-{language}.json"
-            files = [str(Path(option(options, "mlqa_dir")) / split / name)]
+            files = [str(Path(options.mlqa_dir) / split / name)]
         return files
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
@@ -115,7 +114,7 @@ class MlqaTask(ExtractiveQATask):
             examples = read_squad_json(require_path(path, f"MLQA {split} file", _MLQA_HINT))
         else:
             hint = f"{hf_download_hint('mlqa', f'mlqa.{language}.{language}', 'hf_dataset')}; or: {_MLQA_HINT}"
-            examples = dataset_qa_examples(*load_dataset_split(path or option(options, "hf_dataset"),
+            examples = dataset_qa_examples(*load_dataset_split(path or options.hf_dataset,
                                                                f"mlqa.{language}.{language}", split, language, hint))
         check_unique_ids(examples, f"MLQA {split} {language}")
         return examples
@@ -131,18 +130,18 @@ class SquadTask(ExtractiveQATask):
         return SQUAD_RULES
 
     def train_examples(self, options: Any) -> list[dict]:
-        return take(_squad_train(options, "hf_dataset"), option(options, "max_train_examples"))
+        return take(_squad_train(options, "hf_dataset"), options.max_train_examples)
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
         if split != "dev":
             raise MmadaptError("SQuAD v1.1 has no public test set; evaluate the dev split")
-        path = option(options, "dev_file")
+        path = options.dev_file
         if path is not None and not is_dataset_dir(path):
             examples = read_squad_json(require_path(path, "SQuAD v1.1 dev file (task.dev_file)", _SQUAD_HINT))
         else:
             hint = f"{hf_download_hint('squad', None, 'hf_dataset')}; or: {_SQUAD_HINT}"
-            examples = dataset_qa_examples(*load_dataset_split(path or option(options, "hf_dataset"), None, split,
+            examples = dataset_qa_examples(*load_dataset_split(path or options.hf_dataset, None, split,
                                                                language, hint))
         check_unique_ids(examples, "SQuAD dev")
         return examples

@@ -14,7 +14,6 @@ from typing import Any, ClassVar, Optional
 from mmadapt.api import DataError, MmadaptError, Task, read_jsonl
 
 from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
-from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.sources import require_path, warn_unmatched
 
 #: encode this many pairs per tokenizer call (keeps memory flat on large training sets)
@@ -127,7 +126,7 @@ class PairClassificationTask(Task):
         """`input_ids`, `attention_mask` (LongTensor [max_length]) and `labels` (LongTensor [])."""
         import torch
 
-        features = self.encode(examples, tokenizer, option(options, "max_length"))
+        features = self.encode(examples, tokenizer, options.max_length)
         for feature, ex in zip(features, examples):
             feature["labels"] = torch.tensor(self.labels.index(ex["label"]), dtype=torch.long)
         return features
@@ -136,13 +135,13 @@ class PairClassificationTask(Task):
         """{id: official label}: the arg-max class of each pair, in eval mode, without gradients."""
         import torch
 
-        features = self.encode(examples, tokenizer, option(options, "max_length"))
+        features = self.encode(examples, tokenizer, options.max_length)
         was_training = model.training
         model.eval()
         classes: list[int] = []
         try:
             with torch.no_grad():
-                for batch in batches(features, option(options, "eval_batch_size")):
+                for batch in batches(features, options.eval_batch_size):
                     logits = model(**to_device(batch, device)).logits
                     classes.extend(logits.argmax(dim=-1).tolist())
         finally:

@@ -13,7 +13,6 @@ from typing import Any
 
 from mmadapt.api import hookimpl
 
-from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
                                            load_dataset_split, read_tsv, require_path, take)
@@ -41,13 +40,13 @@ class PawsxTask(PairClassificationTask):
     labels = (0, 1)
 
     def train_examples(self, options: Any) -> list[dict]:
-        path = option(options, "train_file")
-        language = option(options, "train_language")
+        path = options.train_file
+        language = options.train_language
         if path is None or is_dataset_dir(path):
             examples = self._from_hf(options, language, "train", spec=path)
         else:
             examples = self.read_tsv(require_path(path, "PAWS-X training file (task.train_file)", _FILES_HINT))
-        return take(examples, option(options, "max_train_examples"))
+        return take(examples, options.max_train_examples)
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
@@ -74,7 +73,7 @@ class PawsxTask(PairClassificationTask):
                 for lineno, row in read_tsv(path, ("id", "sentence1", "sentence2", "label"))]
 
     def _from_hf(self, options: Any, language: str, split: str, spec: str | None) -> list[dict]:
-        spec = spec or option(options, "hf_dataset")
+        spec = spec or options.hf_dataset
         hint = f"{hf_download_hint('paws-x', language, 'hf_dataset')}; or use the official files: {_FILES_HINT}"
         dataset, source = load_dataset_split(spec, language, split, language, hint)
         return self.dataset_examples(dataset, source, skip_unlabelled=False)

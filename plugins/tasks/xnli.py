@@ -19,7 +19,6 @@ from typing import Any
 
 from mmadapt.api import DataError, hookimpl, read_jsonl
 
-from mmadapt_plugins.tasks.options import option
 from mmadapt_plugins.tasks.pair_classification import PairClassificationTask, PairTaskOptions
 from mmadapt_plugins.tasks.sources import (check_split, check_unique_ids, hf_download_hint, is_dataset_dir,
                                            load_dataset_split, read_tsv, require_keys, require_path, take)
@@ -48,14 +47,14 @@ class XnliTask(PairClassificationTask):
     labels = ("entailment", "neutral", "contradiction")
 
     def train_examples(self, options: Any) -> list[dict]:
-        path = option(options, "train_file")
+        path = options.train_file
         if path is None:
-            examples = self._from_hf(options, option(options, "train_language"), "train")
+            examples = self._from_hf(options, options.train_language, "train")
         elif is_dataset_dir(path):
-            examples = self._from_hf(options, option(options, "train_language"), "train", spec=path)
+            examples = self._from_hf(options, options.train_language, "train", spec=path)
         else:
             examples = self.read_multinli(require_path(path, "XNLI training file (task.train_file)", _FILES_HINT))
-        return take(examples, option(options, "max_train_examples"))
+        return take(examples, options.max_train_examples)
 
     def eval_examples(self, options: Any, language: str, split: str) -> list[dict]:
         check_split(split)
@@ -109,7 +108,7 @@ class XnliTask(PairClassificationTask):
         return examples
 
     def _from_hf(self, options: Any, language: str, split: str, spec: str | None = None) -> list[dict]:
-        spec = spec or option(options, "hf_dataset")
+        spec = spec or options.hf_dataset
         hint = f"{hf_download_hint('xnli', language, 'hf_dataset')}; or use the official files: {_FILES_HINT}"
         dataset, source = load_dataset_split(spec, language, split, language, hint)
         return self.dataset_examples(dataset, source, skip_unlabelled=split == "train")
