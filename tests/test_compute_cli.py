@@ -24,6 +24,7 @@ def _line(text: str, strategy: str, stage: str) -> str:
     return next(line for line in block.splitlines() if line.strip().startswith(stage + " "))
 
 
+@pytest.mark.slow  # a real-size recipe
 def test_the_xlmr_large_minijoint_recipe_prints_its_predicted_adapt_ratio():
     out = subprocess.run(mmadapt_command() + ["compute", str(RECIPES / "xlmr_large_minijoint.yaml")],
                          capture_output=True, text=True, env=clean_env(), timeout=120)

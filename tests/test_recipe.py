@@ -144,6 +144,7 @@ def test_a_runs_saved_recipe_runs_again_as_is_with_its_deepspeed_json_beside_it(
     assert OmegaConf.to_container(load_recipe(saved)) == OmegaConf.to_container(cfg)
 
 
+@pytest.mark.slow  # every recipe command, each a child process
 def test_the_recipe_commands_show_and_validate_from_the_command_line(tmp_path):
     import subprocess
 

@@ -118,6 +118,7 @@ def test_a_report_baseline_that_is_not_one_of_the_strategies_is_refused(tmp_path
         check_pipeline(load_recipe(RECIPES / "quickstart.yaml", ["report.baseline=mini"]))
 
 
+@pytest.mark.slow  # every command, each a child process
 @pytest.mark.parametrize("recipe, override", [("tiny_minijoint.yaml", "strategy.k=4"),
                                               ("quickstart.yaml", "strategies.2.k=8")])
 def test_a_mini_model_as_deep_as_the_big_model_is_refused_by_every_command(recipe, override):

@@ -26,7 +26,7 @@ def test_the_quickstart_plan_holds_languages_layout_and_every_stage_config(tmp_p
     # a strategy that reuses another starts from that one's big model
     assert full.reuse == "minijoint" and full.pretrain_cfg.model.pretrained == str(tmp_path / "minijoint/pretrain/big")
     # the stage-wide train sections over the recipe's, then the strategy's or task's own
-    assert post.pretrain_cfg.train.max_steps == 600 and post.pretrain_cfg.train.micro_batch_size == 64
+    assert post.pretrain_cfg.train.max_steps == 0 and post.pretrain_cfg.train.micro_batch_size == 64
     assert joint.adapt_cfg.train.max_steps == 400 and joint.adapt_cfg.train.lr == pytest.approx(3e-3)
     assert joint.finetune_cfgs["xnli"].train.max_steps == plan.cfg.finetune.train.max_steps
     # the adapt stage's first steps over the big model: their own batch, a constant rate after the warm-up

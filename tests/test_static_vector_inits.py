@@ -74,6 +74,7 @@ def initialise(name, synth, dictionary, **options):
     return weight, inputs
 
 
+@pytest.mark.slow  # vectors trained on a whole corpus
 def test_a_dictionary_of_every_word_puts_each_token_of_a_vocabulary_only_language_nearest_its_translation(synth_vo):
     _, source, new, source_weight, pairs = synth_vo
     weight, _ = initialise("dictionary", synth_vo, pairs, epochs=20, k=1)

@@ -62,6 +62,7 @@ def test_pawsx_scores_accuracy(tmp_path):
     assert json.loads(out.stdout) == {"accuracy": 0.75}  # 3 / 4
 
 
+@pytest.mark.slow  # one child process per broken file
 def test_score_errors_name_the_file_and_row(tmp_path):
     predictions = write_jsonl(tmp_path / "predictions.jsonl", [{"id": "1", "label": 1}, {"id": "2"}])
     out = mmadapt("score", "pawsx", PAWSX_DIR / "de" / "test_2k.tsv", predictions)
