@@ -154,16 +154,16 @@ class MiniPostStrategy(Strategy):
         big = build_model(ctx, tokenizer)
         layers = select_layers(ctx.plugins, len(family.layers(big)), opts.k, opts.layer_rule)
         mini = build_minipost_model(family, big, layers, opts.new_layers, opts.new_layer_init)
+        mini_layers = layers + [None] * opts.new_layers
         if opts.continue_from:
-            continue_new_layers(family, mini, Path(opts.continue_from), layers + [None] * opts.new_layers)
-            ctx.log(f"minipost: new layers and head continue {opts.continue_from}")
+            continue_new_layers(family, mini, Path(opts.continue_from), mini_layers)
         big_dir = save_pretrained_atomic(big, ctx.stage_dir / "big", ctx.dist, tokenizer)
-        manifest = build_manifest("minipost", opts.k, opts.layer_rule, big, mini,
-                                  layers + [None] * opts.new_layers, ctx.cfg.data.block_size)
+        manifest = build_manifest("minipost", opts.k, opts.layer_rule, big, mini, mini_layers, ctx.cfg.data.block_size)
         objective = DistilledMLMObjective(mini, big, opts.distill) if opts.distill > 0 else MaskedLMObjective(mini)
         del big  # the layers above the selection and the old head are not needed any more (a teacher holds a copy)
+        start = f"from {opts.continue_from}" if opts.continue_from else opts.new_layer_init
         ctx.log(f"minipost: frozen big-model layers {[i + 1 for i in layers]} (1-based) + {opts.new_layers} "
-                f"new layers ({opts.new_layer_init}); {manifest['parameters']['mini_trainable']:,} trainable parameters")
+                f"new layers ({start}); {manifest['parameters']['mini_trainable']:,} trainable parameters")
         train_set, eval_set = mlm_datasets(ctx, tokenizer)
         result = Trainer(ctx, objective, trainable_parameters(objective), train_set, eval_set).train()
         if result.steps:
