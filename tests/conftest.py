@@ -1,11 +1,13 @@
 """Shared fixtures: a private cache, tiny corpora, in-process runs of recipes."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -23,7 +25,32 @@ def _private_cache(tmp_path_factory):
             patch.setenv("DS_ACCELERATOR", "cpu")
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("TOKENIZERS_PARALLELISM", "false")
+        with _one_thread_per_worker(patch):
+            yield
+
+
+@contextlib.contextmanager
+def _one_thread_per_worker(patch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Under several test workers (pyproject's `-n auto`), each trains on one torch thread, and so do the
+    runs it starts, unless OMP_NUM_THREADS says otherwise: workers with a thread per core each would fight."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or "OMP_NUM_THREADS" in os.environ:
         yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    patch.setenv("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many workers `-n auto` starts: one per core this process may use, at most 4 (the suite is two
+    dozen files; more workers mostly add start-up time and memory)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 def _has_cuda() -> bool:

@@ -16,6 +16,7 @@ from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, blocks_dir, build_blocks
 from mmadapt.data.packing import pack_to_file
 from mmadapt.data.sources import TextSource
 from mmadapt.errors import MmadaptError
+from mmadapt.training.distributed import free_port
 from mmadapt.training.progress import WorkProgress
 from test_data import CharTokenizer
 
@@ -186,7 +187,7 @@ def test_two_ranks_prepare_a_corpus_once_and_both_stop_with_rank_0s_problem(tiny
     cache = tmp_path / "cache"
 
     def torchrun(*extra):
-        command = ["torchrun", "--nproc_per_node", "2", "--master_port", "29563", "-m", "mmadapt", "data", "prepare",
+        command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "mmadapt", "data", "prepare",
                    str(TINY), *tiny_overrides(tiny_corpus, tmp_path / "run", *extra)]
         return subprocess.run(command, capture_output=True, text=True, env=clean_env(MMADAPT_CACHE=str(cache)),
                               timeout=300, cwd=RECIPES.parent)

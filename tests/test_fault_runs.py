@@ -19,6 +19,7 @@ import torch
 from conftest import RECIPES, clean_env, mmadapt_command, tiny_overrides
 from mmadapt.pipeline.lifecycle import STAGE_DONE
 from mmadapt.training.checkpoint import MARKER, complete_checkpoints, damage
+from mmadapt.training.distributed import free_port
 from mmadapt.training.metrics import read_metrics
 from mmadapt.training.stopping import EXIT_DIVERGED, EXIT_PREEMPTED
 
@@ -113,7 +114,7 @@ def test_a_preempted_run_saves_the_step_it_was_signalled_at_and_resumes_exactly(
 
 def test_sigterm_under_the_deepspeed_launcher_stops_both_ranks_at_one_step_and_resumes_exactly(tiny_corpus, tmp_path):
     def launch(out):
-        command = ["deepspeed", "--num_gpus", "2", "--module", "mmadapt", "train", str(TINY),
+        command = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), "--module", "mmadapt", "train", str(TINY),
                    *tiny_overrides(tiny_corpus, out, "data.block_size=64", "train.max_steps=100", "train.save_every=0")]
         return subprocess.Popen(command, env=clean_env(OMP_NUM_THREADS="1"), cwd=RECIPES.parent,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

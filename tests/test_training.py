@@ -12,6 +12,7 @@ import torch
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process, tiny_overrides
 from mmadapt.errors import MmadaptError
+from mmadapt.training.distributed import free_port
 from mmadapt.training.metrics import read_metrics
 
 TINY = RECIPES / "tiny_full.yaml"
@@ -83,7 +84,7 @@ def test_every_zero_stage_gives_the_same_losses_as_stage_0(single_process_losses
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])
 def test_two_processes_under_the_deepspeed_launcher_train_with_each_zero_stage(tiny_corpus, tmp_path, stage):
     out = tmp_path / "run"
-    command = ["deepspeed", "--num_gpus", "2", "--master_port", str(29500 + stage), "--module", "mmadapt", "train",
+    command = ["deepspeed", "--num_gpus", "2", "--master_port", str(free_port()), "--module", "mmadapt", "train",
                str(TINY), *tiny_overrides(tiny_corpus, out, f"deepspeed.config=ds_configs/zero{stage}.json")]
     proc = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300, cwd=RECIPES.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -97,7 +98,7 @@ def test_two_processes_under_the_deepspeed_launcher_train_with_each_zero_stage(t
 @pytest.mark.slow
 def test_two_processes_under_torchrun_train(tiny_corpus, tmp_path):
     out = tmp_path / "run"
-    command = ["torchrun", "--nproc_per_node", "2", "--master_port", "29561", "-m", "mmadapt", "train", str(TINY),
+    command = ["torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "mmadapt", "train", str(TINY),
                *tiny_overrides(tiny_corpus, out)]
     proc = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300, cwd=RECIPES.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -39,6 +39,18 @@ class PluginInfo:
     registers: dict[str, list[str]] = field(default_factory=dict)
 
 
+class _RegistryOf:
+    """`plugins.strategies` and its siblings: the registry filled by the REGISTRY_HOOKS hook of the attribute's name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, plugins: "Plugins | None", owner: type | None = None) -> Registry:
+        if plugins is None:  # looked up on the class: the descriptor itself
+            return self  # type: ignore[return-value]
+        return plugins._registries[self.name]
+
+
 class Plugins:
     """A loaded plugin manager plus the registries its registry hooks filled."""
 
@@ -59,25 +71,11 @@ class Plugins:
             registries[attr] = registry
         return registries
 
-    @property
-    def strategies(self) -> Registry:
-        return self._registries["strategies"]
-
-    @property
-    def model_families(self) -> Registry:
-        return self._registries["model_families"]
-
-    @property
-    def layer_rules(self) -> Registry:
-        return self._registries["layer_rules"]
-
-    @property
-    def tasks(self) -> Registry:
-        return self._registries["tasks"]
-
-    @property
-    def embedding_inits(self) -> Registry:
-        return self._registries["embedding_inits"]
+    strategies = _RegistryOf()
+    model_families = _RegistryOf()
+    layer_rules = _RegistryOf()
+    tasks = _RegistryOf()
+    embedding_inits = _RegistryOf()
 
     @property
     def hook(self) -> Any:
