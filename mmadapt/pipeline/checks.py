@@ -34,7 +34,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     """
     plugins = plugins or get_plugins()
     problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
-                + shape_problems(cfg, plugins) + model_problems(cfg) + layer_count_problems(cfg, plugins)[0])
+                + restart_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg) + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
     if problems:
@@ -201,6 +201,16 @@ def report_problems(cfg: Any) -> Problems:
         return []
     return [("report.baseline", f"{cfg.report.baseline!r} is not one of the run's strategies ({', '.join(names)}); "
                                 "compute_to_reach measures the others against it: name one of them")]
+
+
+def restart_problems(cfg: Any) -> Problems:
+    """`finetune.restart` compares two windows of steps that do not overlap."""
+    restart = cfg.finetune.restart
+    if not restart.at_step or restart.at_step >= 2 * restart.window:
+        return []
+    return [("finetune.restart.at_step", f"{restart.at_step} leaves no room for two windows of {restart.window} "
+                                         "steps (the first steps' and the last before the check): give at least "
+                                         f"{2 * restart.window}, or a smaller finetune.restart.window")]
 
 
 def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:

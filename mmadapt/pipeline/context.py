@@ -31,6 +31,14 @@ class StageContext:
     #: the strategy whose pass through the pipeline this stage is part of (None: a stage all share, `tokenizer`)
     strategy: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The stage as log lines name it (`pretrain`, `adapt/de`, `finetune/xnli`): its directory in the run's."""
+        try:
+            return str(self.stage_dir.relative_to(self.output_dir))
+        except ValueError:
+            return self.stage_dir.name
+
     def log(self, message: str) -> None:
         """Print on rank 0 only, after the wall-clock time and the strategy (mmadapt.training.progress.line_prefix)."""
         if self.dist.is_main:

@@ -30,7 +30,10 @@ from mmadapt.files.atomic import write_text_atomic
 from mmadapt.files.digests import path_digest
 from mmadapt.files.locks import held_lock
 from mmadapt.pipeline.context import StageContext
+from mmadapt.training.checkpoint import CHECKPOINTS
 from mmadapt.training.distributed import barrier, broadcast_object
+from mmadapt.training.metrics import METRICS_FILE
+from mmadapt.training.plateau import RESTART_RECORD, STUCK_CURVE_PREFIX
 from mmadapt.training.stopping import doing
 from mmadapt.training.trainer import TRAIN_SUMMARY
 
@@ -243,7 +246,7 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
 #: what a stage's training leaves beside its outputs: removed when a finished stage is re-run, so two
 #: runs never share them (nested stage units, with their own marker, keep theirs); a stale training summary
 #: would otherwise stand for a re-run that trained nothing (the pretrain stage reads it)
-RUN_TRACES = ("checkpoints", "tensorboard", "metrics.jsonl", TRAIN_SUMMARY)
+RUN_TRACES = (CHECKPOINTS, "tensorboard", METRICS_FILE, TRAIN_SUMMARY, RESTART_RECORD)
 
 
 def remove_run_traces(stage_dir: Path) -> None:
@@ -253,7 +256,7 @@ def remove_run_traces(stage_dir: Path) -> None:
     if not stage_dir.is_dir():
         return
     for child in stage_dir.iterdir():
-        if child.name in RUN_TRACES:
+        if child.name in RUN_TRACES or child.name.startswith(STUCK_CURVE_PREFIX):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         elif child.is_dir() and not (child / STAGE_DONE).is_file():
             remove_run_traces(child)

@@ -205,10 +205,26 @@ class AdaptSection:
 
 
 @dataclass
+class FinetuneRestartSection:
+    """`finetune.restart:` start a fine-tune again, with another seed, when its training loss has not left the
+    loss it started at (a classifier stuck at chance: how long it stays there depends on the seed)."""
+
+    #: the step at which the fine-tune is checked (0: never); a fine-tune of no more steps is not checked
+    at_step: int = field(default=0, metadata={"min": 0})
+    #: stuck when the mean training loss of the `window` steps up to `at_step` is at least this fraction of the
+    #: mean of the first `window` steps
+    loss_fraction: float = field(default=0.9, metadata={"gt": 0})
+    window: int = field(default=50, metadata={"min": 1})
+    #: restarts at most; restart n takes the seed `seed + 1000 * n`, and the last attempt runs to the end
+    max_restarts: int = field(default=2, metadata={"min": 1})
+
+
+@dataclass
 class FinetuneSection:
     """`finetune:` the big model on the source-language task, embedding module frozen."""
 
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
+    restart: FinetuneRestartSection = field(default_factory=FinetuneRestartSection)
 
 
 @dataclass

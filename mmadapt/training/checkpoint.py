@@ -20,6 +20,8 @@ from mmadapt.files.digests import file_digest
 from mmadapt.training.distributed import DistInfo, barrier
 
 MARKER = "mmadapt_checkpoint.json"
+#: the folder of a stage's directory its Trainer keeps checkpoints in
+CHECKPOINTS = "checkpoints"
 _TAG = re.compile(r"^step_(\d+)$")
 
 

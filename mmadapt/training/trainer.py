@@ -33,12 +33,13 @@ from mmadapt.data.mlm import MaskedBlocks, eval_batches, train_loader
 from mmadapt.errors import MmadaptError
 from mmadapt.files.atomic import write_text_atomic
 from mmadapt.pipeline.context import StageContext
-from mmadapt.training.checkpoint import (MARKER, find_resume_checkpoint, load_checkpoint, save_checkpoint,
+from mmadapt.training.checkpoint import (CHECKPOINTS, MARKER, find_resume_checkpoint, load_checkpoint, save_checkpoint,
                                          stage_checkpoints, step_tag)
 from mmadapt.training.distributed import broadcast_object, max_across_ranks, mean_across_ranks, means_across_ranks
 from mmadapt.training.engine import build_engine
 from mmadapt.training.memory import PeakMemory
 from mmadapt.training.metrics import MetricsLogger
+from mmadapt.training.plateau import PlateauWatch
 from mmadapt.training.progress import TrainingProgress
 from mmadapt.training.stopping import (EXIT_PREEMPTED, Diverged, NonFiniteGuard, PreemptionWatch, Preempted,
                                        diverged_message)
@@ -121,8 +122,13 @@ class Trainer:
 
     def __init__(self, ctx: StageContext, module: torch.nn.Module, params: Iterable[torch.nn.Parameter],
                  train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None,
-                 on_step: Callable[[int, float], None] | None = None):
+                 on_step: Callable[[int, float], None] | None = None, seed: int | None = None,
+                 plateau: PlateauWatch | None = None):
         self.ctx = ctx
+        #: the seed of this training's random state (default: the recipe's)
+        self.seed = ctx.cfg.seed if seed is None else seed
+        #: checks, at its step, that the loss has left its starting plateau (raises StuckOnPlateau when not)
+        self.plateau = plateau
         #: called on every rank after each optimiser step with (step, seconds of training so far)
         self.on_step = on_step
         self.cfg = train_cfg if train_cfg is not None else ctx.cfg.train
@@ -130,7 +136,7 @@ class Trainer:
         self.params = list(params)
         self.train_data = train_data
         self.eval_data = eval_data
-        self.checkpoint_dir = ctx.stage_dir / "checkpoints"
+        self.checkpoint_dir = ctx.stage_dir / CHECKPOINTS
 
     def train(self) -> TrainResult:
         """Train to `max_steps`, resuming from a checkpoint when there is one.
@@ -139,7 +145,7 @@ class Trainer:
         `Preempted` after saving a checkpoint when SIGTERM or SIGUSR1 arrives (mmadapt.training.stopping).
         """
         ctx, cfg, dist = self.ctx, self.cfg, self.ctx.dist
-        seed_everything(ctx.cfg.seed + dist.rank)
+        seed_everything(self.seed + dist.rank)
         engine = build_engine(self.module, self.params, OmegaConf.to_container(ctx.cfg.deepspeed.resolved), cfg, dist)
         logger = MetricsLogger(ctx.stage_dir, enabled=dist.is_main)
         step, skips = self._resume(engine)
@@ -150,7 +156,7 @@ class Trainer:
         batches = iter(train_loader(self.train_data, cfg.micro_batch_size, dist, samples_seen, ctx.cfg.data.num_workers))
         fixed_eval = (eval_batches(self.eval_data, cfg.micro_batch_size, dist, cfg.eval_batches)
                       if self.eval_data is not None and cfg.eval_every > 0 else [])
-        progress = TrainingProgress(self._label(), cfg.max_steps, step, dist.is_main, cfg.progress_bar,
+        progress = TrainingProgress(self.ctx.label, cfg.max_steps, step, dist.is_main, cfg.progress_bar,
                                     strategy=ctx.strategy)
         memory = PeakMemory(dist.device)
         memory.start()
@@ -163,6 +169,8 @@ class Trainer:
                 step += 1
                 self.guard.after_step(step, losses["loss"], engine)
                 last = self._observe(engine, step, losses, last, logger, progress, counters, fixed_eval)
+                if self.plateau is not None:
+                    self.plateau.after_step(step, losses["loss"], dist.device)
                 if self.on_step is not None:
                     self.on_step(step, time.perf_counter() - counters.started)
                 if cfg.save_every and step % cfg.save_every == 0 and step < cfg.max_steps:
@@ -201,7 +209,7 @@ class Trainer:
 
     def _stop_diverged(self, step: int, skips: int | None = None) -> None:
         found = stage_checkpoints(self.checkpoint_dir, self.ctx.fingerprint)
-        raise Diverged(diverged_message(self._label(), step, found[-1] if found else None, skips))
+        raise Diverged(diverged_message(self.ctx.label, step, found[-1] if found else None, skips))
 
     def _stop_for(self, preemption: PreemptionWatch, engine: Any, step: int) -> None:
         """A preemption signal: save this step's checkpoint (finite weights only) and stop."""
@@ -209,7 +217,7 @@ class Trainer:
         path = self.checkpoint_dir / step_tag(step)
         if not (path / MARKER).is_file():
             path = self.save(engine, step)
-        raise Preempted(f"{self._label()}: {preemption.received} received: stopped after step {step} and saved "
+        raise Preempted(f"{self.ctx.label}: {preemption.received} received: stopped after step {step} and saved "
                         f"the checkpoint {path}; run the same command to resume (exit code {EXIT_PREEMPTED})")
 
     def _resume(self, engine: Any) -> tuple[int, int]:
@@ -221,6 +229,8 @@ class Trainer:
         client = load_checkpoint(engine, resume_from)
         rng = client["rng"]
         _set_rng_state(rng[self.ctx.dist.rank] if isinstance(rng, list) else rng)
+        if self.plateau is not None:
+            self.plateau.load(client.get("plateau"))
         self.ctx.log(f"resumed from {resume_from} at step {int(client['step'])}")
         return int(client["step"]), int(client.get("nonfinite_skips", 0))
 
@@ -265,13 +275,6 @@ class Trainer:
         every = self.cfg.log_every
         return step == self.cfg.max_steps or bool(every and step % every == 0)
 
-    def _label(self) -> str:
-        """The stage as log lines name it (`pretrain`, `adapt/de`, ...)."""
-        try:
-            return str(self.ctx.stage_dir.relative_to(self.ctx.output_dir))
-        except ValueError:
-            return self.ctx.stage_dir.name
-
     def _result(self, engine: Any, step: int, resumed_from: int, last: dict[str, float], counters: _LoopCounters,
                 memory: PeakMemory) -> TrainResult:
         """The run's TrainResult (rank means and maxima), also written as `train_summary.json` by rank 0."""
@@ -294,7 +297,10 @@ class Trainer:
             torch.distributed.all_gather_object(gathered, rng)
         else:
             gathered = [rng]
-        client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed, "nonfinite_skips": self.guard.skips}
+        client = {"step": step, "rng": gathered, "recipe_seed": self.ctx.cfg.seed, "seed": self.seed,
+                  "nonfinite_skips": self.guard.skips}
+        if self.plateau is not None:
+            client["plateau"] = self.plateau.state()
         return save_checkpoint(engine, self.checkpoint_dir, step, client, self.cfg.keep_checkpoints, self.ctx.dist,
                                self.ctx.fingerprint)
 

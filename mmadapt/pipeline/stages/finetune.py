@@ -7,10 +7,14 @@ model directory also holds `mmadapt_body.json`, naming the pretrained body it st
 """
 from __future__ import annotations
 
+import gc
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from mmadapt.data.features import FeatureDataset
+from mmadapt.files.atomic import write_text_atomic
 from mmadapt.files.digests import stage_fingerprint
 from mmadapt.model.export import save_pretrained_atomic
 from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body
@@ -18,10 +22,18 @@ from mmadapt.pipeline.building_blocks import model_family
 from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage, task_data_digests, task_settings
 from mmadapt.pipeline.outputs import FinetuneOutputs
+from mmadapt.training.checkpoint import CHECKPOINTS
+from mmadapt.training.distributed import barrier
 from mmadapt.training.engine import trainable_parameters
 from mmadapt.training.flops import finetune_flops_per_token
+from mmadapt.training.metrics import METRICS_FILE
 from mmadapt.training.objectives import SupervisedObjective
+from mmadapt.training.plateau import RESTART_RECORD, STUCK_CURVE_PREFIX, PlateauWatch, StuckOnPlateau
 from mmadapt.training.trainer import Trainer, seed_everything
+
+
+#: restart n trains with the seed `seed + RESTART_SEED_STRIDE * n`: far from the seeds a user runs side by side
+RESTART_SEED_STRIDE = 1000
 
 
 def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream: str) -> FinetuneOutputs:
@@ -32,8 +44,11 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
     def fingerprint() -> str:
         language = task.option_value(task_section, task.train_language_option) or ""
         train_data = task_data_digests(task, task_section, "train", language)
+        finetune = outcome_settings(cfg.finetune)
+        if not finetune["restart"]["at_step"]:  # off: as before the key existed, so earlier runs stay complete
+            del finetune["restart"]
         return stage_fingerprint("finetune", pretrained=upstream, task=task_settings(task_section),
-                                 train_data=train_data, finetune=outcome_settings(cfg.finetune),
+                                 train_data=train_data, finetune=finetune,
                                  train=outcome_settings(cfg.train, is_train=True), precision=cfg.precision, deepspeed=cfg.deepspeed.resolved, seed=cfg.seed)
 
     return run_stage(StageUnit(f"finetune/{task_section.name}", ctx, fingerprint,
@@ -41,11 +56,43 @@ def finetune_task(ctx: StageContext, task_section: Any, big_dir: Path, upstream:
 
 
 def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) -> FinetuneOutputs:
-    """The finetune stage's work (`ctx`: the stage's context): the fine-tuned model and its metrics."""
-    cfg = ctx.cfg
+    """The finetune stage's work (`ctx`: the stage's context): the fine-tuned model and its metrics. A fine-tune
+    still on its starting loss at `finetune.restart.at_step` starts again from `big_dir` with the next seed."""
     family = model_family(ctx)
-    seed_everything(cfg.seed)
     tokenizer = family.load_tokenizer(str(big_dir))
+    features = task.train_features(task.train_examples(task_section), tokenizer, task_section)
+    restarts = _recorded_restarts(ctx)
+    while True:
+        watch = _plateau_watch(ctx, len(restarts))
+        seed = ctx.cfg.seed + RESTART_SEED_STRIDE * len(restarts)
+        try:
+            model, record, result = _train(ctx, task, family, big_dir, features, seed, watch)
+            break
+        except StuckOnPlateau as stuck:
+            restarts.append({"seed": seed, "step": stuck.step, "first_loss": stuck.first, "loss": stuck.latest})
+            _start_over(ctx, restarts, stuck)
+    if watch is not None and watch.stuck():
+        ctx.log(f"warning: {ctx.label}: the training loss is still {watch.latest:.3f} over the steps up to "
+                f"{watch.at_step} (the first steps': {watch.first:.3f}) after {len(restarts)} restart(s): the "
+                "model may not have learned the task; its source score shows whether it did")
+    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, {BODY_RECORD: record},
+                                       family.max_sequence_length(model.config.to_dict()))
+    seq_len = int(features[0]["input_ids"].shape[-1]) if features else 0
+    flops_per_token = finetune_flops_per_token(model.config, seq_len)
+    train_cfg = ctx.cfg.train
+    tokens_per_step = train_cfg.micro_batch_size * train_cfg.grad_accum * ctx.dist.world_size * seq_len
+    tokens = result.tokens + sum(r["step"] for r in restarts) * tokens_per_step  # the restarted attempts' too
+    metrics = {**result.summary(), "flops": int(round(tokens * flops_per_token)), "flops_per_token": flops_per_token,
+               "train_features": len(features), "seed": seed, "restarts": len(restarts)}
+    return FinetuneOutputs(ctx.fingerprint, model_dir, metrics)
+
+
+def _train(ctx: StageContext, task: Any, family: Any, big_dir: Path, features: list[dict], seed: int,
+           watch: PlateauWatch | None) -> tuple[Any, str, Any]:
+    """One attempt: the task model built from `big_dir` with `seed`, trained; the model, the record of the body it
+    started from and the Trainer's result."""
+    cfg = ctx.cfg
+    seed_everything(seed)
     model = task.build_model(family, str(big_dir))
     # the pretrained body this model starts from, for `mmadapt swap` (mmadapt.model.packs); taken before
     # training, which changes the layers (and under ZeRO-3 partitions them)
@@ -53,13 +100,43 @@ def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) ->
               if ctx.dist.is_main else "")
     for p in family.embeddings(model).parameters():
         p.requires_grad_(False)
-    features = task.train_features(task.train_examples(task_section), tokenizer, task_section)
     objective = SupervisedObjective(model)
-    result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, cfg.seed)).train()
-    model_dir = save_pretrained_atomic(model, ctx.stage_dir / "model", ctx.dist, tokenizer, {BODY_RECORD: record},
-                                       family.max_sequence_length(model.config.to_dict()))
-    seq_len = int(features[0]["input_ids"].shape[-1]) if features else 0
-    flops_per_token = finetune_flops_per_token(model.config, seq_len)
-    metrics = {**result.summary(), "flops": int(round(result.tokens * flops_per_token)),
-               "flops_per_token": flops_per_token, "train_features": len(features)}
-    return FinetuneOutputs(ctx.fingerprint, model_dir, metrics)
+    result = Trainer(ctx, objective, trainable_parameters(objective), FeatureDataset(features, seed), seed=seed,
+                     plateau=watch).train()
+    return model, record, result
+
+
+def _plateau_watch(ctx: StageContext, restarts: int) -> PlateauWatch | None:
+    """The check of `finetune.restart` for the attempt after `restarts` restarts (None: no check this run);
+    the last allowed attempt is checked only to warn."""
+    restart = ctx.cfg.finetune.restart
+    if not restart.at_step or restart.at_step >= ctx.cfg.train.max_steps:
+        return None
+    return PlateauWatch(int(restart.at_step), int(restart.window), float(restart.loss_fraction),
+                        raise_when_stuck=restarts < restart.max_restarts)
+
+
+def _recorded_restarts(ctx: StageContext) -> list[dict]:
+    """The restarts an interrupted run of these settings made already (none for a fresh stage)."""
+    path = ctx.stage_dir / RESTART_RECORD
+    if not path.is_file():
+        return []
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return list(recorded["restarts"]) if recorded.get("fingerprint") == ctx.fingerprint else []
+
+
+def _start_over(ctx: StageContext, restarts: list[dict], stuck: StuckOnPlateau) -> None:
+    """Record the restart, keep the stuck attempt's training curve beside the next one's and drop its checkpoints."""
+    ctx.log(f"{ctx.label}: {stuck}: the fine-tune has not left the loss it started at; starting again from the "
+            f"pretrained model with seed {ctx.cfg.seed + RESTART_SEED_STRIDE * len(restarts)} (restart "
+            f"{len(restarts)} of at most {ctx.cfg.finetune.restart.max_restarts})")
+    if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the stuck attempt again, never
+        # resumes the next one from the stuck one's checkpoint
+        shutil.rmtree(ctx.stage_dir / CHECKPOINTS, ignore_errors=True)
+        curve = ctx.stage_dir / METRICS_FILE
+        if curve.is_file():
+            curve.replace(ctx.stage_dir / f"{STUCK_CURVE_PREFIX}{len(restarts)}.jsonl")
+        write_text_atomic(ctx.stage_dir / RESTART_RECORD,
+                          json.dumps({"fingerprint": ctx.fingerprint, "restarts": restarts}, indent=1))
+    barrier()
+    gc.collect()
