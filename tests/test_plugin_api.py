@@ -163,3 +163,23 @@ def test_task_section_builds_the_very_section_a_recipe_hands_its_task():
     assert built.max_length == built["max_length"] == 32 and xnli.option_value(built, xnli.sequence_length_option) == 32
     with pytest.raises(api.MmadaptError, match=r"tasks.xnli.max_lenght: unknown key.*did you mean"):
         api.task_section(xnli, "xnli", max_lenght=32)
+
+
+class _SixMethodTask(api.Task):
+    """A task that implements only what it must: no gold reader, no predictions layout of its own."""
+
+
+def test_a_task_without_a_layout_of_its_own_writes_and_reads_predictions_as_json_lines(tmp_path):
+    task, path = _SixMethodTask(), tmp_path / "out" / "predictions.jsonl"
+    task.write_predictions({"a": "entailment", "7": 2}, path)
+    assert path.read_text(encoding="utf-8").splitlines() == ['{"id": "a", "prediction": "entailment"}',
+                                                            '{"id": "7", "prediction": 2}']
+    assert task.read_predictions(path) == {"a": "entailment", "7": 2}
+    path.write_text('{"id": "a", "prediction": 1}\n{"id": "a", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(api.DataError, match=r"predictions.jsonl:2: each line is"):
+        task.read_predictions(path)
+
+
+def test_a_task_without_a_gold_reader_is_refused_by_score_naming_the_method(tmp_path):
+    with pytest.raises(api.MmadaptError, match=r"_SixMethodTask reads no official gold file.*Task.read_gold"):
+        _SixMethodTask().read_gold(tmp_path / "gold.tsv", "de")

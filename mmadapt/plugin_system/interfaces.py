@@ -7,11 +7,14 @@ against, so a plugin extends the recipe schema just by declaring it.
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from mmadapt.data.sources import fill_language
+from mmadapt.data.textfiles import read_jsonl
+from mmadapt.errors import DataError, MmadaptError
 
 if TYPE_CHECKING:  # heavy imports stay out of `mmadapt plugins` and validation
     import torch
@@ -205,16 +208,32 @@ class Task(Named):
         raise NotImplementedError
 
     def read_gold(self, path: Path, language: str) -> list[dict]:
-        """Gold examples of `language` from an official file (for `mmadapt score`)."""
-        raise NotImplementedError
+        """Gold examples of `language` from an official file (for `mmadapt score`). Default: none; `mmadapt score`
+        then refuses the task in one line."""
+        raise MmadaptError(f"{type(self).__name__} reads no official gold file, so `mmadapt score` cannot score it: "
+                           "its plugin implements Task.read_gold(path, language) for that")
 
     def read_predictions(self, path: Path) -> dict[str, Any]:
-        """A predictions file in the official layout (for `mmadapt score`)."""
-        raise NotImplementedError
+        """A predictions file in the official layout (for `mmadapt score` and the report's agreement between
+        strategies). Default: JSON lines ``{"id": .., "prediction": ..}``, as the default `write_predictions`
+        writes them."""
+        predictions: dict[str, Any] = {}
+        for lineno, row in read_jsonl(Path(path)):
+            if "id" not in row or "prediction" not in row:
+                raise DataError(f'{path}:{lineno}: each line is {{"id": ..., "prediction": ...}}')
+            if str(row["id"]) in predictions:
+                raise DataError(f"{path}:{lineno}: a second prediction for id {row['id']!r}")
+            predictions[str(row["id"])] = row["prediction"]
+        return predictions
 
     def write_predictions(self, predictions: dict[str, Any], path: Path) -> None:
-        """Write predictions in the layout `read_predictions` reads."""
-        raise NotImplementedError
+        """Write predictions in the layout `read_predictions` reads. Default: JSON lines
+        ``{"id": .., "prediction": ..}``, in the order of `predictions`."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            for key, value in predictions.items():
+                f.write(json.dumps({"id": key, "prediction": value}, ensure_ascii=False) + "\n")
 
 
 def _no_documents() -> Iterator[str]:
