@@ -99,7 +99,8 @@ def test_a_stuck_fine_tune_restarts_with_the_next_seeds_keeps_each_curve_and_cou
 
 def test_a_check_that_does_not_fire_leaves_the_fine_tuned_model_bit_for_bit_and_off_leaves_the_fingerprint(tmp_path):
     trained = {}
-    for name, extra in (("off", []), ("on", ["finetune.restart={at_step: 8, window: 4, loss_fraction: 100.0}"])):
+    for name, extra in (("off", ["finetune.restart.at_step=0"]),
+                        ("on", ["finetune.restart={at_step: 8, window: 4, loss_fraction: 100.0}"])):
         out = tmp_path / name
         run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "finetune.train.lr=0.001", *extra])
         stage = out / "full" / "finetune" / "xnli"
