@@ -34,7 +34,8 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     """
     plugins = plugins or get_plugins()
     problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
-                + restart_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg) + layer_count_problems(cfg, plugins)[0])
+                + restart_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg)
+                + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
     if problems:
