@@ -64,7 +64,7 @@ def _finetune(ctx: StageContext, task: Any, task_section: Any, big_dir: Path) ->
     restarts = _recorded_restarts(ctx)
     while True:
         watch = _plateau_watch(ctx, len(restarts))
-        seed = ctx.cfg.seed + RESTART_SEED_STRIDE * len(restarts)
+        seed = _attempt_seed(ctx, len(restarts))
         try:
             model, record, result = _train(ctx, task, family, big_dir, features, seed, watch)
             break
@@ -106,6 +106,11 @@ def _train(ctx: StageContext, task: Any, family: Any, big_dir: Path, features: l
     return model, record, result
 
 
+def _attempt_seed(ctx: StageContext, restarts: int) -> int:
+    """The seed of the attempt after `restarts` restarts."""
+    return int(ctx.cfg.seed) + RESTART_SEED_STRIDE * restarts
+
+
 def _plateau_watch(ctx: StageContext, restarts: int) -> PlateauWatch | None:
     """The check of `finetune.restart` for the attempt after `restarts` restarts (None: no check this run);
     the last allowed attempt is checked only to warn."""
@@ -128,7 +133,7 @@ def _recorded_restarts(ctx: StageContext) -> list[dict]:
 def _start_over(ctx: StageContext, restarts: list[dict], stuck: StuckOnPlateau) -> None:
     """Record the restart, keep the stuck attempt's training curve beside the next one's and drop its checkpoints."""
     ctx.log(f"{ctx.label}: {stuck}: the fine-tune has not left the loss it started at; starting again from the "
-            f"pretrained model with seed {ctx.cfg.seed + RESTART_SEED_STRIDE * len(restarts)} (restart "
+            f"pretrained model with seed {_attempt_seed(ctx, len(restarts))} (restart "
             f"{len(restarts)} of at most {ctx.cfg.finetune.restart.max_restarts})")
     if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the stuck attempt again, never
         # resumes the next one from the stuck one's checkpoint
