@@ -84,7 +84,7 @@ def collect(reports: dict[int, Path], variants: list[str]) -> dict[tuple[str, st
                 # judged again by the current rule, so reports written under an earlier one compare alike
                 "basin_gap": row.get("basin_gap"),
                 "flagged": None if "basin_gap" not in row else bool(collapse_reasons(row)),
-                "agreement_with_baseline": row.get("agreement_with_baseline")})
+                "source_kappa_lost": row.get("source_kappa_lost")})
     return table
 
 
@@ -147,8 +147,8 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
 
 def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
     """One line per (variant, seed): the baseline's target score, then per mini strategy its gap to it
-    (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap / agreement with the baseline,
-    `FLAGGED` when it fired)."""
+    (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap / share of the baseline's source
+    kappa it lost, `FLAGGED` when it fired)."""
     minis = sorted({strategy for strategy, _ in table} - {BASELINE})
     print(f"\n{'variant':<14} {'seed':>4} {'source':>6} {BASELINE:>6}  " + "  ".join(f"{m:<32}" for m in minis))
     cells = {(variant, r["seed"]): {} for (_, variant), records in table.items() for r in records}
@@ -165,9 +165,9 @@ def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
                 continue
             gap = "-" if r["gap"] is None else f"{100 * r['gap']:+.1f}"
             compute = f"{r['compute']:.2f}x" if r["compute"] else "-"
-            agree = r["agreement_with_baseline"]
+            lost = r["source_kappa_lost"]
             check = ("-" if r["basin_gap"] is None else f"{r['basin_gap']:.3f}") + \
-                ("" if agree is None else f"/{agree:.2f}") + (" FLAGGED" if r["flagged"] else "")
+                ("" if lost is None else f"/{lost:.2f}") + (" FLAGGED" if r["flagged"] else "")
             parts.append(f"{gap + ', ' + compute + ', ' + check:<32}")
         source = next(iter(by_strategy.values()))["source"]
         print(f"{variant:<14} {seed:>4} {source:>6.3f} {_fmt(base['target'] if base else None):>6}  " + "  ".join(parts))
@@ -187,7 +187,7 @@ def detector_lines(table: dict[tuple[str, str], list[dict]], collapse_points: fl
     print(f"collapse check: {len(hits)} of {len(collapsed)} cells more than {100 * collapse_points:.0f} points under "
           f"{BASELINE} flagged; false alarms {len(alarms)} of {len(healthy)} healthy cells")
     failures = [f"collapse check missed {strategy} {variant} seed {r['seed']} (gap {r['gap']:+.3f}, basin gap "
-                f"{r['basin_gap']:.3f}, agreement {_fmt(r['agreement_with_baseline'], '.2f')})"
+                f"{r['basin_gap']:.3f}, source kappa lost {_fmt(r['source_kappa_lost'], '.2f')})"
                 for strategy, variant, r in collapsed if not r["flagged"]]
     if healthy and len(alarms) > false_alarm_share * len(healthy):
         failures.append(f"collapse check: {len(alarms)} false alarms in {len(healthy)} healthy cells "

@@ -242,6 +242,18 @@ def test_a_refinetuned_model_gets_its_own_source_score_not_the_cached_one(tmp_pa
     assert fresh["scores"]["accuracy"] > 0.0
 
 
+def test_the_source_predictions_beside_a_cached_source_score_are_that_splits_after_a_run_of_the_other_split(
+        tmp_path):
+    out = tmp_path / "run"
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])
+    predictions = out / "full" / "finetune" / "xnli" / "predictions_source.jsonl"
+    on_test = predictions.read_text()
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "transfer.split=dev", "rerun=true"])
+    assert predictions.read_text() != on_test  # both splits write the one file
+    run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "rerun=true"])
+    assert predictions.read_text() == on_test  # the test split's score was cached; its predictions are written again
+
+
 def test_a_task_finetune_budget_applies_to_that_task_and_reruns_only_its_finetune(tmp_path):
     out = tmp_path / "run"
     run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK])

@@ -25,8 +25,8 @@ from mmadapt.pipeline.stages.adapt import adapt_language
 from mmadapt.pipeline.stages.finetune import finetune_task
 from mmadapt.pipeline.stages.pretrain import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.stages.tokenizer import train_language_tokenizer
-from mmadapt.pipeline.stages.transfer import (predictions_path, snapshot_predictions_path, source_scores,
-                                              transfer_language)
+from mmadapt.pipeline.stages.transfer import (predictions_path, snapshot_predictions_path, source_predictions_path,
+                                              source_scores, transfer_language)
 from mmadapt.recipe import save_resolved
 from mmadapt.training.distributed import barrier, broadcast_object, init_distributed
 from mmadapt.training.progress import quiet_third_party_bars
@@ -66,8 +66,9 @@ def run_recipe(plan: RunPlan | DictConfig, plugins: Any) -> RunResult:
             pipeline.run_strategy(run)
         if pipeline.result.rows and dist.is_main:
             add_agreement(pipeline.result.rows, pipeline.predictions,
-                          lambda task, path: plugins.tasks.get(task).read_predictions(path), cfg.report.baseline)
-            for warning in add_collapse_check(pipeline.result.rows):
+                          lambda task, path: plugins.tasks.get(task).read_predictions(path), cfg.report.baseline,
+                          pipeline.source_predictions)
+            for warning in add_collapse_check(pipeline.result.rows, cfg.report.baseline):
                 print(warning, flush=True)
             write_report(output_dir, pipeline.result.rows, cfg.report.baseline)
             print(table(pipeline.result.rows), flush=True)
@@ -104,6 +105,8 @@ class Pipeline:
         self.basins: dict[str, dict[str, dict]] = {}
         #: (strategy, task, language) -> {curve step: the transfer stage's target predictions file}
         self.predictions: dict[tuple[str, str, str], dict[int, Path]] = {}
+        #: (strategy, task) -> the fine-tuned model's source-language predictions (tasks with `parallel_predictions`)
+        self.source_predictions: dict[tuple[str, str], Path] = {}
 
     def _keep(self, run: StrategyRun, unit: str, outputs: StageOutputs, reused: bool = False) -> None:
         """Note a unit's outputs (and whether this run skipped it) in the run's result, under its result key."""
@@ -200,7 +203,10 @@ class Pipeline:
         finetuned = handed.finetuned[task]
         ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
                            self.plan.layout.stage_dir(run.name, "transfer", task), strategy=run.name)
-        source = source_scores(ctx, task_section, finetuned)[self.plugins.tasks.get(task).metric_names[0]]
+        plugin = self.plugins.tasks.get(task)
+        source = source_scores(ctx, task_section, finetuned)[plugin.metric_names[0]]
+        if plugin.parallel_predictions:
+            self.source_predictions[run.name, task] = source_predictions_path(finetuned, plugin)
         for lang in task_languages(task_section, self.languages):
             ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
                                self.plan.layout.stage_dir(run.name, "transfer", task, lang), strategy=run.name)
@@ -211,7 +217,7 @@ class Pipeline:
                        self.basins[run.name].get(lang, {}))
             row["stage_metrics"] = {"pretrain": handed.pretrained.metrics, "adapt": adapted.cost.metrics(),
                                     "finetune": finetuned.metrics}
-            plugin = self.plugins.tasks.get(task)  # the last step's predictions are the final embeddings'
+            # the last step's predictions are the final embeddings'
             self.predictions[run.name, task, lang] = {
                 **{p["step"]: snapshot_predictions_path(ctx.stage_dir, p["step"], plugin) for p in row["curve"]},
                 row["adapt_steps"]: predictions_path(ctx.stage_dir, "target", plugin)}

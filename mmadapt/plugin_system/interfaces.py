@@ -161,6 +161,10 @@ class Task(Named):
     official_scale: ClassVar[float] = 1.0
     #: the suffix of the predictions file `write_predictions` writes (the official layout's)
     predictions_suffix: ClassVar[str] = "jsonl"
+    #: True when an example id names the same example in every language (the evaluation sets are translations
+    #: of one another) and predictions compare across languages (a label, not a span of text): the collapse
+    #: check then measures how often a language's answers agree with the source language's (`source_agreement`)
+    parallel_predictions: ClassVar[bool] = False
     #: the option (e.g. "max_length") holding how many tokens the task feeds the model per example: the core
     #: checks it against the model's positions before any work and predicts the fine-tune's compute from it
     #: (None: no such option; `mmadapt compute` then assumes `data.block_size`)

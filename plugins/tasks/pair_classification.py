@@ -52,6 +52,8 @@ class PairClassificationTask(Task):
     train_language_option = "train_language"
     #: the official label values; a label's class id is its index here
     labels: ClassVar[tuple] = ()
+    #: XNLI's and PAWS-X's evaluation sets are translations, one id per example in every language
+    parallel_predictions: ClassVar[bool] = True
 
     # -- labels -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from mmadapt.files.atomic import write_file_atomic, write_text_atomic
-from mmadapt.files.digests import digest, stage_fingerprint
+from mmadapt.files.digests import digest, file_digest, stage_fingerprint
 from mmadapt.model.export import save_pretrained_atomic
 from mmadapt.model.packs import BODY_RECORD
 from mmadapt.model.surgery import load_embeddings, swap_vocabulary, swap_word_embeddings
@@ -134,7 +134,8 @@ def source_scores(ctx: StageContext, task_section: Any, finetuned: FinetuneOutpu
 
     The cache holds the digest of the fine-tuning record and evaluation settings it was
     computed for, so a re-run fine-tune (other settings) is scored afresh, never reported
-    with its predecessor's score.
+    with its predecessor's score; and the digest of the predictions file it wrote, which both
+    splits share, so that the file beside a cached score is always that score's predictions.
     """
     finetuned_dir = finetuned.model
     split, language = ctx.cfg.transfer.split, ctx.cfg.transfer.source_language
@@ -142,16 +143,23 @@ def source_scores(ctx: StageContext, task_section: Any, finetuned: FinetuneOutpu
     key = digest("source_scores", finetuned.fingerprint, task_settings(task_section), split, language,
                  task_data_digests(task, task_section, split, language))
     path = finetuned_dir.parent / f"source_{split}_scores.json"
-    if path.is_file():
+    predictions = source_predictions_path(finetuned, task)
+    if path.is_file() and predictions.is_file():
         cached = json.loads(path.read_text())
-        if cached.get("key") == key:
+        if cached.get("key") == key and cached.get("predictions") == file_digest(predictions, cached=False):
             return cached["scores"]
     family = model_family(ctx)
     model = task.build_model(family, str(finetuned_dir))
     tokenizer = family.load_tokenizer(str(finetuned_dir))
-    scores = evaluate(ctx, task, task_section, model, tokenizer, language,
-                      finetuned_dir.parent / f"predictions_source.{task.predictions_suffix}")
+    scores = evaluate(ctx, task, task_section, model, tokenizer, language, predictions)
     if ctx.dist.is_main:
-        write_text_atomic(path, json.dumps({"key": key, "scores": scores}))
+        write_text_atomic(path, json.dumps({"key": key, "scores": scores,
+                                            "predictions": file_digest(predictions, cached=False)}))
     barrier()
     return scores
+
+
+def source_predictions_path(finetuned: FinetuneOutputs, task: Any) -> Path:
+    """The fine-tuned model's predictions on the source language's evaluation split (the one `source_scores`
+    scored last; the other split's scores stay cached beside it, their predictions are written again when asked)."""
+    return finetuned.model.parent / f"predictions_source.{task.predictions_suffix}"
