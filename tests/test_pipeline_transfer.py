@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from conftest import RECIPES, clean_env, mmadapt_command, run_in_process
+from mmadapt.pipeline.lifecycle import FinishedStageChanged
 from mmadapt.plugin_system.hookspecs import hookimpl
 from mmadapt.plugin_system.manager import build_plugins
 
@@ -252,6 +253,21 @@ def test_the_source_predictions_beside_a_cached_source_score_are_that_splits_aft
     assert predictions.read_text() != on_test  # both splits write the one file
     run_in_process(QUICKSTART, [f"output_dir={out}", *SHRINK, "rerun=true"])
     assert predictions.read_text() == on_test  # the test split's score was cached; its predictions are written again
+
+
+def test_retraining_a_reused_big_model_reruns_the_pretraining_built_on_it_which_is_refused_without_rerun(tmp_path):
+    out = tmp_path / "run"
+    shrink = [a for a in SHRINK if not a.startswith("strategies=")] + ["stages=[pretrain]", "report.baseline=minijoint"]
+    minipost = "{name: minipost, k: 1, new_layers: 1, reuse: minijoint, train: {max_steps: 10}}"
+    run_in_process(QUICKSTART, [f"output_dir={out}", *shrink, f"strategies=[{{name: minijoint, k: 1}}, {minipost}]"])
+    marker = out / "minipost" / "pretrain" / "stage_complete.json"
+    before = json.loads(marker.read_text())["fingerprint"]
+    retrained = [f"output_dir={out}", *shrink, f"strategies=[{{name: minijoint, k: 2}}, {minipost}]"]
+    with pytest.raises(FinishedStageChanged):  # MiniJoint's own pretraining, k 1 -> 2
+        run_in_process(QUICKSTART, retrained)
+    run_in_process(QUICKSTART, [*retrained, "rerun=true"])
+    # MiniPost's mini-model was cut out of and distilled from the old big model: it is made again, not kept
+    assert json.loads(marker.read_text())["fingerprint"] != before
 
 
 def test_a_task_finetune_budget_applies_to_that_task_and_reruns_only_its_finetune(tmp_path):

@@ -167,7 +167,9 @@ class Pipeline:
         if "pretrain" not in self.stages:  # check_pipeline made sure this strategy may start from model.pretrained
             handed.pretrained = given_big_model(run)
         else:
-            handed.pretrained = pretrain(run, self.plugins, self.dist)
+            source = run.reuse or run.init_from
+            handed.pretrained = pretrain(run, self.plugins, self.dist,
+                                         self.handed[source].pretrained if source else None)
         self._keep(run, "pretrain", handed.pretrained)
 
     def adapt(self, run: StrategyRun, lang: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mmadapt.files.digests import digest, stage_fingerprint
 from mmadapt.pipeline.building_blocks import data_fingerprint, resolve_pretrained
@@ -24,8 +24,12 @@ from mmadapt.training.trainer import read_train_summary, seed_everything
 STRATEGY_SECTION_KEYS = frozenset(f.name for f in fields(StrategySection))
 
 
-def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
-    """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings)."""
+def pretrain(run: StrategyRun, plugins: Any, dist: Any, started_from: PretrainOutputs | None = None) -> PretrainOutputs:
+    """Run `run`'s pretrain stage into `<run_dir>/pretrain` (skipped if complete for these settings).
+
+    `started_from`: the outputs of the strategy whose big model this one reuses or continues (`reuse`,
+    `init_from`); its fingerprint, not the path it lies at, stands for `model.pretrained` in this stage's, so
+    that re-training that big model re-runs this stage, and a moved run directory does not."""
     cfg = run.pretrain_cfg
     ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
 
@@ -34,7 +38,10 @@ def pretrain(run: StrategyRun, plugins: Any, dist: Any) -> PretrainOutputs:
         # a strategy adds later leaves the runs made before it complete
         strategy = {k: v for k, v in outcome_settings(cfg.strategy).items()
                     if k != "adapt_train" and (k in STRATEGY_SECTION_KEYS or v is not None)}
-        return stage_fingerprint("pretrain", seed=cfg.seed, precision=cfg.precision, model=cfg.model, strategy=strategy,
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        if started_from is not None:
+            model["pretrained"] = {"big model of": run.reuse or run.init_from, "fingerprint": started_from.fingerprint}
+        return stage_fingerprint("pretrain", seed=cfg.seed, precision=cfg.precision, model=model, strategy=strategy,
                                  data=data_fingerprint(ctx), train=outcome_settings(cfg.train, is_train=True),
                                  deepspeed=cfg.deepspeed.resolved)
 
