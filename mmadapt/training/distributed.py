@@ -6,6 +6,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 
@@ -84,6 +85,25 @@ def shutdown_distributed() -> None:
     """
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+        _remove_shm_buffer()
+
+
+#: DeepSpeed's CPU all-reduce (its `shm_comm` op) puts one buffer per rank in shared memory (RAM), named
+#: after the user, the rendezvous address and port and the rank, and never removes it
+SHM_BUFFER = "deepspeed_allreduce_buffer_{uid}_{addr}_{port}_{rank}"
+
+
+def shm_buffer_path(rank: int, addr: str, port: str) -> Path:
+    """Where DeepSpeed's CPU all-reduce keeps rank `rank`'s buffer for the rendezvous at `addr`:`port`."""
+    return Path("/dev/shm") / SHM_BUFFER.format(uid=os.getuid(), addr=addr, port=port, rank=rank)
+
+
+def _remove_shm_buffer() -> None:
+    """Remove this rank's all-reduce buffer once its process group is gone: left behind, every run on another
+    port keeps 69 MB a rank of RAM until the machine restarts (a rank still mapping it keeps its mapping)."""
+    addr, port, rank = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT"), os.environ.get("RANK")
+    if addr and port and rank and hasattr(os, "getuid"):
+        shm_buffer_path(int(rank), addr, port).unlink(missing_ok=True)
 
 
 def barrier() -> None:
