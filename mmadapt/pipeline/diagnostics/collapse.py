@@ -78,17 +78,25 @@ def add_agreement(rows: list[dict[str, Any]], predictions: dict[tuple[str, str, 
     the fine-tuned model's predictions on the source language (only for tasks whose predictions compare
     across languages), of the second.
     """
+    # each file read once: a snapshot's serves both measures, the references serve every row
+    read_once: dict[tuple[str, Path], dict[str, Any]] = {}
+
+    def read_file(task: str, path: Path) -> dict[str, Any]:
+        if (task, path) not in read_once:
+            read_once[task, path] = read(task, path)
+        return read_once[task, path]
+
     for row in rows:
         task, language = row["task"], row["language"]
         base, mine = predictions.get((baseline, task, language)), predictions.get((row["strategy"], task, language))
         if not mine:
             continue
-        read_file = lambda path, task=task: read(task, path)
+        read_file_of_task = lambda path, task=task: read_file(task, path)
         source = (source_predictions or {}).get((row["strategy"], task))
         if source is not None and source.is_file():
-            _record(row, mine, read_file(source), read_file, source_kappa)
+            _record(row, mine, read_file_of_task(source), read_file_of_task, source_kappa)
         if row["strategy"] != baseline and base and base[max(base)].is_file():
-            _record(row, mine, read_file(base[max(base)]), read_file,
+            _record(row, mine, read_file_of_task(base[max(base)]), read_file_of_task,
                     lambda ours, theirs: {"agreement_with_baseline": agreement(ours, theirs)})
 
 
