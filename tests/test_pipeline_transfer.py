@@ -382,3 +382,32 @@ def test_snapshot_target_scores_go_to_the_adapt_stages_tensorboard_at_their_step
         if tag in events.Tags()["scalars"]:
             found.append([e.step for e in events.Scalars(tag)])
     assert [p["step"] for p in row["curve"]] in found
+
+
+def test_interleaved_big_model_steps_run_every_nth_step_on_their_micro_batch_and_count_in_the_adapt_compute(tmp_path):
+    cfg, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, "adapt.big_model_every=3",
+                                              "adapt.big_model_micro_batch_size=16", "adapt.train.micro_batch_size=64",
+                                              "languages={vo: {corpus: [synth:vo]}}", "tasks.0.languages=[src, vo]"])
+    rows = {row["strategy"]: row for row in result.rows}
+    full, mini = rows["full"], rows["minipost"]
+    spent, full_spent = mini["stage_metrics"]["adapt"], full["stage_metrics"]["adapt"]
+    assert "big_model_interleaved" not in full_spent  # full adapts over the big model anyway
+    assert spent["steps"] == ADAPT_STEPS["minipost"] and spent["big_model_interleaved"] == ADAPT_STEPS["minipost"] // 3
+    block = cfg.data.block_size
+    over_big, over_mini = spent["big_model_interleaved"], spent["steps"] - spent["big_model_interleaved"]
+    assert spent["tokens"] == over_mini * 64 * block + over_big * 16 * block
+    # a big-model step costs what full's does per token (same model and vocabulary), on 16 of the 64 sequences
+    expected = over_mini * 64 * block * spent["flops_per_token"] + over_big * 16 * block * full_spent["flops_per_token"]
+    assert spent["flops"] - spent["init_flops"] == pytest.approx(expected, rel=1e-6)
+    # the snapshots (every 5 steps) spread the interleaved steps' cost evenly over the curve
+    per_step = (spent["flops"] - spent["init_flops"]) / spent["steps"]
+    for point in mini["curve"][1:]:
+        assert point["adapt_flops"] == pytest.approx(spent["init_flops"] + per_step * point["step"], abs=1)
+    marker = json.loads((tmp_path / "minipost" / "adapt" / "vo" / "stage_complete.json").read_text())
+    assert marker["settings"]["adapt"]["big_model_every"] == 3
+
+
+def test_without_interleaving_the_adapt_fingerprint_holds_no_big_model_every_key(small_run):
+    out, _, _ = small_run
+    for marker in out.glob("*/adapt/*/stage_complete.json"):
+        assert "big_model_every" not in json.loads(marker.read_text())["settings"]["adapt"]

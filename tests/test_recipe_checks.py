@@ -28,6 +28,9 @@ REFUSED = {
                     "model as it is starts from model.pretrained without it): add pretrain to stages"),
     "no_tasks": ({"tasks": []}, "tasks: is empty but stages lists finetune/transfer"),
     "negative_big_model_steps": ({"adapt.big_model_steps": -1}, "adapt.big_model_steps: must be at least 0, got -1"),
+    "big_model_every_step": ({"adapt.big_model_every": 1},
+                             "adapt.big_model_every: 1 runs every adapt step over the big model, which is the `full` "
+                             "strategy: give 2 or more (every Nth step over the big model), or 0 for none"),
     "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
     "task_lists_no_adapted_language": (
         {"tasks.0.languages": ["src", "de"]},

@@ -39,6 +39,19 @@ def swap_vocabulary(model: Any, weight: torch.Tensor, lm_bias: torch.Tensor | No
         raise RuntimeError(f"embedding swap changed non-embedding weights: {changed[:5]}")
 
 
+def share_vocabulary(model: Any, source: Any) -> None:
+    """Make `model`'s word embeddings, tied decoder and LM-head bias the very parameters of `source`'s
+    (a mini-model and its big model trained together: an update through either is seen by both)."""
+    model.resize_token_embeddings(source.get_input_embeddings().weight.shape[0], mean_resizing=False)
+    weight = source.get_input_embeddings().weight
+    model.get_input_embeddings().weight = weight
+    head, source_bias = model.get_output_embeddings(), lm_head_bias(source)
+    if head is not None:
+        head.weight = weight
+        if getattr(head, "bias", None) is not None and source_bias is not None:
+            head.bias = source_bias
+
+
 def lm_head_bias(model: Any) -> torch.Tensor | None:
     """The output bias of an MLM's decoder (None for models without an LM head)."""
     head = model.get_output_embeddings()

@@ -34,7 +34,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     """
     plugins = plugins or get_plugins()
     problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
-                + restart_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg)
+                + restart_problems(cfg) + interleave_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg)
                 + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
@@ -212,6 +212,14 @@ def restart_problems(cfg: Any) -> Problems:
     return [("finetune.restart.at_step", f"{restart.at_step} leaves no room for two windows of {restart.window} "
                                          "steps (the first steps' and the last before the check): give at least "
                                          f"{2 * restart.window}, or a smaller finetune.restart.window")]
+
+
+def interleave_problems(cfg: Any) -> Problems:
+    """`adapt.big_model_every` interleaves big-model steps among the mini-model's: every step would be `full`."""
+    if int(cfg.adapt.big_model_every) != 1:
+        return []
+    return [("adapt.big_model_every", "1 runs every adapt step over the big model, which is the `full` strategy: "
+                                      "give 2 or more (every Nth step over the big model), or 0 for none")]
 
 
 def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:

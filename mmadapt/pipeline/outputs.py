@@ -117,7 +117,8 @@ class AdaptCost:
     """What a language's adapt stage measured and spent (its marker's `metrics`).
 
     `seconds`, `tokens` and `flops` are totals: the initialiser's cost and the big-model steps'
-    included; `steps` are the (mini-)model's own.
+    included; `steps` are the stage's training steps after the first big-model steps (`big_model`),
+    `big_model_interleaved` of them over the big model (`adapt.big_model_every`).
     """
 
     steps: int
@@ -134,6 +135,8 @@ class AdaptCost:
     big_model: BigModelSteps | None = None
     #: None only in markers written before the initialiser's cost was recorded (no `init_*` keys)
     init: InitCost | None = None
+    #: how many of `steps` ran over the big model (`adapt.big_model_every`); None: none (and no marker key)
+    big_model_interleaved: int | None = None
 
     @property
     def init_spent(self) -> InitCost:
@@ -151,23 +154,28 @@ class AdaptCost:
                          self.flops + start.flops, self.flops_per_token,
                          max(self.peak_memory_bytes or 0, start.peak_memory_bytes or 0), self.peak_memory_source,
                          self.data_wait_fraction, self.model_layers, self.final_loss,
-                         BigModelSteps(start.steps, start.flops, start.seconds), self.init)
+                         BigModelSteps(start.steps, start.flops, start.seconds), self.init,
+                         self.big_model_interleaved)
 
     def with_init(self, init: InitCost) -> AdaptCost:
         """This cost with the initialiser's own added (it comes first: step 0 of the score curve)."""
         return AdaptCost(self.steps, round(self.seconds + init.seconds, 3), self.tokens, self.flops + init.flops,
                          self.flops_per_token, self.peak_memory_bytes, self.peak_memory_source,
-                         self.data_wait_fraction, self.model_layers, self.final_loss, self.big_model, init)
+                         self.data_wait_fraction, self.model_layers, self.final_loss, self.big_model, init,
+                         self.big_model_interleaved)
 
     def metrics(self) -> dict[str, Any]:
         """The cost as the marker (and the report's `stage_metrics`) holds it, keys in the order it always had."""
-        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("big_model", "init")}
+        optional = ("big_model", "init", "big_model_interleaved")
+        plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in optional}
         if self.big_model is not None:
             plain.update(big_model_steps=self.big_model.steps, big_model_flops=self.big_model.flops,
                          big_model_seconds=self.big_model.seconds)
         if self.init is not None:
             plain.update(init_flops=self.init.flops, init_seconds=self.init.seconds,
                          init_flops_parts=self.init.parts)
+        if self.big_model_interleaved is not None:
+            plain["big_model_interleaved"] = self.big_model_interleaved
         return plain
 
     @classmethod

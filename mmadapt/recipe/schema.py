@@ -200,6 +200,11 @@ class AdaptSection:
     #: the micro-batch size of those big-model steps (0: the adapt stage's own); a few sequences per
     #: step are enough to pick the solution, and each costs a big-model forward and backward
     big_model_micro_batch_size: int = field(default=0, metadata={"min": 0})
+    #: for a strategy with a mini-model: after those first steps, every this many steps of the mini-model's
+    #: `train.max_steps` runs over the big model instead (on `big_model_micro_batch_size` of the step's
+    #: sequences), which holds the embeddings in the big model's solution while the mini-model refines them
+    #: (counted in the adapt compute). 0: none; 1 would be the `full` strategy, and is refused
+    big_model_every: int = field(default=0, metadata={"min": 0})
     #: overrides of the top-level `train:` for this stage
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 

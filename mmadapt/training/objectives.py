@@ -72,6 +72,45 @@ class MaskedLMObjective(torch.nn.Module):
         return {"loss": loss, "mlm_loss": loss.detach()}
 
 
+class InterleavedMaskedLMObjective(torch.nn.Module):
+    """MLM loss of a mini-model, but on every `every`-th step that of the big model, over the first
+    `big_batch_size` sequences of the step's batch.
+
+    The two models share their word-embedding and LM-bias parameters (the only trainable ones), so
+    the big-model steps hold the embeddings in the big model's solution while the cheaper mini-model
+    refines them. The trainer announces each step (`start_step`, its `before_step` hook); evaluation
+    is always the mini-model's.
+    """
+
+    def __init__(self, mini: Any, big: Any, every: int, big_batch_size: int):
+        super().__init__()
+        if every < 2:
+            raise ValueError(f"every is {every}: at least 2 (every step over the big model is not interleaving)")
+        self.mini = MaskedLMObjective(mini)
+        self.big = MaskedLMObjective(big)
+        self.every = every
+        self.big_batch_size = big_batch_size
+        self.step = 0
+
+    def start_step(self, step: int) -> None:
+        """The trainer is about to run optimiser step `step` (1 for the first)."""
+        self.step = step
+
+    def is_big_model_step(self, step: int) -> bool:
+        """Whether training step `step` runs over the big model."""
+        return step % self.every == 0
+
+    @staticmethod
+    def big_model_steps_in(steps: int, every: int) -> int:
+        """How many of the first `steps` training steps run over the big model."""
+        return steps // every
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.training and self.is_big_model_step(self.step):
+            return self.big({key: value[:self.big_batch_size] for key, value in batch.items()})
+        return self.mini(batch)
+
+
 class SupervisedObjective(torch.nn.Module):
     """The loss a Hugging Face task model computes from the targets in the batch."""
 

@@ -11,7 +11,8 @@ Features and the recipe keys that turn them on:
 - a NaN/infinite loss or gradient norm stops the stage (or drops the batch): `train.nonfinite`,
   `train.max_nonfinite_skips`
 - SIGTERM/SIGUSR1: every rank finishes its step, a checkpoint is saved, the run stops (mmadapt.training.stopping)
-- a per-step hook for the caller (`on_step(step, seconds)`, e.g. adapt's embedding snapshots)
+- per-step hooks for the caller: `before_step(step)` (e.g. adapt's interleaved big-model steps) and
+  `on_step(step, seconds)` (e.g. adapt's embedding snapshots)
 
 The module handed in maps a batch to a dict of scalar losses; `loss` is optimised and
 every entry is logged (so MiniJoint can report its two heads separately).
@@ -123,7 +124,7 @@ class Trainer:
     def __init__(self, ctx: StageContext, module: torch.nn.Module, params: Iterable[torch.nn.Parameter],
                  train_data: MaskedBlocks, eval_data: MaskedBlocks | None = None, train_cfg: Any = None,
                  on_step: Callable[[int, float], None] | None = None, seed: int | None = None,
-                 plateau: PlateauWatch | None = None):
+                 plateau: PlateauWatch | None = None, before_step: Callable[[int], None] | None = None):
         self.ctx = ctx
         #: the seed of this training's random state (default: the recipe's)
         self.seed = ctx.cfg.seed if seed is None else seed
@@ -131,6 +132,8 @@ class Trainer:
         self.plateau = plateau
         #: called on every rank after each optimiser step with (step, seconds of training so far)
         self.on_step = on_step
+        #: called on every rank before each optimiser step with the step's number (1 for the first)
+        self.before_step = before_step
         self.cfg = train_cfg if train_cfg is not None else ctx.cfg.train
         self.module = module
         self.params = list(params)
@@ -165,6 +168,8 @@ class Trainer:
         engine.train()
         with PreemptionWatch(dist.device, dist.world_size) as preemption:
             while step < cfg.max_steps:
+                if self.before_step is not None:
+                    self.before_step(step + 1)
                 losses = self._step(engine, batches, counters, step + 1)
                 step += 1
                 self.guard.after_step(step, losses["loss"], engine)

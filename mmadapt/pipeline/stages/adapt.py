@@ -4,8 +4,8 @@ Trainable: the word embeddings and the LM head's output bias (the decoder stays 
 the embeddings). Frozen: position/type embeddings, the embedding LayerNorm, every layer,
 the rest of the head. For mini strategies only the mini-model is trained over: the big model's
 upper layers never enter training, unless `adapt.big_model_steps` asks for a few first steps
-over the big model (rank 0 loads the big model once, before training, on the CPU, for the
-digest of the body the language pack fits).
+over the big model, or `adapt.big_model_every` for every Nth step (rank 0 loads the big model
+once, before training, on the CPU, for the digest of the body the language pack fits).
 
 Besides the embeddings (and snapshots), each language's stage publishes a language pack in
 `pack/` (mmadapt.model.packs): the trained embeddings, the tokenizer and a manifest naming the body
@@ -24,7 +24,8 @@ from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.errors import MmadaptError
 from mmadapt.files.digests import stage_fingerprint
 from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
-from mmadapt.model.surgery import EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, swap_word_embeddings
+from mmadapt.model.surgery import (EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, share_vocabulary,
+                                   swap_word_embeddings)
 from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
@@ -32,7 +33,7 @@ from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
 from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
 from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
 from mmadapt.training.flops import adapt_flops_per_token
-from mmadapt.training.objectives import MaskedLMObjective
+from mmadapt.training.objectives import InterleavedMaskedLMObjective, MaskedLMObjective, mlm_head_name
 from mmadapt.training.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
@@ -47,16 +48,20 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
     N steps run over the big model (with `big_model_steps_cfg`, the run plan's config for them) and
     the embeddings then continue over the mini-model for `train.max_steps` steps: the big model
-    picks the solution the cheaper mini-model refines.
+    picks the solution the cheaper mini-model refines. With `adapt.big_model_every` N > 0, every
+    Nth of those steps runs over the big model too (`InterleavedMaskedLMObjective`).
     """
     cfg = ctx.cfg
     over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
     steps_over_big = int(cfg.adapt.big_model_steps) if over_mini else 0
+    interleave_every = int(cfg.adapt.big_model_every) if over_mini else 0
     adapt_settings = outcome_settings(cfg.adapt)
     init = ctx.plugins.embedding_inits.get(cfg.adapt.init.name)
     init_data = init_data_fingerprints(ctx, language) if init.reads_corpora else None
     if not over_mini:  # the big-model steps change nothing for a strategy that adapts over the big model
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
+    if not interleave_every:  # none: as before the key existed, so earlier runs stay complete
+        adapt_settings.pop("big_model_every", None)
 
     def fingerprint() -> str:
         return stage_fingerprint(
@@ -72,19 +77,20 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
                            "for those steps (mmadapt.pipeline.plan.StrategyRun.big_model_steps_cfg)")
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
                                lambda stage: _adapt(stage, language, model_dir, tokenizer_dir, big_dir,
-                                                    big_model_steps_cfg if steps_over_big > 0 else None),
+                                                    big_model_steps_cfg if steps_over_big > 0 else None,
+                                                    interleave_every),
                                AdaptOutputs))
 
 
 def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
-           big_model_steps_cfg: Any) -> AdaptOutputs:
+           big_model_steps_cfg: Any, interleave_every: int = 0) -> AdaptOutputs:
     """The adapt stage's work (`ctx`: the stage's context): initial and trained embeddings (and snapshots),
     the language pack, and what it cost."""
     cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
     model = family.load_pretrained(str(model_dir))
-    big = family.load_pretrained(str(big_dir)) if big_model_steps_cfg is not None else None
+    big = family.load_pretrained(str(big_dir)) if big_model_steps_cfg is not None or interleave_every else None
     # before any training: under ZeRO-3 the weights are partitioned from then on
     body = _pack_body(ctx, family, model, model_dir, big_dir, big)
     tokenizer = family.load_tokenizer(str(tokenizer_dir))
@@ -100,7 +106,8 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
     on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
     ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
             f"({model_dir})")
-    cost = _train_embeddings(ctx, model, train_set, eval_set, on_step)
+    cost = _train_embeddings(ctx, model, train_set, eval_set, on_step,
+                             (big, interleave_every) if interleave_every else None)
     cost = (cost.with_big_model_steps(start) if start is not None else cost).with_init(init_cost)
     outputs = AdaptOutputs(ctx.fingerprint, ctx.stage_dir / EMBEDDINGS_FILE, ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
                            tokenizer_dir, ctx.stage_dir / PACK_DIR, ctx.stage_dir / SNAPSHOT_DIR if every > 0 else None,
@@ -142,22 +149,45 @@ def language_mlm_data(ctx: StageContext, language: str, tokenizer: Any) -> tuple
 
 
 def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, eval_set: MaskedBlocks | None,
-                      on_step: Any = None) -> AdaptCost:
-    """Train `model`'s word embeddings and LM-head bias (all else frozen); what the training cost."""
-    trainable = freeze_all_but(model, [model.get_input_embeddings().weight, lm_head_bias(model)])
-    objective = MaskedLMObjective(model)
-    result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step).train()
+                      on_step: Any = None, interleaved: tuple[Any, int] | None = None) -> AdaptCost:
+    """Train `model`'s word embeddings and LM-head bias (all else frozen); what the training cost.
+
+    `interleaved`: (the big model, N): every Nth step runs over the big model instead, sharing the
+    embeddings and bias (on `adapt.big_model_micro_batch_size` of the step's sequences)."""
+    vocabulary = [model.get_input_embeddings().weight, lm_head_bias(model)]
+    trainable = freeze_all_but(model, vocabulary)
     train, data = ctx.cfg.train, ctx.cfg.data
-    tokens = result.steps * train.micro_batch_size * train.grad_accum * ctx.dist.world_size * data.block_size
-    # analytic (mmadapt.training.flops): the head runs at masked positions only, so at mlm_probability of them
-    flops_per_token = adapt_flops_per_token(model.config, model.config.num_hidden_layers, data.block_size,
-                                            vocab_size=model.get_input_embeddings().weight.shape[0],
-                                            masked_fraction=data.mlm_probability if objective.masked_only else None)
-    return AdaptCost(steps=result.steps, seconds=round(result.wall_seconds, 3), tokens=tokens,
-                     flops=int(round(tokens * flops_per_token)), flops_per_token=flops_per_token,
+    sequences = train.micro_batch_size * train.grad_accum * ctx.dist.world_size  # per step
+    objective: Any = MaskedLMObjective(model)
+    before_step, big, every, big_sequences = None, None, 0, 0
+    if interleaved is not None:
+        big, every = interleaved
+        share_vocabulary(big, model)
+        freeze_all_but(big, vocabulary)
+        big_batch = min(int(ctx.cfg.adapt.big_model_micro_batch_size) or train.micro_batch_size, train.micro_batch_size)
+        objective = InterleavedMaskedLMObjective(model, big, every, big_batch)
+        before_step = objective.start_step
+        big_sequences = big_batch * train.grad_accum * ctx.dist.world_size
+    result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step, before_step=before_step).train()
+    over_big = InterleavedMaskedLMObjective.big_model_steps_in(result.steps, every) if every else 0
+    mini_tokens = (result.steps - over_big) * sequences * data.block_size
+    big_tokens = over_big * big_sequences * data.block_size
+    flops_per_token = _adapt_flops_per_token(ctx, model)
+    flops = mini_tokens * flops_per_token + (big_tokens * _adapt_flops_per_token(ctx, big) if over_big else 0)
+    return AdaptCost(steps=result.steps, seconds=round(result.wall_seconds, 3), tokens=mini_tokens + big_tokens,
+                     flops=int(round(flops)), flops_per_token=flops_per_token,
                      peak_memory_bytes=result.peak_memory_bytes, peak_memory_source=result.peak_memory_source,
                      data_wait_fraction=round(result.data_wait_fraction, 5),
-                     model_layers=model.config.num_hidden_layers, final_loss=result.last_metrics.get("loss"))
+                     model_layers=model.config.num_hidden_layers, final_loss=result.last_metrics.get("loss"),
+                     big_model_interleaved=over_big if every else None)
+
+
+def _adapt_flops_per_token(ctx: StageContext, model: Any) -> float:
+    """Analytic training FLOPs per token of adapting over `model` (mmadapt.training.flops): the MLM head
+    runs at masked positions only, so at `data.mlm_probability` of them."""
+    return adapt_flops_per_token(model.config, model.config.num_hidden_layers, ctx.cfg.data.block_size,
+                                 vocab_size=model.get_input_embeddings().weight.shape[0],
+                                 masked_fraction=ctx.cfg.data.mlm_probability if mlm_head_name(model) else None)
 
 
 def _start_over_big_model(ctx: StageContext, language: str, big: Any, weight: torch.Tensor, cfg: Any,

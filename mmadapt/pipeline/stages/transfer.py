@@ -109,7 +109,8 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     final embeddings, already scored as `final_score`.
     """
     spent = adapted.cost
-    # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps
+    # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps (with
+    # `adapt.big_model_every`'s among them: spread evenly, exact at the snapshots that are multiples of it)
     init, big_model = spent.init_spent, spent.big_model_spent
     start_flops = init.flops + big_model.flops
     start_seconds = init.seconds + big_model.seconds
