@@ -171,8 +171,9 @@ def add_collapse_check(rows: list[dict[str, Any]], baseline: str, limit: float =
         if reasons:
             warnings.append(
                 f"warning: {row['strategy']} {row['language']}: {'; and '.join(reasons)}: the embeddings may have "
-                f"landed in a wrong basin and transfer far below the baseline; raise adapt.big_model_steps, or "
-                f"compare with the baseline strategy (report.baseline) on this language")
+                f"landed in a wrong basin and transfer far below the baseline; raise adapt.big_model_steps (or lower "
+                f"adapt.big_model_every: more of the mini-model's steps over the big model), or compare with the "
+                f"baseline strategy (report.baseline) on this language")
     return warnings
 
 
