@@ -346,12 +346,16 @@ def test_a_pipeline_killed_during_adapt_resumes_and_reports_the_same(tmp_path):
     assert comparable(broken) == comparable(unbroken)
 
 
-def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_count_in_its_adapt_compute(tmp_path):
-    cfg, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, "adapt.big_model_steps=4",
-                                              "adapt.big_model_micro_batch_size=32", "adapt.train.micro_batch_size=64",
+def _full_and_minipost_on_vo(tmp_path, *overrides: str):
+    """The shrunken quickstart on `vo` alone at an adapt micro-batch of 64: its config, `full`'s and MiniPost's rows."""
+    cfg, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, *overrides, "adapt.train.micro_batch_size=64",
                                               "languages={vo: {corpus: [synth:vo]}}", "tasks.0.languages=[src, vo]"])
     rows = {row["strategy"]: row for row in result.rows}
-    full, mini = rows["full"], rows["minipost"]
+    return cfg, rows["full"], rows["minipost"]
+
+
+def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_count_in_its_adapt_compute(tmp_path):
+    cfg, full, mini = _full_and_minipost_on_vo(tmp_path, "adapt.big_model_steps=4", "adapt.big_model_micro_batch_size=32")
     assert full["adapt_big_model_steps"] == 0  # full adapts over the big model anyway
     assert mini["adapt_big_model_steps"] == 4 and mini["adapt_steps"] == ADAPT_STEPS["minipost"]
     spent = mini["stage_metrics"]["adapt"]
@@ -385,11 +389,7 @@ def test_snapshot_target_scores_go_to_the_adapt_stages_tensorboard_at_their_step
 
 
 def test_interleaved_big_model_steps_run_every_nth_step_on_their_micro_batch_and_count_in_the_adapt_compute(tmp_path):
-    cfg, result = run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK, "adapt.big_model_every=3",
-                                              "adapt.big_model_micro_batch_size=16", "adapt.train.micro_batch_size=64",
-                                              "languages={vo: {corpus: [synth:vo]}}", "tasks.0.languages=[src, vo]"])
-    rows = {row["strategy"]: row for row in result.rows}
-    full, mini = rows["full"], rows["minipost"]
+    cfg, full, mini = _full_and_minipost_on_vo(tmp_path, "adapt.big_model_every=3", "adapt.big_model_micro_batch_size=16")
     spent, full_spent = mini["stage_metrics"]["adapt"], full["stage_metrics"]["adapt"]
     assert "big_model_interleaved" not in full_spent  # full adapts over the big model anyway
     assert spent["steps"] == ADAPT_STEPS["minipost"] and spent["big_model_interleaved"] == ADAPT_STEPS["minipost"] // 3
