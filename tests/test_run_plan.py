@@ -31,7 +31,8 @@ def test_the_quickstart_plan_holds_languages_layout_and_every_stage_config(tmp_p
     assert joint.finetune_cfgs["xnli"].train.max_steps == plan.cfg.finetune.train.max_steps
     # the adapt stage's first steps over the big model: their own batch, a constant rate after the warm-up
     big = joint.big_model_steps_cfg.train
-    assert (big.max_steps, big.micro_batch_size, big.schedule) == (200, 16, "constant")
+    assert (big.max_steps, big.micro_batch_size, big.schedule) == (50, 16, "constant")
+    assert joint.adapt_cfg.adapt.big_model_every == 2  # and every 2nd of its own steps
     assert joint.big_model_steps_cfg.deepspeed.resolved["train_micro_batch_size_per_gpu"] == 16
 
 
