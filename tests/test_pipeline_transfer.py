@@ -355,7 +355,8 @@ def _full_and_minipost_on_vo(tmp_path, *overrides: str):
 
 
 def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_count_in_its_adapt_compute(tmp_path):
-    cfg, full, mini = _full_and_minipost_on_vo(tmp_path, "adapt.big_model_steps=4", "adapt.big_model_micro_batch_size=32")
+    cfg, full, mini = _full_and_minipost_on_vo(tmp_path, "adapt.big_model_steps=4", "adapt.big_model_micro_batch_size=32",
+                                               "adapt.big_model_every=0")
     assert full["adapt_big_model_steps"] == 0  # full adapts over the big model anyway
     assert mini["adapt_big_model_steps"] == 4 and mini["adapt_steps"] == ADAPT_STEPS["minipost"]
     spent = mini["stage_metrics"]["adapt"]
@@ -371,6 +372,9 @@ def test_big_model_steps_come_first_for_a_mini_model_on_their_micro_batch_and_co
     for point in mini["curve"][1:]:  # after the initial embeddings, the curve starts after the big-model steps' cost
         assert point["adapt_flops"] == pytest.approx(spent["big_model_flops"] + per_mini_step * point["step"], abs=1)
         assert point["adapt_seconds"] >= spent["big_model_seconds"]
+    # without interleaving the fingerprint holds no `big_model_every`, as before the key existed
+    marker = json.loads((tmp_path / "minipost" / "adapt" / "vo" / "stage_complete.json").read_text())
+    assert "big_model_every" not in marker["settings"]["adapt"] and "big_model_interleaved" not in spent
 
 
 def test_snapshot_target_scores_go_to_the_adapt_stages_tensorboard_at_their_steps(small_run):
@@ -407,7 +411,9 @@ def test_interleaved_big_model_steps_run_every_nth_step_on_their_micro_batch_and
     assert marker["settings"]["adapt"]["big_model_every"] == 3
 
 
-def test_without_interleaving_the_adapt_fingerprint_holds_no_big_model_every_key(small_run):
-    out, _, _ = small_run
+def test_the_interleaving_setting_enters_only_the_mini_strategies_adapt_fingerprints(small_run):
+    out, cfg, _ = small_run
+    assert cfg.adapt.big_model_every == 2  # the recipe's
     for marker in out.glob("*/adapt/*/stage_complete.json"):
-        assert "big_model_every" not in json.loads(marker.read_text())["settings"]["adapt"]
+        settings = json.loads(marker.read_text())["settings"]["adapt"]
+        assert settings.get("big_model_every") == (None if marker.parts[-4] == "full" else 2), marker

@@ -20,6 +20,7 @@ OVERRIDES = [
     "model.config.num_attention_heads=2", "data.block_size=16", "model.config.max_position_embeddings=18",
     "data.synth={seed: 3, languages: [src, vo], corpus_sentences: 600, nli_train: 60, nli_dev: 10, nli_test: 10}",
     "stages=[pretrain, tokenizer, adapt, finetune]", "adapt.languages=[vo]", "adapt.snapshot_every=0", "adapt.big_model_steps=0",
+    "adapt.big_model_every=0",  # `mmadapt compute` predicts the mini-model's own steps only
     "adapt.train={max_steps: 2, micro_batch_size: 6}", "finetune.train={max_steps: 2, micro_batch_size: 5}",
     "tasks.0.max_length=16", "tasks.0.finetune_train={micro_batch_size: 3, grad_accum: 2}",
     "strategies=[{name: full, train: {micro_batch_size: 7}, adapt_train: {micro_batch_size: 4}},"
