@@ -63,6 +63,39 @@ def test_xnli_fine_tunes_on_multinli_and_predicts_official_labels(mlm_dir, token
     assert 0.0 <= task.score(dev, predictions, "de")["accuracy"] <= 1.0
 
 
+def test_pair_predictions_sorted_by_length_and_cut_to_each_batchs_longest_pair_are_the_full_width_ones(
+        mlm_dir, tokenizer):
+    from types import SimpleNamespace
+
+    from mmadapt_plugins.tasks.heads import length_sorted_batches
+
+    task = XnliTask()
+    options = task_options(task, dev_file=str(XNLI_DIR / "xnli.dev.tsv"), max_length=48, eval_batch_size=2)
+    torch.manual_seed(0)
+    model = task.build_model(XLMRobertaFamily(), str(mlm_dir)).eval()
+    examples = task.eval_examples(options, "de", "dev")
+    examples = examples + [dict(ex, id=f"{ex['id']}b", sentence2=ex["sentence2"] + " und so weiter und so fort")
+                           for ex in examples]
+    features = task.encode(examples, tokenizer, options.max_length)
+    lengths = [int(f["attention_mask"].sum()) for f in features]
+    batches = list(length_sorted_batches(features, 2))
+    assert [i for indices, _ in batches for i in indices] == sorted(range(len(features)), key=lengths.__getitem__)
+    for indices, batch in batches:  # each batch as wide as its longest pair, narrower than max_length
+        assert batch["input_ids"].shape[1] == max(lengths[i] for i in indices) < options.max_length
+    with torch.no_grad():  # one pair at a time, padded to max_length, against the cut batches' rows
+        one_by_one = torch.cat([model(**{k: v[None] for k, v in f.items()}).logits for f in features])
+        for indices, batch in batches:
+            torch.testing.assert_close(model(**batch).logits, one_by_one[indices], rtol=1e-4, atol=1e-5)
+
+    class ByLength(torch.nn.Module):  # answers class (length mod 3): each prediction names its own pair
+        def forward(self, input_ids, attention_mask, **_):
+            return SimpleNamespace(logits=torch.nn.functional.one_hot(attention_mask.sum(dim=1) % 3, 3).float())
+
+    predictions = task.predict(ByLength(), examples, tokenizer, options, torch.device("cpu"))
+    assert list(predictions) == [ex["id"] for ex in examples]
+    assert list(predictions.values()) == [task.labels[n % 3] for n in lengths] and len(set(predictions.values())) > 1
+
+
 def test_mlqa_features_train_a_qa_head_and_predictions_are_context_substrings(mlm_dir, tokenizer, tmp_path):
     task = MlqaTask()
     options = task_options(task, train_file=str(SQUAD_DIR / "train-v1.1.json"), mlqa_dir=str(MLQA_DIR),

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -78,6 +79,20 @@ def single_process_losses(tiny_corpus, tmp_path_factory):
 def test_every_zero_stage_gives_the_same_losses_as_stage_0(single_process_losses, stage):
     assert len(single_process_losses[stage]) == 8
     assert single_process_losses[stage] == pytest.approx(single_process_losses[0], rel=1e-4)
+
+
+def test_a_single_cpu_process_builds_no_shared_memory_all_reduce_op_on_a_fresh_machine(tmp_path):
+    extensions = tmp_path / "extensions"  # as on a machine that never built a DeepSpeed op
+    script = ("from deepspeed.comm import comm\n"
+              "from mmadapt.training.distributed import init_distributed, shutdown_distributed\n"
+              "info = init_distributed()\n"
+              "print('world', info.world_size, 'shm op', comm.cdb.shm_comm_op)\n"
+              "shutdown_distributed()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=clean_env(TORCH_EXTENSIONS_DIR=str(extensions)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world 1 shm op None" in proc.stdout and "built successfully" not in proc.stdout + proc.stderr
+    assert not extensions.exists() or not any(extensions.rglob("*.so"))
 
 
 @pytest.mark.slow

@@ -66,6 +66,8 @@ def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, per_node)))
     if not torch.distributed.is_initialized():
+        if not on_cuda and world == 1:
+            _without_cpu_all_reduce_op()
         timeout = {"timeout": timedelta(minutes=timeout_minutes)} if timeout_minutes else {}
         deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo", verbose=False, **timeout)
     if on_cuda:
@@ -74,6 +76,19 @@ def init_distributed(timeout_minutes: float | None = None) -> DistInfo:
     else:
         device = torch.device("cpu")
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=device)
+
+
+#: DeepSpeed's JIT-built shared-memory all-reduce for CPU ranks (`deepspeed.ops.__compatible_ops__` key)
+CPU_ALL_REDUCE_OP = "deepspeed_shm_comm"
+
+
+def _without_cpu_all_reduce_op() -> None:
+    """A single CPU process all-reduces with nobody: mark DeepSpeed's shared-memory all-reduce op unavailable, so
+    that `deepspeed.init_distributed` neither JIT-builds it (a minute or more on a machine's first run) nor maps
+    its 69 MB buffer. Collectives then go through gloo, as they do wherever the op cannot be built."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[CPU_ALL_REDUCE_OP] = False
 
 
 def shutdown_distributed() -> None:

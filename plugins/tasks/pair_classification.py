@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Optional
 
 from mmadapt.api import DataError, MmadaptError, Task, read_jsonl
 
-from mmadapt_plugins.tasks.heads import batches, load_task_model, to_device
+from mmadapt_plugins.tasks.heads import length_sorted_batches, load_task_model, to_device
 from mmadapt_plugins.tasks.sources import require_path, warn_unmatched
 
 #: encode this many pairs per tokenizer call (keeps memory flat on large training sets)
@@ -140,12 +140,13 @@ class PairClassificationTask(Task):
         features = self.encode(examples, tokenizer, options.max_length)
         was_training = model.training
         model.eval()
-        classes: list[int] = []
+        classes: list[int] = [0] * len(features)
         try:
             with torch.no_grad():
-                for batch in batches(features, options.eval_batch_size):
+                for indices, batch in length_sorted_batches(features, options.eval_batch_size):
                     logits = model(**to_device(batch, device)).logits
-                    classes.extend(logits.argmax(dim=-1).tolist())
+                    for index, predicted in zip(indices, logits.argmax(dim=-1).tolist()):
+                        classes[index] = predicted
         finally:
             model.train(was_training)
         return {ex["id"]: self.labels[c] for ex, c in zip(examples, classes)}
