@@ -76,6 +76,24 @@ def test_each_strategy_of_a_pipeline_recipe_gets_its_stages_and_the_new_language
     assert "not run again" in _line(text, "full", "finetune/xnli")
 
 
+def test_a_mini_strategys_adapt_steps_over_the_big_model_enter_its_predicted_adapt_stage():
+    text = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=50", "adapt.big_model_every=4",
+                    "adapt.big_model_micro_batch_size=16", "adapt.train.micro_batch_size=64",
+                    "adapt.train.max_steps=400", "tokenizer.vocab_size=400")
+    shape = ModelShape(hidden_size=128, intermediate_size=512, num_layers=8, vocab_size=400)
+    full, mini = (adapt_flops_per_token(shape, layers, 32, masked_fraction=0.3) for layers in (8, 2))
+    big = _line(text, "minijoint", "adapt, big model")
+    assert "512 tokens/step" in big and "150 steps a language over the big model, on 16 sequences" in big
+    # 400 steps over the big model against 300 over the mini-model and 50 + 100 over the big one on 16 sequences
+    stage = 400 * full * 64 / (300 * mini * 64 + 150 * full * 16)
+    assert float(re.search(r"predicted adapt stage ratio full/minijoint: ([0-9.]+)x", text).group(1)) == \
+        pytest.approx(stage, abs=0.005)
+    assert _ratio(text, "minijoint") == pytest.approx(full / mini, abs=0.005)  # per step, as before
+    assert "adapt, big model" not in text.split("strategy full:")[1].split("\nstrategy ")[0]
+    plain = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=0", "adapt.big_model_every=0")
+    assert "adapt, big model" not in plain and "adapt stage ratio" not in plain
+
+
 def test_a_pretrained_model_is_read_from_its_config_json(tmp_path):
     from transformers import XLMRobertaConfig
 

@@ -41,6 +41,8 @@ class StrategyPrediction:
     stages: list[StageCompute] = field(default_factory=list)
     #: predicted FLOPs of full adapt (over the big model) / this strategy's adapt; None for `full`
     adapt_ratio: float | None = None
+    #: the same over the whole adapt stage of `train.max_steps` steps, its big-model steps counted (None: none)
+    adapt_stage_ratio: float | None = None
     note: str = ""
 
 
@@ -116,6 +118,16 @@ def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
             full = adapt_flops_per_token(big, big.num_layers,
                                          seq, vocab_size=vocab, masked_fraction=masked)
             prediction.adapt_ratio = full / per_token
+            over_big = _big_model_adapt_steps(run, seq, world)
+            if over_big is not None:
+                steps, big_tokens, what = over_big
+                adapt = prediction.stages[-1]
+                prediction.stages.append(StageCompute("adapt, big model", full, big_tokens, what, adapt.runs))
+                own_steps = int(adapt_train.max_steps)
+                mini_steps = own_steps - _interleaved_steps(run)
+                full_stage = own_steps * full * adapt.tokens_per_step
+                mini_stage = mini_steps * adapt.per_step + steps * full * big_tokens
+                prediction.adapt_stage_ratio = full_stage / mini_stage if mini_stage else None
         for task in cfg.tasks:
             plugin = plugins.tasks.get(task.name)
             length = int(plugin.option_value(task, plugin.sequence_length_option) or seq)
@@ -128,6 +140,31 @@ def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
                 what, runs_stage(run, "finetune", stages, plugins)))
         predictions.append(prediction)
     return predictions, source
+
+
+def _interleaved_steps(run: Any) -> int:
+    """How many of the mini-model's `train.max_steps` adapt steps `adapt.big_model_every` runs over the big model."""
+    from mmadapt.training.objectives import InterleavedMaskedLMObjective
+
+    every = int(run.adapt_cfg.adapt.big_model_every)
+    return InterleavedMaskedLMObjective.big_model_steps_in(int(run.adapt_cfg.train.max_steps), every) if every else 0
+
+
+def _big_model_adapt_steps(run: Any, seq: int, world: int) -> tuple[int, int, str] | None:
+    """(steps, tokens a step, what) of a mini strategy's adapt steps over the big model per language:
+    `adapt.big_model_steps` first, then `adapt.big_model_every`'s among its own; None when it has none.
+    Both run on `adapt.big_model_micro_batch_size` sequences (0: the adapt micro-batch), as the stage does."""
+    adapt, train = run.adapt_cfg.adapt, run.adapt_cfg.train
+    first, interleaved = int(adapt.big_model_steps), _interleaved_steps(run)
+    if not first and not interleaved:
+        return None
+    micro = min(int(adapt.big_model_micro_batch_size) or int(train.micro_batch_size), int(train.micro_batch_size))
+    parts = ([f"the first {first}"] if first else []) + \
+        ([f"1 in {int(adapt.big_model_every)} of the {int(train.max_steps)} after them ({interleaved})"]
+         if interleaved else [])
+    what = (f"{first + interleaved} steps a language over the big model, on {micro} sequences: "
+            f"{' and '.join(parts)}")
+    return first + interleaved, micro * int(train.grad_accum) * world * seq, what
 
 
 def report(plan: Any, predictions: list[StrategyPrediction], source: str) -> str:
@@ -148,4 +185,7 @@ def report(plan: Any, predictions: list[StrategyPrediction], source: str) -> str
         if p.adapt_ratio is not None:
             lines.append(f"  predicted adapt ratio full/{p.strategy}: {p.adapt_ratio:.2f}x "
                          "(full adapt over the big model / this strategy's, per step)")
+        if p.adapt_stage_ratio is not None:
+            lines.append(f"  predicted adapt stage ratio full/{p.strategy}: {p.adapt_stage_ratio:.2f}x (the same "
+                         "number of steps, this strategy's steps over the big model counted)")
     return "\n".join(lines)

@@ -6,16 +6,20 @@ embeddings about as well as the model they were trained over; when it lands else
 shallow model fits them and the big model does not. This module measures, for the initial
 embeddings and every adapt snapshot, the masked-LM loss of the big model and of the model the
 embeddings were trained over, on one fixed sample of the language's own corpus (no labels, no
-dictionary). Rank 0 only; the forward passes are counted in `basin_check_flops`.
+dictionary). Rank 0 only; the forward passes are counted in `basin_check_flops`. The result is kept
+beside the adapt stage's outputs, so a run resumed after its adapt stages does not compute it again.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec
+from mmadapt.files.atomic import write_text_atomic
+from mmadapt.files.digests import digest
 from mmadapt.model.surgery import load_embeddings, swap_vocabulary
 from mmadapt.pipeline.stages.snapshots import snapshots
 from mmadapt.training.flops import ModelShape, training_flops_per_token
@@ -26,6 +30,8 @@ CHECK_BLOCKS = 128
 CHECK_BATCH = 64
 #: offsets the masking seed, so the check's masks are not the training's first epoch's
 _MASK_SEED_OFFSET = 7919
+#: the check's result in the adapt stage's directory, with the key of what it was computed from
+CHECK_FILE = "basin_check.json"
 
 
 def check_batches(blocks: Any, tokenizer: Any, mlm_probability: float, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -85,11 +91,28 @@ def language_basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path,
     over, `big_dir` the big model they are for. Returns `{"basin_losses": {"big": {step: loss}, "mini":
     {...}}, "basin_check_flops": N}` ({} without snapshots: a curve needs them).
     """
+    if not adapted.snapshots:
+        return {}
+    # the adapt fingerprint covers the embeddings, the corpus, the seed and the models' upstream stages
+    key = digest("basin_check", adapted.fingerprint, str(model_dir), str(big_dir), CHECK_BLOCKS, CHECK_BATCH,
+                 _MASK_SEED_OFFSET)
+    path = Path(ctx.stage_dir) / CHECK_FILE
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            result = cached["result"]
+            return {**result, "basin_losses": {name: {int(step): loss for step, loss in losses.items()}
+                                               for name, losses in result["basin_losses"].items()}}
+    result = _basin_check(ctx, language, adapted, model_dir, big_dir)
+    write_text_atomic(path, json.dumps({"key": key, "result": result}))
+    return result
+
+
+def _basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path, big_dir: Path) -> dict[str, Any]:
+    """`language_basin_check`'s forward passes."""
     from mmadapt.pipeline.stages.adapt import language_mlm_data
     from mmadapt.pipeline.building_blocks import model_family
 
-    if not adapted.snapshots:
-        return {}
     family = model_family(ctx)
     tokenizer = family.load_tokenizer(str(adapted.tokenizer))
     train_set, _ = language_mlm_data(ctx, language, tokenizer)
