@@ -98,7 +98,10 @@ def language_basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path,
                  _MASK_SEED_OFFSET)
     path = Path(ctx.stage_dir) / CHECK_FILE
     if path.is_file():
-        cached = json.loads(path.read_text())
+        try:
+            cached = json.loads(path.read_text())
+        except ValueError:  # not written by this check (written atomically, it is whole or absent): computed again
+            cached = {}
         if cached.get("key") == key:
             result = cached["result"]
             return {**result, "basin_losses": {name: {int(step): loss for step, loss in losses.items()}
