@@ -20,7 +20,7 @@ OVERRIDES = [
     "model.config.num_attention_heads=2", "data.block_size=16", "model.config.max_position_embeddings=18",
     "data.synth={seed: 3, languages: [src, vo], corpus_sentences: 600, nli_train: 60, nli_dev: 10, nli_test: 10}",
     "stages=[pretrain, tokenizer, adapt, finetune]", "adapt.languages=[vo]", "adapt.snapshot_every=0", "adapt.big_model_steps=0",
-    "adapt.big_model_every=0",  # `mmadapt compute` predicts the mini-model's own steps only
+    "adapt.big_model_every=0",  # off: a stage's tokens per step are then the (mini-)model's own steps
     "adapt.train={max_steps: 2, micro_batch_size: 6}", "finetune.train={max_steps: 2, micro_batch_size: 5}",
     "tasks.0.max_length=16", "tasks.0.finetune_train={micro_batch_size: 3, grad_accum: 2}",
     "strategies=[{name: full, train: {micro_batch_size: 7}, adapt_train: {micro_batch_size: 4}},"
@@ -96,4 +96,6 @@ def test_compute_marks_the_stages_the_run_does_including_a_finetune_transfer_doe
     # minijoint pretrains and fine-tunes for all three; full and minipost reuse its models
     assert runs == {("minijoint", "pretrain"): True, ("minijoint", "adapt"): True, ("minijoint", "finetune/xnli"): True,
                     ("full", "pretrain"): False, ("full", "adapt"): True, ("full", "finetune/xnli"): False,
-                    ("minipost", "pretrain"): True, ("minipost", "adapt"): True, ("minipost", "finetune/xnli"): False}
+                    ("minipost", "pretrain"): True, ("minipost", "adapt"): True, ("minipost", "finetune/xnli"): False,
+                    # the mini strategies' adapt steps over the big model (the recipe's big_model_steps/every)
+                    ("minijoint", "adapt, big model"): True, ("minipost", "adapt, big model"): True}

@@ -115,19 +115,8 @@ def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
                                               f"embeddings over {plan.adapt_what}; vocabulary {vocab}, "
                                               f"{vocab_note}", runs_stage(run, "adapt", stages, plugins)))
         if plan.adapt_layers != big.num_layers:
-            full = adapt_flops_per_token(big, big.num_layers,
-                                         seq, vocab_size=vocab, masked_fraction=masked)
-            prediction.adapt_ratio = full / per_token
-            over_big = _big_model_adapt_steps(run, seq, world)
-            if over_big is not None:
-                steps, big_tokens, what = over_big
-                adapt = prediction.stages[-1]
-                prediction.stages.append(StageCompute("adapt, big model", full, big_tokens, what, adapt.runs))
-                own_steps = int(adapt_train.max_steps)
-                mini_steps = own_steps - _interleaved_steps(run)
-                full_stage = own_steps * full * adapt.tokens_per_step
-                mini_stage = mini_steps * adapt.per_step + steps * full * big_tokens
-                prediction.adapt_stage_ratio = full_stage / mini_stage if mini_stage else None
+            _add_mini_model_adapt(prediction, run, adapt_flops_per_token(big, big.num_layers, seq, vocab_size=vocab,
+                                                                         masked_fraction=masked), seq, world)
         for task in cfg.tasks:
             plugin = plugins.tasks.get(task.name)
             length = int(plugin.option_value(task, plugin.sequence_length_option) or seq)
@@ -140,6 +129,21 @@ def predict(plan: Any, plugins: Any) -> tuple[list[StrategyPrediction], str]:
                 what, runs_stage(run, "finetune", stages, plugins)))
         predictions.append(prediction)
     return predictions, source
+
+
+def _add_mini_model_adapt(prediction: StrategyPrediction, run: Any, full: float, seq: int, world: int) -> None:
+    """A mini strategy's adapt ratios to `full` (FLOPs a token over the big model), and its steps over the big
+    model as a stage line of their own (after its `adapt` line, the last one so far)."""
+    adapt = prediction.stages[-1]
+    prediction.adapt_ratio = full / adapt.per_token
+    over_big = _big_model_adapt_steps(run, seq, world)
+    if over_big is None:
+        return
+    steps, big_tokens, what = over_big
+    prediction.stages.append(StageCompute("adapt, big model", full, big_tokens, what, adapt.runs))
+    own_steps = int(run.adapt_cfg.train.max_steps)
+    mini_stage = (own_steps - _interleaved_steps(run)) * adapt.per_step + steps * full * big_tokens
+    prediction.adapt_stage_ratio = own_steps * full * adapt.tokens_per_step / mini_stage if mini_stage else None
 
 
 def _interleaved_steps(run: Any) -> int:
