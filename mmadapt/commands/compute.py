@@ -139,10 +139,10 @@ def _add_mini_model_adapt(prediction: StrategyPrediction, run: Any, full: float,
     over_big = _big_model_adapt_steps(run, seq, world)
     if over_big is None:
         return
-    steps, big_tokens, what = over_big
+    first, interleaved, big_tokens, what = over_big
     prediction.stages.append(StageCompute("adapt, big model", full, big_tokens, what, adapt.runs))
     own_steps = int(run.adapt_cfg.train.max_steps)
-    mini_stage = (own_steps - _interleaved_steps(run)) * adapt.per_step + steps * full * big_tokens
+    mini_stage = (own_steps - interleaved) * adapt.per_step + (first + interleaved) * full * big_tokens
     prediction.adapt_stage_ratio = own_steps * full * adapt.tokens_per_step / mini_stage if mini_stage else None
 
 
@@ -154,9 +154,9 @@ def _interleaved_steps(run: Any) -> int:
     return InterleavedMaskedLMObjective.big_model_steps_in(int(run.adapt_cfg.train.max_steps), every) if every else 0
 
 
-def _big_model_adapt_steps(run: Any, seq: int, world: int) -> tuple[int, int, str] | None:
-    """(steps, tokens a step, what) of a mini strategy's adapt steps over the big model per language:
-    `adapt.big_model_steps` first, then `adapt.big_model_every`'s among its own; None when it has none.
+def _big_model_adapt_steps(run: Any, seq: int, world: int) -> tuple[int, int, int, str] | None:
+    """(first steps, interleaved steps, tokens a step, what) of a mini strategy's adapt steps over the big model
+    per language: `adapt.big_model_steps` first, then `adapt.big_model_every`'s among its own; None when it has none.
     Both run on `adapt.big_model_micro_batch_size` sequences (0: the adapt micro-batch), as the stage does."""
     adapt, train = run.adapt_cfg.adapt, run.adapt_cfg.train
     first, interleaved = int(adapt.big_model_steps), _interleaved_steps(run)
@@ -168,7 +168,7 @@ def _big_model_adapt_steps(run: Any, seq: int, world: int) -> tuple[int, int, st
          if interleaved else [])
     what = (f"{first + interleaved} steps a language over the big model, on {micro} sequences: "
             f"{' and '.join(parts)}")
-    return first + interleaved, micro * int(train.grad_accum) * world * seq, what
+    return first, interleaved, micro * int(train.grad_accum) * world * seq, what
 
 
 def report(plan: Any, predictions: list[StrategyPrediction], source: str) -> str:
