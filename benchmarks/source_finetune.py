@@ -46,7 +46,7 @@ def source_accuracy(out: Path, strategy: str, task: str) -> dict[str, float]:
     from mmadapt.pipeline.context import StageContext
     from mmadapt.training.distributed import init_distributed
     from mmadapt.pipeline.outputs import FinetuneOutputs
-    from mmadapt.pipeline.lifecycle import StageRecord
+    from mmadapt.pipeline.lifecycle import StageRecord, read_marker
     from mmadapt.pipeline.stages.transfer import source_scores
     from mmadapt.plugin_system.manager import get_plugins
     from mmadapt.recipe import load_recipe
@@ -54,7 +54,7 @@ def source_accuracy(out: Path, strategy: str, task: str) -> dict[str, float]:
 
     plugins, dist = get_plugins(), init_distributed()
     cfg = load_recipe(out / "recipe.yaml", [], plugins)
-    marker = json.loads((out / strategy / "finetune" / task / "stage_complete.json").read_text())
+    marker = read_marker(out / strategy / "finetune" / task)
     finetuned = FinetuneOutputs.from_record(StageRecord(marker["fingerprint"], marker["outputs"], marker["metrics"]))
     section = _task_sections(cfg, dist)[0]
     scores = {}

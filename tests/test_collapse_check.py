@@ -96,6 +96,32 @@ def test_agreement_counts_the_reference_ids_answered_alike():
 
 
 @pytest.mark.slow  # a whole pipeline
+def test_the_kept_basin_check_is_used_again_wherever_the_models_lie_and_computed_again_for_other_embeddings(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mmadapt.pipeline.diagnostics import basin
+
+    computed = []
+
+    def check(ctx, language, adapted, model_dir, big_dir):
+        computed.append(adapted.fingerprint)
+        return {"basin_losses": {"big": {0: 5.0, 40: float(len(computed))}}, "basin_check_flops": 7}
+
+    monkeypatch.setattr(basin, "_basin_check", check)
+    ctx = SimpleNamespace(stage_dir=tmp_path)
+
+    def run(fingerprint, root):
+        adapted = SimpleNamespace(fingerprint=fingerprint, snapshots=tmp_path / "snapshots")
+        return basin.language_basin_check(ctx, "vo", adapted, root / "mini", root / "big")
+
+    first = run("f1", tmp_path / "run")
+    assert run("f1", tmp_path / "moved") == first and computed == ["f1"]  # int steps, as computed
+    assert first["basin_losses"]["big"] == {0: 5.0, 40: 1.0}
+    assert run("f2", tmp_path / "moved")["basin_losses"]["big"][40] == 2.0 and computed == ["f1", "f2"]
+    assert run("f2", tmp_path / "moved")["basin_losses"]["big"][40] == 2.0 and computed == ["f1", "f2"]
+
+
 def test_a_run_reports_basin_losses_per_snapshot_and_agreement_with_the_baseline(tmp_path, monkeypatch):
     run_in_process(QUICKSTART, [f"output_dir={tmp_path}", *SHRINK])
     report = json.loads((tmp_path / "report.json").read_text())

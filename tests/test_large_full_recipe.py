@@ -2,13 +2,12 @@
 adapt stage runs over the real shape."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from conftest import RECIPES, run_cli, write_corpus
 from test_mini_recipes import LARGE, ONE_STEP, save_real_shape_xlmr_large, xlmr_sized_tokenizer
 
+from mmadapt.pipeline.lifecycle import read_marker
 from mmadapt.recipe import load_recipe
 
 
@@ -39,7 +38,7 @@ def test_the_xlmr_large_full_recipe_adapts_over_the_real_shape_for_one_step(tiny
              *[o.replace("train.", "adapt.train.", 1) for o in ONE_STEP if o.startswith("train.")],
              *[o for o in ONE_STEP if not o.startswith("train.")]])
     for language in ("de", "zh"):
-        done = json.loads((out / "adapt" / language / "stage_complete.json").read_text())
+        done = read_marker(out / "adapt" / language)
         assert done["metrics"]["steps"] == 1
         pieces = len(AutoTokenizer.from_pretrained(done["outputs"]["tokenizer"]))
         weight = load_file(done["outputs"]["embeddings"])["word_embeddings"]

@@ -108,6 +108,20 @@ def test_logging_and_checkpoint_settings_do_not_rerun_finished_stages(tiny_corpu
     assert json.loads((out / "adapt" / "xx" / "train_summary.json").read_text())["steps"] == 8
 
 
+def test_a_finished_run_moved_to_another_directory_is_found_finished_there(tiny_corpus, new_language_corpus,
+                                                                            tmp_path):
+    run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, tmp_path / "run"))
+    (tmp_path / "run").rename(tmp_path / "moved")  # the first directory is gone: nothing may still point there
+    embeddings = tmp_path / "moved" / "adapt" / "xx" / "embeddings.safetensors"
+    tokenizer = tmp_path / "moved" / "tokenizers" / "xx" / "stage_complete.json"
+    stamps = [embeddings.stat().st_mtime_ns, tokenizer.stat().st_mtime_ns]
+    _, result = run_in_process(TINY, adapt_overrides(tiny_corpus, new_language_corpus, tmp_path / "moved"))
+    assert {"pretrain", "adapt/xx"} <= set(result.skipped)
+    assert [embeddings.stat().st_mtime_ns, tokenizer.stat().st_mtime_ns] == stamps
+    assert not (tmp_path / "run").exists()
+    assert result.outputs["adapt/xx"]["embeddings"] == embeddings
+
+
 def test_a_corpus_edited_in_place_reruns_the_stages_that_read_it_and_only_those(tiny_corpus, new_language_corpus,
                                                                                  tmp_path):
     corpus, new_corpus = tmp_path / "src.txt", tmp_path / "new.txt"

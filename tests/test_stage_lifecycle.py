@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from mmadapt.errors import MmadaptError
 from mmadapt.pipeline.context import StageContext
-from mmadapt.pipeline.lifecycle import STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, run_stage
+from mmadapt.pipeline.lifecycle import (RELATIVE_PATHS, STAGE_DONE, STAGE_LOCK, StageRecord, StageUnit, read_marker,
+                                       run_stage)
 from mmadapt.training.distributed import DistInfo
 
 MAIN = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -76,9 +77,38 @@ def test_a_unit_runs_once_then_is_skipped_with_the_same_record(tmp_path):
     assert (first.fingerprint, first.out, first.steps) == (second.fingerprint, second.out, second.steps)
     assert plugins.hook.calls == [("adapt/xx", str(tmp_path / "stage"), {"steps": 3})]
     marker = json.loads((tmp_path / "stage" / STAGE_DONE).read_text())
-    assert marker == {"fingerprint": "f1", "outputs": {"out": str(tmp_path / "stage" / "out.txt")},
+    assert marker == {"fingerprint": "f1", "outputs": {"out": "out.txt"}, "paths": RELATIVE_PATHS,
                       "metrics": {"steps": 3}}
     assert not (tmp_path / "stage" / STAGE_LOCK).exists()
+
+
+def test_a_run_directory_moved_elsewhere_still_finds_its_finished_units_outputs(tmp_path):
+    shipped = tmp_path / "shipped.txt"  # an output outside the run directory (a file shipped with a recipe)
+    shipped.write_text("model")
+
+    def work(stage):
+        (stage.stage_dir / "out.txt").write_text("f1")
+        return FileOutputs(stage.fingerprint, stage.stage_dir / "out.txt")
+
+    run_stage(_unit(tmp_path / "run", work=work)[0])
+    run_stage(StageUnit("pretrain", StageContext(OmegaConf.create({}), Plugins(), MAIN, tmp_path / "run",
+                                                 tmp_path / "run" / "pretrain"),
+                        lambda: "p1", lambda stage: FileOutputs(stage.fingerprint, shipped), FileOutputs))
+    (tmp_path / "run").rename(tmp_path / "moved")
+    again, calls = _unit(tmp_path / "moved")
+    moved = run_stage(again)
+    assert calls == [] and moved.skipped and moved.out.read_text() == "f1"
+    assert moved.out == tmp_path / "moved" / "stage" / "out.txt"
+    assert read_marker(tmp_path / "moved" / "pretrain")["outputs"] == {"out": str(shipped)}
+    assert json.loads((tmp_path / "moved" / "pretrain" / STAGE_DONE).read_text())["outputs"] == {"out": str(shipped)}
+
+
+def test_a_marker_an_older_mmadapt_wrote_keeps_its_paths_as_they_were_given(tmp_path):
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / STAGE_DONE).write_text(json.dumps({"fingerprint": "f1", "outputs": {"out": "runs/x/stage/out.txt"},
+                                                "metrics": {"steps": 3}}))
+    assert read_marker(stage)["outputs"] == {"out": "runs/x/stage/out.txt"}
 
 
 def test_the_work_gets_a_context_of_its_own_with_the_fingerprint_and_the_units_context_is_never_changed(tmp_path):

@@ -51,7 +51,7 @@ def prepare_recipe_data(plan: RunPlan, plugins: Any) -> list[PreparedCorpus]:
     with held_lock(plan.layout.run_lock, dist, what=f"output_dir {output_dir}"):
         for run in _pretraining_runs(runs, cfg, plugins):
             stage_dir = plan.layout.stage_dir(run.name, "pretrain")
-            ctx = StageContext(run.pretrain_cfg, plugins, dist, run.run_dir, stage_dir)
+            ctx = StageContext(run.pretrain_cfg, plugins, dist, run.run_dir, stage_dir, run_root=run.run_root)
             tokenizer = load_tokenizer(ctx)
             for what in ("train", "eval"):
                 prepared += _prepare(ctx, f"data.{what}", text_sources(ctx, ctx.cfg.data[what]), tokenizer, prepared)

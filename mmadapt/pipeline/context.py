@@ -30,6 +30,14 @@ class StageContext:
     fingerprint: str | None = None
     #: the strategy whose pass through the pipeline this stage is part of (None: a stage all share, `tokenizer`)
     strategy: str | None = None
+    #: the run's `output_dir`, when `output_dir` is one strategy's folder in it (None: `output_dir` is the run's).
+    #: Stage markers keep the paths under it relative (mmadapt.pipeline.lifecycle.RELATIVE_PATHS)
+    run_root: Path | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """The whole run's output directory (every strategy's folder and the tokenizers are in it)."""
+        return self.run_root or self.output_dir
 
     @property
     def label(self) -> str:

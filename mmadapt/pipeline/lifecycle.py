@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,10 @@ from mmadapt.training.stopping import doing
 from mmadapt.training.trainer import TRAIN_SUMMARY
 
 STAGE_DONE = "stage_complete.json"
+#: a marker's `paths`: its outputs inside the run directory are written relative to the marker's own directory
+#: (those outside it, absolute), so that a run directory copied or moved elsewhere still finds them. A marker
+#: without it (written by an older mmadapt) holds them as they were given, relative to the working directory.
+RELATIVE_PATHS = "relative_to_marker"
 #: held (by rank 0) while a stage unit runs in its directory
 STAGE_LOCK = ".stage.lock"
 
@@ -92,11 +97,34 @@ class StageRecord:
         """The outputs as paths."""
         return {key: Path(value) for key, value in self.outputs.items()}
 
-    def marker(self) -> dict[str, Any]:
-        """The record as `stage_complete.json` holds it, with the settings its fingerprint digests."""
+    def marker(self, stage_dir: Path, run_dir: Path) -> dict[str, Any]:
+        """The record as `stage_complete.json` in `stage_dir` holds it (`RELATIVE_PATHS`: `run_dir` is the run's
+        output directory), with the settings its fingerprint digests."""
         settings = getattr(self.fingerprint, "settings", None)
-        return {"fingerprint": self.fingerprint, "outputs": self.outputs, "metrics": self.metrics,
+        outputs = {key: _marker_path(value, stage_dir, run_dir) for key, value in self.outputs.items()}
+        return {"fingerprint": self.fingerprint, "outputs": outputs, "paths": RELATIVE_PATHS, "metrics": self.metrics,
                 **({"settings": settings} if settings is not None else {})}
+
+
+def _marker_path(path: str, stage_dir: Path, run_dir: Path) -> str:
+    """`path` as a marker in `stage_dir` holds it: relative to `stage_dir` when inside `run_dir`, else absolute."""
+    absolute = os.path.abspath(path)
+    if Path(absolute).is_relative_to(os.path.abspath(run_dir)):
+        return os.path.relpath(absolute, os.path.abspath(stage_dir))
+    return absolute
+
+
+def read_marker(stage_dir: Path) -> dict[str, Any] | None:
+    """The marker in `stage_dir` (None when the unit has not finished), its output paths usable from the working
+    directory (`RELATIVE_PATHS`)."""
+    path = Path(stage_dir) / STAGE_DONE
+    if not path.is_file():
+        return None
+    marker = json.loads(path.read_text())
+    if marker.get("paths") == RELATIVE_PATHS:
+        marker["outputs"] = {key: value if os.path.isabs(value) else os.path.normpath(os.path.join(stage_dir, value))
+                             for key, value in marker.get("outputs", {}).items()}
+    return marker
 
 
 class StageOutputs(Protocol):
@@ -177,7 +205,8 @@ def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
                                f"not the stage's {fingerprint}")
         record = outputs.to_record()  # its fingerprint is the stage's (checked above)
         if ctx.dist.is_main:
-            write_text_atomic(ctx.stage_dir / STAGE_DONE, json.dumps(record.marker(), indent=1))
+            write_text_atomic(ctx.stage_dir / STAGE_DONE,
+                              json.dumps(record.marker(ctx.stage_dir, ctx.run_dir), indent=1))
             doing(f"going on after {unit.name} finished")
             ctx.plugins.hook.mmadapt_stage_finished(stage=unit.name, output_dir=str(ctx.stage_dir),
                                                     metrics=dict(record.metrics))
@@ -188,11 +217,8 @@ def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
 
 def completed(stage_dir: Path, fingerprint: str) -> StageRecord | None:
     """The marker's record if the stage finished with these settings, else None."""
-    path = Path(stage_dir) / STAGE_DONE
-    if not path.is_file():
-        return None
-    marker = json.loads(path.read_text())
-    if marker.get("fingerprint") != fingerprint:
+    marker = read_marker(stage_dir)
+    if marker is None or marker.get("fingerprint") != fingerprint:
         return None
     return StageRecord(marker["fingerprint"], marker.get("outputs", {}), marker.get("metrics", {}), skipped=True)
 

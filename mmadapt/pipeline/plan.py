@@ -86,6 +86,8 @@ class StrategyRun:
     big_model_steps_cfg: DictConfig | None
     #: by task name: `train` with `finetune.train`, then `tasks[i].finetune_train`, over it
     finetune_cfgs: Mapping[str, DictConfig]
+    #: the whole run's output directory (`run_dir` is this strategy's folder in it, or the same)
+    run_root: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _strategy_run(name: str, cfg: DictConfig, layout: RunLayout, reuse: str | No
     finetune = {task.name: stage_cfg(cfg, cfg.finetune.train, task.get("finetune_train"), world_size=world)
                 for task in cfg.tasks}
     return StrategyRun(name, cfg, layout.strategy_dir(name), reuse, init_from, pretrain, adapt,
-                       _big_model_steps_cfg(adapt, world), MappingProxyType(finetune))
+                       _big_model_steps_cfg(adapt, world), MappingProxyType(finetune), layout.output_dir)
 
 
 def _big_model_steps_cfg(adapt: DictConfig, world: int) -> DictConfig | None:

@@ -177,7 +177,8 @@ class Pipeline:
         handed = self.handed[run.name]
         pretrained = handed.pretrained
         ctx = StageContext(run.adapt_cfg, self.plugins, self.dist, run.run_dir,
-                           self.plan.layout.stage_dir(run.name, "adapt", lang), strategy=run.name)
+                           self.plan.layout.stage_dir(run.name, "adapt", lang), strategy=run.name,
+                           run_root=run.run_root)
         model_dir = pretrained.adapt_model
         adapted = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint, pretrained.big,
                                  run.big_model_steps_cfg)
@@ -194,7 +195,8 @@ class Pipeline:
             handed.finetuned[task] = self.handed[run.reuse].finetuned[task]
         else:
             ctx = StageContext(run.finetune_cfgs[task], self.plugins, self.dist, run.run_dir,
-                               self.plan.layout.stage_dir(run.name, "finetune", task), strategy=run.name)
+                               self.plan.layout.stage_dir(run.name, "finetune", task), strategy=run.name,
+                               run_root=run.run_root)
             handed.finetuned[task] = finetune_task(ctx, task_section, handed.pretrained.big,
                                                    handed.pretrained.fingerprint)
         self._keep(run, f"finetune/{task}", handed.finetuned[task], reused=bool(run.reuse))
@@ -204,14 +206,16 @@ class Pipeline:
         task, handed = task_section.name, self.handed[run.name]
         finetuned = handed.finetuned[task]
         ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
-                           self.plan.layout.stage_dir(run.name, "transfer", task), strategy=run.name)
+                           self.plan.layout.stage_dir(run.name, "transfer", task), strategy=run.name,
+                           run_root=run.run_root)
         plugin = self.plugins.tasks.get(task)
         source = source_scores(ctx, task_section, finetuned)[plugin.metric_names[0]]
         if plugin.parallel_predictions:
             self.source_predictions[run.name, task] = source_predictions_path(finetuned, plugin)
         for lang in task_languages(task_section, self.languages):
             ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
-                               self.plan.layout.stage_dir(run.name, "transfer", task, lang), strategy=run.name)
+                               self.plan.layout.stage_dir(run.name, "transfer", task, lang), strategy=run.name,
+                               run_root=run.run_root)
             adapted = handed.adapted[lang]
             transferred = transfer_language(ctx, task_section, finetuned, lang, adapted)
             self._keep(run, f"transfer/{task}/{lang}", transferred)

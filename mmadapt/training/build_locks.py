@@ -64,7 +64,7 @@ def check_build_locks(log: Callable[[str], None], root: Path | None = None,
             lock.unlink(missing_ok=True)
             removed.append(lock)
             log(f"removed a stale JIT build lock {lock} ({age / 60:.0f} min old, no process building there): "
-                f"a run was killed while building that op; it is built again now")
+                f"a run was killed while building that op; the next run that needs it builds it again")
         else:
             log(f"waiting on the JIT build lock {lock} ({age:.0f} s old, no process of this machine building there): "
                 f"if no run on another machine is building that op, remove it and run again")

@@ -93,8 +93,9 @@ def language_basin_check(ctx: Any, language: str, adapted: Any, model_dir: Path,
     """
     if not adapted.snapshots:
         return {}
-    # the adapt fingerprint covers the embeddings, the corpus, the seed and the models' upstream stages
-    key = digest("basin_check", adapted.fingerprint, str(model_dir), str(big_dir), CHECK_BLOCKS, CHECK_BATCH,
+    # the adapt fingerprint covers the embeddings, the corpus, the seed and the models' upstream stages (their
+    # content, not where they lie: a run directory moved elsewhere keeps its check)
+    key = digest("basin_check", adapted.fingerprint, Path(model_dir) == Path(big_dir), CHECK_BLOCKS, CHECK_BATCH,
                  _MASK_SEED_OFFSET)
     path = Path(ctx.stage_dir) / CHECK_FILE
     if path.is_file():

@@ -31,7 +31,8 @@ def pretrain(run: StrategyRun, plugins: Any, dist: Any, started_from: PretrainOu
     `init_from`); its fingerprint, not the path it lies at, stands for `model.pretrained` in this stage's, so
     that re-training that big model re-runs this stage, and a moved run directory does not."""
     cfg = run.pretrain_cfg
-    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name)
+    ctx = StageContext(cfg, plugins, dist, run.run_dir, run.run_dir / "pretrain", strategy=run.name,
+                       run_root=run.run_root)
 
     def fingerprint() -> str:
         # `adapt_train` is a later stage's; a plugin's option left unset (None) is as if absent, so that an option
