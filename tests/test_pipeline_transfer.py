@@ -400,6 +400,9 @@ def test_interleaved_big_model_steps_run_every_nth_step_on_their_micro_batch_and
     block = cfg.data.block_size
     over_big, over_mini = spent["big_model_interleaved"], spent["steps"] - spent["big_model_interleaved"]
     assert spent["tokens"] == over_mini * 64 * block + over_big * 16 * block
+    # the trainer's own count (its summary, the progress line's tokens/s) reads the big-model steps' 16 too
+    summary = json.loads((tmp_path / "minipost" / "adapt" / "vo" / "train_summary.json").read_text())
+    assert summary["tokens"] == spent["tokens"]
     # a big-model step costs what full's does per token (same model and vocabulary), on 16 of the 64 sequences
     expected = over_mini * 64 * block * spent["flops_per_token"] + over_big * 16 * block * full_spent["flops_per_token"]
     assert spent["flops"] - spent["init_flops"] == pytest.approx(expected, rel=1e-6)

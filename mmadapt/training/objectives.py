@@ -105,9 +105,16 @@ class InterleavedMaskedLMObjective(torch.nn.Module):
         """How many of the first `steps` training steps run over the big model."""
         return steps // every
 
+    def step_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The part of the step's `batch` this step trains on: all of it, or on a big-model step its first
+        `big_batch_size` sequences."""
+        if self.training and self.is_big_model_step(self.step):
+            return {key: value[:self.big_batch_size] for key, value in batch.items()}
+        return batch
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.training and self.is_big_model_step(self.step):
-            return self.big({key: value[:self.big_batch_size] for key, value in batch.items()})
+            return self.big(self.step_batch(batch))
         return self.mini(batch)
 
 

@@ -263,7 +263,8 @@ class Trainer:
             waiting = time.perf_counter()
             batch = next(batches)
             counters.data_wait += time.perf_counter() - waiting
-            counters.tokens += batch["input_ids"].numel() if "input_ids" in batch else 0
+            read = self.module.step_batch(batch) if hasattr(self.module, "step_batch") else batch  # what it trains on
+            counters.tokens += read["input_ids"].numel() if "input_ids" in read else 0
             losses = engine({k: v.to(device, non_blocking=True) for k, v in batch.items()})
             if self.guard.skipping and not self.guard.keep_micro_batch(losses["loss"]):
                 if self.guard.exhausted:
