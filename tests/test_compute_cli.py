@@ -92,6 +92,10 @@ def test_a_mini_strategys_adapt_steps_over_the_big_model_enter_its_predicted_ada
     assert "adapt, big model" not in text.split("strategy full:")[1].split("\nstrategy ")[0]
     plain = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=0", "adapt.big_model_every=0")
     assert "adapt, big model" not in plain and "adapt stage ratio" not in plain
+    # without interleaving, the first steps read batches of their own: more sequences than the adapt micro-batch too
+    wide = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=50", "adapt.big_model_every=0",
+                    "adapt.big_model_micro_batch_size=128", "adapt.train.micro_batch_size=64")
+    assert "4096 tokens/step" in _line(wide, "minijoint", "adapt, big model")  # 128 x 32, as the stage runs them
 
 
 def test_a_pretrained_model_is_read_from_its_config_json(tmp_path):

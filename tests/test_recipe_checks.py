@@ -31,6 +31,11 @@ REFUSED = {
     "big_model_every_step": ({"adapt.big_model_every": 1},
                              "adapt.big_model_every: 1 runs every adapt step over the big model, which is the `full` "
                              "strategy: give 2 or more (every Nth step over the big model), or 0 for none"),
+    "big_model_batch_over_the_step": (
+        {"adapt.big_model_micro_batch_size": 128},
+        "adapt.big_model_micro_batch_size: 128 is more than strategy minijoint's adapt micro-batch (64, "
+        "adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains on that many of its "
+        "step's sequences; give at most 64, or 0 for the whole micro-batch"),
     "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
     "task_lists_no_adapted_language": (
         {"tasks.0.languages": ["src", "de"]},
@@ -142,6 +147,19 @@ def test_a_per_task_value_beating_a_command_line_override_is_warned_about_with_b
                         "for 'pawsx'; set tasks.0.finetune_train.max_steps=10 to change it"]
     _, warnings = check_before_work(RECIPES / "quickstart_tasks.yaml", ["finetune.train.max_steps=6000"], get_plugins())
     assert warnings == []  # the same value: nothing is lost
+
+
+def test_a_fine_tune_that_ends_before_its_restart_check_is_warned_about_once_per_task():
+    from mmadapt.pipeline.checks import check_before_work
+    from mmadapt.plugin_system.manager import get_plugins
+
+    _, warnings = check_before_work(RECIPES / "quickstart.yaml", ["finetune.train.max_steps=300"], get_plugins())
+    assert warnings == ["finetune.restart.at_step: 300 is not before task xnli's last fine-tune step (300): its check "
+                        "of a fine-tune still on its starting loss never runs; give a step under 300, or 0 to turn it "
+                        "off"]  # once, though three strategies list the task
+    for overrides in (["finetune.train.max_steps=301"], ["finetune.train.max_steps=300", "finetune.restart.at_step=0"],
+                      ["finetune.train.max_steps=300", "stages=[pretrain, tokenizer, adapt]"]):
+        assert check_before_work(RECIPES / "quickstart.yaml", overrides, get_plugins())[1] == [], overrides
 
 
 def test_a_strategy_that_declares_no_mini_layers_option_only_gets_a_warning_for_a_deep_k():

@@ -162,7 +162,7 @@ def _big_model_adapt_steps(run: Any, seq: int, world: int) -> tuple[int, int, in
     first, interleaved = int(adapt.big_model_steps), _interleaved_steps(run)
     if not first and not interleaved:
         return None
-    micro = min(int(adapt.big_model_micro_batch_size) or int(train.micro_batch_size), int(train.micro_batch_size))
+    micro = int(adapt.big_model_micro_batch_size) or int(train.micro_batch_size)
     parts = ([f"the first {first}"] if first else []) + \
         ([f"1 in {int(adapt.big_model_every)} of the {int(train.max_steps)} after them ({interleaved})"]
          if interleaved else [])

@@ -34,7 +34,7 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     """
     plugins = plugins or get_plugins()
     problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
-                + restart_problems(cfg) + interleave_problems(cfg) + shape_problems(cfg, plugins) + model_problems(cfg)
+                + restart_problems(cfg) + interleave_problems(cfg, plugins, runs) + shape_problems(cfg, plugins) + model_problems(cfg)
                 + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
@@ -214,12 +214,27 @@ def restart_problems(cfg: Any) -> Problems:
                                          f"{2 * restart.window}, or a smaller finetune.restart.window")]
 
 
-def interleave_problems(cfg: Any) -> Problems:
-    """`adapt.big_model_every` interleaves big-model steps among the mini-model's: every step would be `full`."""
-    if int(cfg.adapt.big_model_every) != 1:
-        return []
-    return [("adapt.big_model_every", "1 runs every adapt step over the big model, which is the `full` strategy: "
-                                      "give 2 or more (every Nth step over the big model), or 0 for none")]
+def interleave_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Problems:
+    """`adapt.big_model_every` interleaves big-model steps among the mini-model's: every step would be `full`; and
+    each such step trains on `adapt.big_model_micro_batch_size` of its step's sequences, so no more than the adapt
+    micro-batch of a strategy with a mini-model (`mini_layers_option`)."""
+    if int(cfg.adapt.big_model_every) == 1:
+        return [("adapt.big_model_every", "1 runs every adapt step over the big model, which is the `full` strategy: "
+                                          "give 2 or more (every Nth step over the big model), or 0 for none")]
+    if runs is None:
+        try:
+            runs = plan_runs(cfg)
+        except RecipeError:  # reported by stage_problems
+            return []
+    for run in runs:
+        adapt, micro = run.adapt_cfg.adapt, int(run.adapt_cfg.train.micro_batch_size)
+        mini = run.name in plugins.strategies and getattr(plugins.strategies.get(run.name), "mini_layers_option", None)
+        if mini and int(adapt.big_model_every) and int(adapt.big_model_micro_batch_size) > micro:
+            return [("adapt.big_model_micro_batch_size",
+                     f"{int(adapt.big_model_micro_batch_size)} is more than strategy {run.name}'s adapt micro-batch "
+                     f"({micro}, adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains "
+                     f"on that many of its step's sequences; give at most {micro}, or 0 for the whole micro-batch")]
+    return []
 
 
 def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:
@@ -306,10 +321,27 @@ def check_before_work(recipe: Path, overrides: list[str], plugins: Any,
     cfg = load_recipe(recipe, overrides, plugins)
     plan = build_run_plan(cfg, plugins, str(recipe), data_files=local_files == "error")
     warnings = [f"{where}: {message}" for where, message in layer_count_problems(cfg, plugins)[1]]
-    warnings += shadowed_overrides(cfg, overrides)
+    warnings += shadowed_overrides(cfg, overrides) + unreached_restart_checks(plan)
     if local_files != "error":
         warnings += [f"{where}: {message} here (train needs it)" for where, message in missing_data_files(cfg, plugins)]
     return plan, warnings
+
+
+def unreached_restart_checks(plan: RunPlan) -> list[str]:
+    """One line for each task whose fine-tune ends before `finetune.restart.at_step`: its check of a fine-tune still
+    on its starting loss would never run (the stage leaves it out without a word)."""
+    if "finetune" not in plan.stages and "transfer" not in plan.stages:
+        return []
+    lines: list[str] = []
+    for run in plan.strategies:
+        for task, cfg in run.finetune_cfgs.items():
+            at_step, steps = int(cfg.finetune.restart.at_step), int(cfg.train.max_steps)
+            line = (f"finetune.restart.at_step: {at_step} is not before task {task}'s last fine-tune step ({steps}): "
+                    f"its check of a fine-tune still on its starting loss never runs; give a step under {steps}, or 0 "
+                    "to turn it off")
+            if at_step and at_step >= steps and line not in lines:
+                lines.append(line)
+    return lines
 
 
 #: (global `train:` section, the list whose entries may set their own, the entry's key): the entry's wins

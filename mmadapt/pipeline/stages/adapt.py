@@ -164,7 +164,7 @@ def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, ev
         big, every = interleaved
         share_vocabulary(big, model)
         freeze_all_but(big, vocabulary)
-        big_batch = min(int(ctx.cfg.adapt.big_model_micro_batch_size) or train.micro_batch_size, train.micro_batch_size)
+        big_batch = int(ctx.cfg.adapt.big_model_micro_batch_size) or train.micro_batch_size  # at most it (checked)
         objective = InterleavedMaskedLMObjective(model, big, every, big_batch)
         before_step = objective.start_step
         big_sequences = big_batch * train.grad_accum * ctx.dist.world_size
