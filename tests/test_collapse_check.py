@@ -27,6 +27,7 @@ def test_the_check_fires_only_when_the_big_model_reads_the_embeddings_worse_than
     assert rows[0]["basin_gap"] == 0.34 and rows[1]["basin_gap"] == 0.21 and "basin_gap" not in rows[2]
     assert [p["basin_gap"] for p in rows[0]["curve"]] == [0.0, 0.34]
     assert len(warnings) == 1 and warnings[0].startswith("warning: minijoint nd:") and f"> {BASIN_GAP_LIMIT}" in warnings[0]
+    assert "adapt.big_model_micro_batch_size equal to adapt.train.micro_batch_size" in warnings[0]  # what to do
     table = collapse_table(rows)
     assert "| minijoint | xnli | nd | 0.340 | - | - | YES | - | 0: 0.000, 10: 0.340 | - |" in table
     assert "| full |" not in table

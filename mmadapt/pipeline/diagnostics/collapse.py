@@ -114,6 +114,13 @@ SOURCE_KAPPA_LOST_LIMIT = 0.42
 SOURCE_KAPPA_FLOOR = 0.10
 
 
+#: what the warning advises. On the three slow-learned cells measured (docs/benchmarks.md, "What brings a slow-learned
+#: language back"), big-model steps on the whole adapt micro-batch brought both mini strategies to the baseline's score
+#: (saving 1.2x-2.0x instead of about 3x); 200 first steps on 16 sequences instead of 50 did not on two of them
+BASIN_ADVICE = ("give the big-model steps the whole adapt micro-batch (adapt.big_model_micro_batch_size equal to "
+                "adapt.train.micro_batch_size), at a smaller saving")
+
+
 def basin_gap(point: dict[str, Any]) -> float | None:
     """Big-model minus mini-model masked-LM loss at a curve point (None without a mini-model)."""
     big, mini = point.get("big_model_mlm_loss"), point.get("mini_model_mlm_loss")
@@ -171,8 +178,7 @@ def add_collapse_check(rows: list[dict[str, Any]], baseline: str, limit: float =
         if reasons:
             warnings.append(
                 f"warning: {row['strategy']} {row['language']}: {'; and '.join(reasons)}: the embeddings may have "
-                f"landed in a wrong basin and transfer far below the baseline; raise adapt.big_model_steps (or lower "
-                f"adapt.big_model_every: more of the mini-model's steps over the big model), or compare with the "
+                f"landed in a wrong basin and transfer far below the baseline; {BASIN_ADVICE}, or compare with the "
                 f"baseline strategy (report.baseline) on this language")
     return warnings
 
