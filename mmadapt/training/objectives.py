@@ -105,17 +105,18 @@ class InterleavedMaskedLMObjective(torch.nn.Module):
         """How many of the first `steps` training steps run over the big model."""
         return steps // every
 
+    def _over_big_model(self) -> bool:
+        return self.training and self.is_big_model_step(self.step)
+
     def step_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The part of the step's `batch` this step trains on: all of it, or on a big-model step its first
         `big_batch_size` sequences."""
-        if self.training and self.is_big_model_step(self.step):
+        if self._over_big_model():
             return {key: value[:self.big_batch_size] for key, value in batch.items()}
         return batch
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.training and self.is_big_model_step(self.step):
-            return self.big(self.step_batch(batch))
-        return self.mini(batch)
+        return self.big(self.step_batch(batch)) if self._over_big_model() else self.mini(batch)
 
 
 class SupervisedObjective(torch.nn.Module):

@@ -136,6 +136,8 @@ class Trainer:
         self.before_step = before_step
         self.cfg = train_cfg if train_cfg is not None else ctx.cfg.train
         self.module = module
+        #: an objective that trains on part of a step's batch says which (`InterleavedMaskedLMObjective.step_batch`)
+        self._step_batch = getattr(module, "step_batch", None)
         self.params = list(params)
         self.train_data = train_data
         self.eval_data = eval_data
@@ -263,7 +265,7 @@ class Trainer:
             waiting = time.perf_counter()
             batch = next(batches)
             counters.data_wait += time.perf_counter() - waiting
-            read = self.module.step_batch(batch) if hasattr(self.module, "step_batch") else batch  # what it trains on
+            read = self._step_batch(batch) if self._step_batch else batch  # the part of it the step trains on
             counters.tokens += read["input_ids"].numel() if "input_ids" in read else 0
             losses = engine({k: v.to(device, non_blocking=True) for k, v in batch.items()})
             if self.guard.skipping and not self.guard.keep_micro_batch(losses["loss"]):
