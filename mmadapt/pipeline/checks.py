@@ -60,17 +60,25 @@ def stage_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Problems
     if "transfer" in stages and "adapt" not in stages:
         problems.append(("stages", "stage transfer needs adapt (it evaluates the adapted languages): "
                                    "add adapt to stages"))
-    if runs is None:
-        try:
-            runs = plan_runs(cfg)
-        except RecipeError as exc:  # e.g. a `reuse` naming no earlier strategy
-            return problems + exc.problems
+    runs, planning = _runs_or_problems(cfg, runs)
+    if planning:  # e.g. a `reuse` naming no earlier strategy
+        return problems + planning
     needing = [run.name for run in runs if not starts_from_pretrained(run, plugins)]
     if "pretrain" not in stages and needing:
         who = f"strategy {needing[0]!r} needs" if len(needing) == 1 else f"strategies {', '.join(needing)} need"
         problems.append(("stages", f"{who} stage pretrain (only a strategy that uses a given model as it is "
                                    "starts from model.pretrained without it): add pretrain to stages"))
     return problems
+
+
+def _runs_or_problems(cfg: Any, runs: list | None) -> tuple[list, Problems]:
+    """`runs` when the caller planned them, else the recipe's planned now; ([], why) when it cannot be planned."""
+    if runs is not None:
+        return runs, []
+    try:
+        return plan_runs(cfg), []
+    except RecipeError as exc:
+        return [], exc.problems
 
 
 def language_problems(cfg: Any) -> Problems:
@@ -221,12 +229,7 @@ def interleave_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Pro
     if int(cfg.adapt.big_model_every) == 1:
         return [("adapt.big_model_every", "1 runs every adapt step over the big model, which is the `full` strategy: "
                                           "give 2 or more (every Nth step over the big model), or 0 for none")]
-    if runs is None:
-        try:
-            runs = plan_runs(cfg)
-        except RecipeError:  # reported by stage_problems
-            return []
-    for run in runs:
+    for run in _runs_or_problems(cfg, runs)[0]:  # a recipe that cannot be planned: stage_problems says why
         adapt, micro = run.adapt_cfg.adapt, int(run.adapt_cfg.train.micro_batch_size)
         mini = run.name in plugins.strategies and getattr(plugins.strategies.get(run.name), "mini_layers_option", None)
         if mini and int(adapt.big_model_every) and int(adapt.big_model_micro_batch_size) > micro:

@@ -235,11 +235,8 @@ class FinishedStageChanged(MmadaptError):
 def changed_settings(stage_dir: Path, fingerprint: str) -> list[str] | None:
     """What changed since the unit finished in `stage_dir` (`key: old -> new` lines), or None when it
     has not finished (no marker) or finished with this fingerprint."""
-    path = Path(stage_dir) / STAGE_DONE
-    if not path.is_file():
-        return None
-    marker = json.loads(path.read_text())
-    if marker.get("fingerprint") == fingerprint:
+    marker = read_marker(stage_dir)
+    if marker is None or marker.get("fingerprint") == fingerprint:
         return None
     old, new = marker.get("settings"), getattr(fingerprint, "settings", None)
     if not isinstance(old, dict) or new is None:
