@@ -36,6 +36,21 @@ REFUSED = {
         "adapt.big_model_micro_batch_size: 128 is more than strategy minijoint's adapt micro-batch (64, "
         "adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains on that many of its "
         "step's sequences; give at most 64, or 0 for the whole micro-batch"),
+    "restart_probe_never_reached": (
+        {"adapt.restart.at_step": 400},
+        "adapt.restart.at_step: 400 is not before strategy minijoint's last adapt step (400): the probe would never "
+        "run; give a smaller step, or 0 for no probe"),
+    "restart_without_big_model_steps": (
+        {"adapt.restart.at_step": 120, "adapt.big_model_steps": 0, "adapt.big_model_every": 0},
+        "adapt.restart: the restart runs the big-model steps on the whole micro-batch, and there are none: set "
+        "adapt.big_model_steps or adapt.big_model_every, or adapt.restart.at_step: 0"),
+    "restart_task_not_in_tasks": (
+        {"adapt.restart.at_step": 120, "adapt.restart.task": "pawsx"},
+        "adapt.restart.task: 'pawsx' is not one of tasks: (xnli)"),
+    "restart_without_finetune": (
+        {"adapt.restart.at_step": 120, "stages": ["pretrain", "tokenizer", "adapt"]},
+        "stages: adapt.restart probes the embeddings over the fine-tuned model, so the fine-tune runs before adapt: "
+        "list finetune (and transfer) in stages, or set adapt.restart.at_step: 0"),
     "unknown_language": ({"adapt.languages": ["vo", "zz"]}, "adapt.languages: 'zz' has no entry under languages:"),
     "task_lists_no_adapted_language": (
         {"tasks.0.languages": ["src", "de"]},

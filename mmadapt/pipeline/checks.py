@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mmadapt.errors import RecipeError
-from mmadapt.pipeline.plan import (RunLayout, RunPlan, big_model_candidates, plan_runs, stage_work_listed,
+from mmadapt.pipeline.plan import (RunLayout, RunPlan, big_model_candidates, plan_runs, probe_task, stage_work_listed,
                                    starts_from_pretrained, task_languages)
 from mmadapt.plugin_system.manager import get_plugins
 from mmadapt.recipe.deepspeed_json import launched_world_size
@@ -34,7 +34,8 @@ def check_pipeline(cfg: Any, source: str = "recipe", data_files: bool = True, pl
     """
     plugins = plugins or get_plugins()
     problems = (stage_problems(cfg, plugins, runs) + language_problems(cfg) + task_problems(cfg) + report_problems(cfg)
-                + restart_problems(cfg) + interleave_problems(cfg, plugins, runs) + shape_problems(cfg, plugins) + model_problems(cfg)
+                + restart_problems(cfg) + interleave_problems(cfg, plugins, runs) + adapt_restart_problems(cfg, plugins, runs)
+                + shape_problems(cfg, plugins) + model_problems(cfg)
                 + layer_count_problems(cfg, plugins)[0])
     if data_files:
         problems += missing_data_files(cfg, plugins)
@@ -238,6 +239,44 @@ def interleave_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Pro
                      f"({micro}, adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains "
                      f"on that many of its step's sequences; give at most {micro}, or 0 for the whole micro-batch")]
     return []
+
+
+def adapt_restart_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Problems:
+    """`adapt.restart` probes a mini strategy's embeddings over a task's fine-tuned model, at a step the adaptation
+    reaches, and starts again with the big-model steps on the whole micro-batch: it needs such steps, a task whose
+    evaluation sets translate one another, and the fine-tune."""
+    restart = cfg.adapt.restart
+    if not restart.at_step:
+        return []
+    minis = [run for run in _runs_or_problems(cfg, runs)[0] if run.name in plugins.strategies
+             and getattr(plugins.strategies.get(run.name), "mini_layers_option", None)]
+    if not minis or "adapt" not in cfg.stages:
+        return []
+    problems: Problems = []
+    for run in minis:
+        last = int(run.adapt_cfg.train.max_steps)
+        if restart.at_step >= last:
+            problems.append(("adapt.restart.at_step", f"{restart.at_step} is not before strategy {run.name}'s last adapt "
+                                                      f"step ({last}): the probe would never run; give a smaller "
+                                                      "step, or 0 for no probe"))
+            break
+    if not (int(cfg.adapt.big_model_steps) or int(cfg.adapt.big_model_every)):
+        problems.append(("adapt.restart", "the restart runs the big-model steps on the whole micro-batch, and there "
+                                          "are none: set adapt.big_model_steps or adapt.big_model_every, or "
+                                          "adapt.restart.at_step: 0"))
+    section = probe_task(cfg, plugins)
+    if restart.task and section is None:
+        problems.append(("adapt.restart.task", f"{restart.task!r} is not one of tasks: ({', '.join(t.name for t in cfg.tasks)})"))
+    elif section is None or not plugins.tasks.get(section.name).parallel_predictions:
+        named = f"task {restart.task!r} does not have" if restart.task else "no task of tasks: has"
+        problems.append(("adapt.restart.task", f"{named} evaluation sets that translate one another, example by "
+                                               "example (the probe compares each example's answers in the two "
+                                               "languages): name one that has, or set adapt.restart.at_step: 0"))
+    if not stage_work_listed("finetune", list(cfg.stages)):
+        problems.append(("stages", "adapt.restart probes the embeddings over the fine-tuned model, so the fine-tune "
+                                   "runs before adapt: list finetune (and transfer) in stages, or set "
+                                   "adapt.restart.at_step: 0"))
+    return problems
 
 
 def missing_data_files(cfg: Any, plugins: Any = None) -> Problems:

@@ -12,7 +12,7 @@ rows and language packs read, is an `AdaptCost`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,26 @@ class BigModelSteps:
 
 
 @dataclass(frozen=True)
+class BasinRestart:
+    """What `adapt.restart` measured and spent (mmadapt.pipeline.stages.basin_probe).
+
+    The probe ran at mini-model step `at_step` and read `source_kappa` (None: undefined, every answer the same).
+    Without a restart its forward passes (`probe_flops`, `probe_seconds`) were spent at that step of the run;
+    with one (`restarted`), the abandoned attempt's whole cost, its probe's included, comes before the new
+    attempt's first step (`abandoned_*`) and the new attempt is not probed again.
+    """
+
+    at_step: int
+    source_kappa: float | None
+    restarted: bool
+    probe_flops: int = 0
+    probe_seconds: float = 0.0
+    abandoned_flops: int = 0
+    abandoned_seconds: float = 0.0
+    abandoned_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class AdaptCost:
     """What a language's adapt stage measured and spent (its marker's `metrics`).
 
@@ -137,6 +157,8 @@ class AdaptCost:
     init: InitCost | None = None
     #: how many of `steps` ran over the big model (`adapt.big_model_every`); None: none (and no marker key)
     big_model_interleaved: int | None = None
+    #: `adapt.restart`'s probe and what it spent (counted in the totals); None: no probe (and no marker key)
+    restart: BasinRestart | None = None
 
     @property
     def init_spent(self) -> InitCost:
@@ -150,23 +172,24 @@ class AdaptCost:
 
     def with_big_model_steps(self, start: AdaptCost) -> AdaptCost:
         """This cost with the big-model steps' (`start`, measured as an adapt cost of its own) added."""
-        return AdaptCost(self.steps, round(self.seconds + start.seconds, 3), self.tokens + start.tokens,
-                         self.flops + start.flops, self.flops_per_token,
-                         max(self.peak_memory_bytes or 0, start.peak_memory_bytes or 0), self.peak_memory_source,
-                         self.data_wait_fraction, self.model_layers, self.final_loss,
-                         BigModelSteps(start.steps, start.flops, start.seconds), self.init,
-                         self.big_model_interleaved)
+        return replace(self, seconds=round(self.seconds + start.seconds, 3), tokens=self.tokens + start.tokens,
+                       flops=self.flops + start.flops,
+                       peak_memory_bytes=max(self.peak_memory_bytes or 0, start.peak_memory_bytes or 0),
+                       big_model=BigModelSteps(start.steps, start.flops, start.seconds))
+
+    def with_restart(self, restart: BasinRestart) -> AdaptCost:
+        """This cost with `adapt.restart`'s probe and (if it restarted) the abandoned attempt's cost added."""
+        return replace(self, seconds=round(self.seconds + restart.abandoned_seconds, 3),  # the probe's: in the wall
+                       tokens=self.tokens + restart.abandoned_tokens,
+                       flops=self.flops + restart.probe_flops + restart.abandoned_flops, restart=restart)
 
     def with_init(self, init: InitCost) -> AdaptCost:
         """This cost with the initialiser's own added (it comes first: step 0 of the score curve)."""
-        return AdaptCost(self.steps, round(self.seconds + init.seconds, 3), self.tokens, self.flops + init.flops,
-                         self.flops_per_token, self.peak_memory_bytes, self.peak_memory_source,
-                         self.data_wait_fraction, self.model_layers, self.final_loss, self.big_model, init,
-                         self.big_model_interleaved)
+        return replace(self, seconds=round(self.seconds + init.seconds, 3), flops=self.flops + init.flops, init=init)
 
     def metrics(self) -> dict[str, Any]:
         """The cost as the marker (and the report's `stage_metrics`) holds it, keys in the order it always had."""
-        optional = ("big_model", "init", "big_model_interleaved")
+        optional = ("big_model", "init", "big_model_interleaved", "restart")
         plain = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in optional}
         if self.big_model is not None:
             plain.update(big_model_steps=self.big_model.steps, big_model_flops=self.big_model.flops,
@@ -176,6 +199,8 @@ class AdaptCost:
                          init_flops_parts=self.init.parts)
         if self.big_model_interleaved is not None:
             plain["big_model_interleaved"] = self.big_model_interleaved
+        if self.restart is not None:
+            plain["restart"] = asdict(self.restart)
         return plain
 
     @classmethod
@@ -185,8 +210,9 @@ class AdaptCost:
                                    metrics["big_model_seconds"]) if "big_model_steps" in metrics else None)
         init = (InitCost(metrics["init_flops"], metrics["init_seconds"], metrics.get("init_flops_parts", {}))
                 if "init_flops" in metrics else None)
-        plain = {f.name: metrics.get(f.name) for f in fields(cls) if f.name not in ("big_model", "init")}
-        return cls(**plain, big_model=big_model, init=init)
+        restart = BasinRestart(**metrics["restart"]) if "restart" in metrics else None
+        plain = {f.name: metrics.get(f.name) for f in fields(cls) if f.name not in ("big_model", "init", "restart")}
+        return cls(**plain, big_model=big_model, init=init, restart=restart)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -67,6 +67,13 @@ class RunLayout:
         return self.stage_dir(strategy, PRETRAIN_DIR, BIG_MODEL_DIR)
 
 
+class AdaptAttempt(NamedTuple):
+    """The configs an adapt attempt runs with: the stage's, and its first big-model steps' (None: none)."""
+
+    cfg: DictConfig
+    big_model_steps_cfg: DictConfig | None
+
+
 @dataclass(frozen=True)
 class StrategyRun:
     """One strategy's pass through the pipeline, with the resolved config of each of its stages."""
@@ -88,6 +95,9 @@ class StrategyRun:
     finetune_cfgs: Mapping[str, DictConfig]
     #: the whole run's output directory (`run_dir` is this strategy's folder in it, or the same)
     run_root: Path | None = None
+    #: the attempt `adapt.restart` starts when the embeddings missed the big model's basin: every big-model step on
+    #: the adapt stage's whole micro-batch (None: `adapt.restart` is off)
+    whole_batch_attempt: AdaptAttempt | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,8 @@ def _strategy_run(name: str, cfg: DictConfig, layout: RunLayout, reuse: str | No
     finetune = {task.name: stage_cfg(cfg, cfg.finetune.train, task.get("finetune_train"), world_size=world)
                 for task in cfg.tasks}
     return StrategyRun(name, cfg, layout.strategy_dir(name), reuse, init_from, pretrain, adapt,
-                       _big_model_steps_cfg(adapt, world), MappingProxyType(finetune), layout.output_dir)
+                       _big_model_steps_cfg(adapt, world), MappingProxyType(finetune), layout.output_dir,
+                       _whole_batch_attempt(adapt, world) if adapt.adapt.restart.at_step else None)
 
 
 def _big_model_steps_cfg(adapt: DictConfig, world: int) -> DictConfig | None:
@@ -160,6 +171,15 @@ def _big_model_steps_cfg(adapt: DictConfig, world: int) -> DictConfig | None:
     if adapt.adapt.big_model_micro_batch_size > 0:
         overrides["micro_batch_size"] = int(adapt.adapt.big_model_micro_batch_size)
     return stage_cfg(adapt, overrides, world_size=world)
+
+
+def _whole_batch_attempt(adapt: DictConfig, world: int) -> AdaptAttempt:
+    """The adapt attempt `adapt.restart` starts: `adapt` with `adapt.big_model_micro_batch_size` 0 (the stage's
+    own micro-batch), for the first big-model steps and the interleaved ones alike."""
+    plain = OmegaConf.to_container(adapt, resolve=True)
+    plain["adapt"]["big_model_micro_batch_size"] = 0
+    whole = OmegaConf.create(plain)
+    return AdaptAttempt(whole, _big_model_steps_cfg(whole, world))
 
 
 def stage_cfg(cfg: DictConfig, *train_overrides: Any, world_size: int) -> DictConfig:
@@ -220,3 +240,14 @@ def task_languages(task_section: Any, languages: list[str]) -> list[str]:
     (in `languages`' order), or all of them when the task lists none."""
     listed = list(task_section.get("languages") or [])
     return [lang for lang in languages if lang in listed] if listed else list(languages)
+
+
+def probe_task(cfg: Any, plugins: Any) -> Any:
+    """The task section whose fine-tuned model probes: `adapt.restart.task`, or the first of `tasks:` whose
+    predictions compare across languages (None: there is none)."""
+    wanted = cfg.adapt.restart.task
+    for section in cfg.tasks:
+        if section.name in plugins.tasks and (section.name == wanted if wanted
+                                              else plugins.tasks.get(section.name).parallel_predictions):
+            return section
+    return None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ from mmadapt.pipeline.diagnostics.basin import language_basin_check
 from mmadapt.pipeline.diagnostics.collapse import add_agreement, add_collapse_check
 from mmadapt.pipeline.lifecycle import StageOutputs
 from mmadapt.pipeline.outputs import AdaptOutputs, FinetuneOutputs, PretrainOutputs, TransferOutputs
-from mmadapt.pipeline.plan import RunPlan, StrategyRun, reuses_big_model_as_is, stage_work_listed, task_languages
+from mmadapt.pipeline.plan import (RunPlan, StrategyRun, probe_task, reuses_big_model_as_is, stage_work_listed,
+                                   task_languages)
 from mmadapt.pipeline.report import table, write_report
 from mmadapt.pipeline.stages.adapt import adapt_language
+from mmadapt.pipeline.stages.basin_probe import SourceKappaProbe
 from mmadapt.pipeline.stages.finetune import finetune_task
 from mmadapt.pipeline.stages.pretrain import given_big_model, pretrain, reused_big_model
 from mmadapt.pipeline.stages.tokenizer import train_language_tokenizer
@@ -149,14 +151,34 @@ class Pipeline:
         """Every listed stage of one strategy, in pipeline order."""
         self.handed[run.name], self.alignments[run.name], self.basins[run.name] = StrategyOutputs(), {}, {}
         self.pretrain(run)
+        probing = self._probes_basin(run)
+        if probing:  # `adapt.restart`'s probe reads the embeddings over the fine-tuned model
+            for task_section in self.tasks:
+                self.finetune(run, task_section)
         if "adapt" in self.stages:
             for lang in self.languages:
-                self.adapt(run, lang)
+                self.adapt(run, lang, probing)
         for task_section in self.tasks:
-            if stage_work_listed("finetune", self.stages):
+            if stage_work_listed("finetune", self.stages) and not probing:
                 self.finetune(run, task_section)
             if "transfer" in self.stages:
                 self.transfer(run, task_section)
+
+    def _probes_basin(self, run: StrategyRun) -> bool:
+        """Whether `adapt.restart` probes this strategy's adaptation: on, adapt listed, over a mini-model (the
+        recipe checks made sure the fine-tune is listed too)."""
+        pretrained = self.handed[run.name].pretrained
+        return (run.whole_batch_attempt is not None and "adapt" in self.stages
+                and Path(pretrained.adapt_model) != Path(pretrained.big))
+
+    def _basin_probe(self, run: StrategyRun, lang: str) -> SourceKappaProbe:
+        """`adapt.restart`'s probe of `lang`'s embeddings, over the probing task's fine-tuned model."""
+        wanted = probe_task(self.cfg, self.plugins).name
+        section = next(section for section in self.tasks if section.name == wanted)
+        ctx = StageContext(run.cfg, self.plugins, self.dist, run.run_dir,
+                           self.plan.layout.stage_dir(run.name, "transfer", wanted), strategy=run.name,
+                           run_root=run.run_root)
+        return SourceKappaProbe(ctx, section, self.handed[run.name].finetuned[wanted], lang, self.tokenizers[lang])
 
     def pretrain(self, run: StrategyRun) -> None:
         """The strategy's pretraining, `model.pretrained` taken as given, or the reused strategy's big model."""
@@ -172,8 +194,9 @@ class Pipeline:
                                          self.handed[source].pretrained if source else None)
         self._keep(run, "pretrain", handed.pretrained)
 
-    def adapt(self, run: StrategyRun, lang: str) -> None:
-        """Stage `adapt` for one language, and its `alignment_at_1` (rank 0)."""
+    def adapt(self, run: StrategyRun, lang: str, probing: bool = False) -> None:
+        """Stage `adapt` for one language (`probing`: with `adapt.restart`'s probe), and its `alignment_at_1`
+        (rank 0)."""
         handed = self.handed[run.name]
         pretrained = handed.pretrained
         ctx = StageContext(run.adapt_cfg, self.plugins, self.dist, run.run_dir,
@@ -181,7 +204,8 @@ class Pipeline:
                            run_root=run.run_root)
         model_dir = pretrained.adapt_model
         adapted = adapt_language(ctx, lang, model_dir, self.tokenizers[lang], pretrained.fingerprint, pretrained.big,
-                                 run.big_model_steps_cfg)
+                                 run.big_model_steps_cfg, self._basin_probe(run, lang) if probing else None,
+                                 run.whole_batch_attempt)
         handed.adapted[lang] = adapted
         self._keep(run, f"adapt/{lang}", adapted)
         if self.dist.is_main:
@@ -261,4 +285,5 @@ def _row(strategy: str, task: str, language: str, source: float, transfer: Trans
             "target_metrics": t.target_metrics, "control_metrics": t.control_metrics,
             "alignment_at_1": alignment.get("alignment_at_1"), "alignment_pairs": alignment.get("alignment_pairs"),
             "basin_check_flops": basin.get("basin_check_flops"),
+            **({"adapt_restart": asdict(a.restart)} if a.restart is not None else {}),
             "curve": curve}

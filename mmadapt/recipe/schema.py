@@ -184,6 +184,21 @@ class TaskSection:
 
 
 @dataclass
+class AdaptRestartSection:
+    """`adapt.restart:` a mini strategy's embeddings that, at `at_step`, answer the target test inputs no more like the
+    source ones than `min_source_kappa` (Cohen's kappa; no target labels read) start again, once, from the initial
+    embeddings with every big-model step (`adapt.big_model_steps`, `adapt.big_model_every`) on the adapt stage's
+    whole micro-batch. The probe swaps them into the task's fine-tuned model, so the fine-tune runs before adapt."""
+
+    #: the mini-model step at which the embeddings are probed (0: never)
+    at_step: int = field(default=0, metadata={"min": 0})
+    #: start again when the probe's `source_kappa` is below this
+    min_source_kappa: float = 0.1
+    #: the task whose fine-tuned model probes ("": the first task whose predictions compare across languages)
+    task: str = ""
+
+
+@dataclass
 class AdaptSection:
     """`adapt:` training new-language embeddings over the (mini-)model, everything else frozen."""
 
@@ -205,6 +220,9 @@ class AdaptSection:
     #: sequences), which holds the embeddings in the big model's solution while the mini-model refines them
     #: (counted in the adapt compute). 0: none; 1 would be the `full` strategy, and is refused
     big_model_every: int = field(default=0, metadata={"min": 0})
+    #: for a strategy with a mini-model: read part-way whether the embeddings are transferring, and if not,
+    #: start again with the big-model steps on the whole micro-batch (mmadapt.pipeline.stages.basin_probe)
+    restart: AdaptRestartSection = field(default_factory=AdaptRestartSection)
     #: overrides of the top-level `train:` for this stage
     train: dict[str, Any] = field(default_factory=dict, metadata={"partial_of": TrainSection})
 

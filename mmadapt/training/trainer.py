@@ -19,6 +19,7 @@ every entry is logged (so MiniJoint can report its two heads separately).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
@@ -102,6 +103,17 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Python's, NumPy's and torch's random state as they were before the block: work done inside a training run
+    (a probe of its embeddings) leaves the run's random draws, and so its result, as they would have been."""
+    state = _rng_state()
+    try:
+        yield
+    finally:
+        _set_rng_state(state)
 
 
 @dataclass

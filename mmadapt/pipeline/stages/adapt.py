@@ -13,7 +13,10 @@ they fit, for `mmadapt swap`.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import gc
+import json
+import shutil
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,18 @@ from mmadapt.model.surgery import (EMBEDDINGS_FILE, freeze_all_but, lm_head_bias
 from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
-from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs
+from mmadapt.files.atomic import write_text_atomic
+from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs, BasinRestart
+from mmadapt.pipeline.plan import AdaptAttempt
+from mmadapt.pipeline.stages.basin_probe import ProbeReading, SourceKappaProbe
 from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
 from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
+from mmadapt.training.checkpoint import CHECKPOINTS
+from mmadapt.training.distributed import barrier
 from mmadapt.training.flops import adapt_flops_per_token
+from mmadapt.training.metrics import METRICS_FILE
 from mmadapt.training.objectives import InterleavedMaskedLMObjective, MaskedLMObjective, mlm_head_name
+from mmadapt.training.plateau import RESTART_RECORD, STUCK_CURVE_PREFIX
 from mmadapt.training.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
@@ -42,14 +52,17 @@ BIG_MODEL_STEPS_DIR = "big_model_steps"
 
 
 def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path,
-                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None) -> AdaptOutputs:
+                   upstream: str, big_dir: Path | None = None, big_model_steps_cfg: Any = None,
+                   probe: SourceKappaProbe | None = None, whole_batch: AdaptAttempt | None = None) -> AdaptOutputs:
     """Train `language`'s embeddings into ctx.stage_dir; skipped if complete for these settings.
 
     With `adapt.big_model_steps` N > 0 and a mini-model (`model_dir` is not `big_dir`), the first
     N steps run over the big model (with `big_model_steps_cfg`, the run plan's config for them) and
     the embeddings then continue over the mini-model for `train.max_steps` steps: the big model
     picks the solution the cheaper mini-model refines. With `adapt.big_model_every` N > 0, every
-    Nth of those steps runs over the big model too (`InterleavedMaskedLMObjective`).
+    Nth of those steps runs over the big model too (`InterleavedMaskedLMObjective`). With
+    `adapt.restart.at_step` and a mini-model, `probe` reads the embeddings at that step, and when they missed the
+    big model's basin the stage starts again once with `whole_batch` (mmadapt.pipeline.stages.basin_probe).
     """
     cfg = ctx.cfg
     over_mini = big_dir is not None and Path(big_dir) != Path(model_dir)  # the strategy made a mini-model
@@ -62,6 +75,12 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
     if not interleave_every:  # none: as before the key existed, so earlier runs stay complete
         adapt_settings.pop("big_model_every", None)
+    probing = over_mini and bool(cfg.adapt.restart.at_step)
+    if not probing:  # off, or nothing to probe: as before the key existed
+        adapt_settings.pop("restart", None)
+    elif probe is None or whole_batch is None:
+        raise MmadaptError(f"adapt/{language}: adapt.restart.at_step is {cfg.adapt.restart.at_step} but no probe or "
+                           "restart attempt was planned (mmadapt.pipeline.runner)")
 
     def fingerprint() -> str:
         return stage_fingerprint(
@@ -70,7 +89,8 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
             corpus=source_fingerprints(ctx, cfg.languages[language].corpus),
             eval_corpus=source_fingerprints(ctx, cfg.languages[language].eval_corpus), tokenizer=cfg.tokenizer,
             block_size=cfg.data.block_size, mlm_probability=cfg.data.mlm_probability, precision=cfg.precision,
-            deepspeed=cfg.deepspeed.resolved, seed=cfg.seed, **({"init_data": init_data} if init_data else {}))
+            deepspeed=cfg.deepspeed.resolved, seed=cfg.seed, **({"init_data": init_data} if init_data else {}),
+            **({"restart_probe": probe.fingerprint} if probing else {}))
 
     if steps_over_big > 0 and big_model_steps_cfg is None:
         raise MmadaptError(f"adapt/{language}: adapt.big_model_steps is {steps_over_big} but no config was planned "
@@ -78,14 +98,84 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
     return run_stage(StageUnit(f"adapt/{language}", ctx, fingerprint,
                                lambda stage: _adapt(stage, language, model_dir, tokenizer_dir, big_dir,
                                                     big_model_steps_cfg if steps_over_big > 0 else None,
-                                                    interleave_every),
+                                                    interleave_every, probe if probing else None, whole_batch),
                                AdaptOutputs))
 
 
+class MissedBasin(Exception):
+    """`adapt.restart`'s probe read a `source_kappa` under `adapt.restart.min_source_kappa`."""
+
+    def __init__(self, step: int, train_seconds: float, reading: ProbeReading):
+        super().__init__(f"source kappa {reading.source_kappa:.3f} at step {step}")
+        self.step, self.train_seconds, self.reading = step, train_seconds, reading
+        #: what the attempt spent up to the probe (filled in on the way out of the stage's training)
+        self.spent: AdaptCost | None = None
+
+    def restart(self) -> BasinRestart:
+        """The record of the restart: the abandoned attempt's whole cost, its probe's forward passes included."""
+        spent = self.spent
+        return BasinRestart(self.step, self.reading.source_kappa, True,
+                            abandoned_flops=spent.flops + self.reading.flops,
+                            abandoned_seconds=round(spent.seconds + self.reading.seconds, 3),
+                            abandoned_tokens=spent.tokens)
+
+
+
+
 def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
-           big_model_steps_cfg: Any, interleave_every: int = 0) -> AdaptOutputs:
-    """The adapt stage's work (`ctx`: the stage's context): initial and trained embeddings (and snapshots),
-    the language pack, and what it cost."""
+           big_model_steps_cfg: Any, interleave_every: int = 0, probe: SourceKappaProbe | None = None,
+           whole_batch: AdaptAttempt | None = None) -> AdaptOutputs:
+    """The adapt stage's work (`ctx`: the stage's context): one attempt, or with `probe` (`adapt.restart`) a probed
+    one and, when it missed the big model's basin, a second with `whole_batch`'s configs (the record of the
+    restart kept in the stage's directory, so a resumed run goes on with the second)."""
+    restart = _recorded_restart(ctx) if probe is not None else None
+    if restart is None:
+        try:
+            return _attempt(ctx, language, model_dir, tokenizer_dir, big_dir, big_model_steps_cfg, interleave_every,
+                            probe)
+        except MissedBasin as missed:
+            restart = missed.restart()
+            _start_over(ctx, language, restart)
+    return _attempt(replace(ctx, cfg=whole_batch.cfg), language, model_dir, tokenizer_dir, big_dir,
+                    whole_batch.big_model_steps_cfg, interleave_every, restart=restart)
+
+
+def _recorded_restart(ctx: StageContext) -> BasinRestart | None:
+    """The restart an interrupted run of these settings made already (None for a fresh stage)."""
+    path = ctx.stage_dir / RESTART_RECORD
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return BasinRestart(**recorded["restart"]) if recorded.get("fingerprint") == ctx.fingerprint else None
+
+
+def _start_over(ctx: StageContext, language: str, restart: BasinRestart) -> None:
+    """Say so, drop the missed attempt's checkpoints, its big-model steps' and its snapshots, keep its training
+    curve beside the next attempt's, and record the restart."""
+    limit = ctx.cfg.adapt.restart.min_source_kappa
+    ctx.log(f"warning: adapt[{language}]: source kappa {restart.source_kappa:.3f} at step {restart.at_step}, "
+            f"under adapt.restart.min_source_kappa {limit}: the embeddings missed the big model's basin; starting "
+            f"again from the initial embeddings with every big-model step on the whole micro-batch of "
+            f"{ctx.cfg.train.micro_batch_size} (the missed attempt's compute counted)")
+    if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the missed attempt again, never
+        # resumes the next one from the missed one's checkpoints
+        for directory in (CHECKPOINTS, BIG_MODEL_STEPS_DIR, SNAPSHOT_DIR):
+            shutil.rmtree(ctx.stage_dir / directory, ignore_errors=True)
+        curve = ctx.stage_dir / METRICS_FILE
+        if curve.is_file():
+            curve.replace(ctx.stage_dir / f"{STUCK_CURVE_PREFIX}1.jsonl")
+        write_text_atomic(ctx.stage_dir / RESTART_RECORD,
+                          json.dumps({"fingerprint": ctx.fingerprint, "restart": asdict(restart)}, indent=1))
+    barrier()
+    gc.collect()
+
+
+def _attempt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
+             big_model_steps_cfg: Any, interleave_every: int = 0, probe: SourceKappaProbe | None = None,
+             restart: BasinRestart | None = None) -> AdaptOutputs:
+    """One attempt at the stage's work: initial and trained embeddings (and snapshots), the language pack, and
+    what it cost (`restart`: the record of the attempt this one replaces, its cost counted). With `probe`, raises
+    `MissedBasin` at `adapt.restart.at_step` when the embeddings missed the big model's basin."""
     cfg = ctx.cfg
     family = model_family(ctx)
     seed_everything(cfg.seed)
@@ -103,12 +193,20 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
         weight, bias, start = _start_over_big_model(ctx, language, big, weight, big_model_steps_cfg, train_set)
     swap_word_embeddings(model, weight, bias)
     every = cfg.adapt.snapshot_every
-    on_step = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
+    saver = snapshot_saver(ctx, model, every, cfg.train.max_steps) if every > 0 else None
+    watch = _ProbeWatch(ctx, language, model, probe) if probe is not None else None
     ctx.log(f"adapt[{language}]: {weight.numel()} embedding weights over {model.config.num_hidden_layers} layers "
             f"({model_dir})")
-    cost = _train_embeddings(ctx, model, train_set, eval_set, on_step,
-                             (big, interleave_every) if interleave_every else None)
+    try:
+        cost = _train_embeddings(ctx, model, train_set, eval_set, _each(saver, watch),
+                                 (big, interleave_every) if interleave_every else None)
+    except MissedBasin as missed:
+        missed.spent = (missed.spent.with_big_model_steps(start) if start is not None else missed.spent
+                        ).with_init(init_cost)
+        raise
     cost = (cost.with_big_model_steps(start) if start is not None else cost).with_init(init_cost)
+    if restart is not None or (watch is not None and watch.record is not None):
+        cost = cost.with_restart(restart or watch.record)
     outputs = AdaptOutputs(ctx.fingerprint, ctx.stage_dir / EMBEDDINGS_FILE, ctx.stage_dir / INITIAL_EMBEDDINGS_FILE,
                            tokenizer_dir, ctx.stage_dir / PACK_DIR, ctx.stage_dir / SNAPSHOT_DIR if every > 0 else None,
                            cost)
@@ -119,6 +217,47 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
                                  cost, body, len(tokenizer), ctx.fingerprint)
         write_pack(outputs.pack, outputs.embeddings, tokenizer_dir, manifest)
     return outputs
+
+
+def _each(*hooks: Any) -> Any:
+    """One Trainer `on_step` hook calling each of `hooks` (None: left out) in turn; None for none."""
+    present = [hook for hook in hooks if hook is not None]
+    if not present:
+        return None
+
+    def on_step(step: int, seconds: float) -> None:
+        for hook in present:
+            hook(step, seconds)
+
+    return on_step
+
+
+class _ProbeWatch:
+    """A Trainer `on_step` hook: at `adapt.restart.at_step`, the probe's reading of the embeddings; raises
+    `MissedBasin` under `adapt.restart.min_source_kappa`, and otherwise keeps the record of the probe (`record`).
+    An undefined kappa (one answer to everything in both languages: the fine-tune, not the embeddings, failed to
+    tell examples apart) warns and goes on."""
+
+    def __init__(self, ctx: StageContext, language: str, model: Any, probe: SourceKappaProbe):
+        self.ctx, self.language, self.model, self.probe = ctx, language, model, probe
+        self.at_step, self.limit = int(ctx.cfg.adapt.restart.at_step), float(ctx.cfg.adapt.restart.min_source_kappa)
+        self.record: BasinRestart | None = None
+
+    def __call__(self, step: int, seconds: float) -> None:
+        if step != self.at_step:
+            return
+        weight, bias = trained_embeddings(self.model)  # every rank: gathering is collective
+        reading = self.probe.read(weight, bias, self.ctx.stage_dir)
+        if reading.source_kappa is not None and reading.source_kappa < self.limit:
+            raise MissedBasin(step, seconds, reading)
+        self.record = BasinRestart(step, reading.source_kappa, False, reading.flops, reading.seconds)
+        if reading.source_kappa is None:
+            self.ctx.log(f"warning: adapt[{self.language}]: the probe at step {step} cannot read a source kappa: the "
+                         "fine-tuned model gives one answer to every example, in both languages (its source score "
+                         "shows whether it learned the task); going on without a restart")
+        else:
+            self.ctx.log(f"adapt[{self.language}]: source kappa {reading.source_kappa:.3f} at step {step}, at least "
+                         f"adapt.restart.min_source_kappa {self.limit}: going on")
 
 
 def _pack_body(ctx: StageContext, family: Any, model: Any, model_dir: Path, big_dir: Path | None,
@@ -168,18 +307,27 @@ def _train_embeddings(ctx: StageContext, model: Any, train_set: MaskedBlocks, ev
         objective = InterleavedMaskedLMObjective(model, big, every, big_batch)
         before_step = objective.start_step
         big_sequences = big_batch * train.grad_accum * ctx.dist.world_size
-    result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step, before_step=before_step).train()
-    over_big = InterleavedMaskedLMObjective.big_model_steps_in(result.steps, every) if every else 0
-    mini_tokens = (result.steps - over_big) * sequences * data.block_size
-    big_tokens = over_big * big_sequences * data.block_size
     flops_per_token = _adapt_flops_per_token(ctx, model)
-    flops = mini_tokens * flops_per_token + (big_tokens * _adapt_flops_per_token(ctx, big) if over_big else 0)
-    return AdaptCost(steps=result.steps, seconds=round(result.wall_seconds, 3), tokens=mini_tokens + big_tokens,
-                     flops=int(round(flops)), flops_per_token=flops_per_token,
-                     peak_memory_bytes=result.peak_memory_bytes, peak_memory_source=result.peak_memory_source,
-                     data_wait_fraction=round(result.data_wait_fraction, 5),
-                     model_layers=model.config.num_hidden_layers, final_loss=result.last_metrics.get("loss"),
-                     big_model_interleaved=over_big if every else None)
+
+    def cost(steps: int, seconds: float) -> AdaptCost:
+        over_big = InterleavedMaskedLMObjective.big_model_steps_in(steps, every) if every else 0
+        mini_tokens = (steps - over_big) * sequences * data.block_size
+        big_tokens = over_big * big_sequences * data.block_size
+        flops = mini_tokens * flops_per_token + (big_tokens * _adapt_flops_per_token(ctx, big) if over_big else 0)
+        return AdaptCost(steps=steps, seconds=round(seconds, 3), tokens=mini_tokens + big_tokens,
+                         flops=int(round(flops)), flops_per_token=flops_per_token, peak_memory_bytes=None,
+                         peak_memory_source=None, data_wait_fraction=None, model_layers=model.config.num_hidden_layers,
+                         final_loss=None, big_model_interleaved=over_big if every else None)
+
+    try:
+        result = Trainer(ctx, objective, trainable, train_set, eval_set, on_step=on_step,
+                         before_step=before_step).train()
+    except MissedBasin as missed:  # what the steps up to the probe spent
+        missed.spent = cost(missed.step, missed.train_seconds)
+        raise
+    return replace(cost(result.steps, result.wall_seconds), peak_memory_bytes=result.peak_memory_bytes,
+                   peak_memory_source=result.peak_memory_source,
+                   data_wait_fraction=round(result.data_wait_fraction, 5), final_loss=result.last_metrics.get("loss"))
 
 
 def _adapt_flops_per_token(ctx: StageContext, model: Any) -> float:

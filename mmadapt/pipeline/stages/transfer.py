@@ -27,14 +27,22 @@ def evaluate(ctx: StageContext, task: Any, task_section: Any, model: Any, tokeni
     """The task's official metrics of `model` on `language`'s evaluation split (rank 0 computes)."""
     scores = None
     if ctx.dist.is_main:
-        examples = task.eval_examples(task_section, language, ctx.cfg.transfer.split)
-        model.to(ctx.dist.device).eval()
-        with torch.no_grad():
-            predictions = task.predict(model, examples, tokenizer, task_section, ctx.dist.device)
+        examples, predictions = predict(ctx, task, task_section, model, tokenizer, language, predictions_path)
         scores = task.score(examples, predictions, language)
-        if predictions_path is not None:
-            write_file_atomic(predictions_path, lambda tmp: task.write_predictions(predictions, tmp))
     return broadcast_object(scores)
+
+
+def predict(ctx: StageContext, task: Any, task_section: Any, model: Any, tokenizer: Any, language: str,
+            predictions_path: Path | None = None) -> tuple[list[dict], dict[str, Any]]:
+    """`language`'s evaluation examples (`transfer.split`) and `model`'s predictions for them, written to
+    `predictions_path` when given (call on rank 0)."""
+    examples = task.eval_examples(task_section, language, ctx.cfg.transfer.split)
+    model.to(ctx.dist.device).eval()
+    with torch.no_grad():
+        predictions = task.predict(model, examples, tokenizer, task_section, ctx.dist.device)
+    if predictions_path is not None:
+        write_file_atomic(predictions_path, lambda tmp: task.write_predictions(predictions, tmp))
+    return examples, predictions
 
 
 def transfer_language(ctx: StageContext, task_section: Any, finetuned: FinetuneOutputs, language: str,
@@ -109,14 +117,17 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     final embeddings, already scored as `final_score`.
     """
     spent = adapted.cost
-    # the initialiser's cost comes first, then `adapt.big_model_steps`'s, then the (mini-)model's steps (with
-    # `adapt.big_model_every`'s among them: spread evenly, exact at the snapshots that are multiples of it)
-    init, big_model = spent.init_spent, spent.big_model_spent
-    start_flops = init.flops + big_model.flops
-    start_seconds = init.seconds + big_model.seconds
-    flops_per_step = (spent.flops - start_flops) / spent.steps
-    points = [{"step": 0, "adapt_flops": int(init.flops), "adapt_seconds": round(init.seconds, 3),
-               "target_score": initial_score}]
+    # an attempt `adapt.restart` abandoned comes first, then the initialiser's cost, then `adapt.big_model_steps`'s,
+    # then the (mini-)model's steps (with `adapt.big_model_every`'s among them: spread evenly, exact at the snapshots
+    # that are multiples of it), and from its step on, the forward passes of a probe that let the attempt go on
+    init, big_model, restart = spent.init_spent, spent.big_model_spent, spent.restart
+    abandoned_flops, abandoned_seconds = (restart.abandoned_flops, restart.abandoned_seconds) if restart else (0, 0.0)
+    probe_flops, probe_step = (restart.probe_flops, restart.at_step) if restart else (0, 0)
+    start_flops = abandoned_flops + init.flops + big_model.flops
+    start_seconds = abandoned_seconds + init.seconds + big_model.seconds
+    flops_per_step = (spent.flops - start_flops - probe_flops) / spent.steps
+    points = [{"step": 0, "adapt_flops": int(abandoned_flops + init.flops),
+               "adapt_seconds": round(abandoned_seconds + init.seconds, 3), "target_score": initial_score}]
     for step, seconds, path in snapshots(adapted.snapshots, adapted.fingerprint):
         if step == spent.steps:
             score = final_score
@@ -125,7 +136,8 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
             swap_word_embeddings(model, weight)
             score = evaluate(ctx, task, task_section, model, tokenizer, language,
                              snapshot_predictions_path(ctx.stage_dir, step, task))[task.metric_names[0]]
-        points.append({"step": step, "adapt_flops": int(round(start_flops + flops_per_step * step)),
+        probed = probe_flops if step >= probe_step else 0
+        points.append({"step": step, "adapt_flops": int(round(start_flops + flops_per_step * step + probed)),
                        "adapt_seconds": round(start_seconds + seconds, 3), "target_score": score})
     return points
 
