@@ -33,6 +33,16 @@ def test_the_check_fires_only_when_the_big_model_reads_the_embeddings_worse_than
     assert "| full |" not in table
 
 
+def test_a_warning_for_a_language_adapt_restart_restarted_already_does_not_advise_the_same_again():
+    rows = [_row("minijoint", 2.86, 2.52), _row("minipost", 2.86, 2.52), _row("full", 2.40, None)]
+    rows[0]["adapt_restart"] = {"at_step": 120, "source_kappa": 0.02, "restarted": True}
+    rows[1]["adapt_restart"] = {"at_step": 120, "source_kappa": 0.40, "restarted": False}
+    restarted, probed = add_collapse_check(rows, "full")
+    assert "restarted with the big-model steps on the whole adapt micro-batch already" in restarted
+    assert "adapt.big_model_micro_batch_size equal to" not in restarted
+    assert "adapt.big_model_micro_batch_size equal to" in probed
+
+
 def test_the_check_fires_when_the_model_lost_more_than_the_limit_of_the_baselines_source_kappa():
     rows = [_row("minijoint", 2.40, 2.30), _row("minipost", 2.40, 2.30), _row("full", 2.35, None)]
     for row, kappa in zip(rows, (0.50 * (1 - SOURCE_KAPPA_LOST_LIMIT) - 0.01, 0.50 * (1 - SOURCE_KAPPA_LOST_LIMIT) + 0.01,

@@ -21,7 +21,7 @@ REFUSED = {
     "out_of_order": ({"stages": ["pretrain", "adapt", "tokenizer", "finetune", "transfer"]},
                      "stages: stages run in pipeline order (pretrain -> tokenizer -> adapt -> finetune -> transfer); "
                      "write [pretrain, tokenizer, adapt, finetune, transfer]"),
-    "repeated": ({"stages": ["pretrain", "tokenizer", "adapt", "adapt"]},
+    "repeated": ({"stages": ["pretrain", "tokenizer", "adapt", "adapt"], "adapt.restart.at_step": 0},
                  "stages: adapt listed more than once; write [pretrain, tokenizer, adapt]"),
     "no_pretrain": ({"stages": ["tokenizer", "adapt", "finetune", "transfer"]},
                     "stages: strategies minijoint, minipost need stage pretrain (only a strategy that uses a given "
@@ -36,10 +36,6 @@ REFUSED = {
         "adapt.big_model_micro_batch_size: 128 is more than strategy minijoint's adapt micro-batch (64, "
         "adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains on that many of its "
         "step's sequences; give at most 64, or 0 for the whole micro-batch"),
-    "restart_probe_never_reached": (
-        {"adapt.restart.at_step": 400},
-        "adapt.restart.at_step: 400 is not before strategy minijoint's last adapt step (400): the probe would never "
-        "run; give a smaller step, or 0 for no probe"),
     "restart_without_big_model_steps": (
         {"adapt.restart.at_step": 120, "adapt.big_model_steps": 0, "adapt.big_model_every": 0},
         "adapt.restart: the restart runs the big-model steps on the whole micro-batch, and there are none: set "
@@ -173,7 +169,20 @@ def test_a_fine_tune_that_ends_before_its_restart_check_is_warned_about_once_per
                         "of a fine-tune still on its starting loss never runs; give a step under 300, or 0 to turn it "
                         "off"]  # once, though three strategies list the task
     for overrides in (["finetune.train.max_steps=301"], ["finetune.train.max_steps=300", "finetune.restart.at_step=0"],
-                      ["finetune.train.max_steps=300", "stages=[pretrain, tokenizer, adapt]"]):
+                      ["finetune.train.max_steps=300", "stages=[pretrain, tokenizer, adapt]",
+                       "adapt.restart.at_step=0"]):
+        assert check_before_work(RECIPES / "quickstart.yaml", overrides, get_plugins())[1] == [], overrides
+
+
+def test_an_adaptation_that_ends_before_its_basin_probe_is_warned_about_once_per_mini_strategy():
+    from mmadapt.pipeline.checks import check_before_work
+    from mmadapt.plugin_system.manager import get_plugins
+
+    _, warnings = check_before_work(RECIPES / "quickstart.yaml", ["adapt.train.max_steps=120"], get_plugins())
+    assert warnings == [f"adapt.restart.at_step: 120 is not before strategy {name}'s last adapt step (120): its probe "
+                        "of embeddings that missed the big model's basin never runs; give a step under 120, or 0 to "
+                        "turn it off" for name in ("minijoint", "minipost")]  # full adapts over the big model
+    for overrides in (["adapt.train.max_steps=121"], ["adapt.train.max_steps=120", "adapt.restart.at_step=0"]):
         assert check_before_work(RECIPES / "quickstart.yaml", overrides, get_plugins())[1] == [], overrides
 
 

@@ -232,8 +232,7 @@ def interleave_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Pro
                                           "give 2 or more (every Nth step over the big model), or 0 for none")]
     for run in _runs_or_problems(cfg, runs)[0]:  # a recipe that cannot be planned: stage_problems says why
         adapt, micro = run.adapt_cfg.adapt, int(run.adapt_cfg.train.micro_batch_size)
-        mini = run.name in plugins.strategies and getattr(plugins.strategies.get(run.name), "mini_layers_option", None)
-        if mini and int(adapt.big_model_every) and int(adapt.big_model_micro_batch_size) > micro:
+        if _has_mini_model(run, plugins) and int(adapt.big_model_every) and int(adapt.big_model_micro_batch_size) > micro:
             return [("adapt.big_model_micro_batch_size",
                      f"{int(adapt.big_model_micro_batch_size)} is more than strategy {run.name}'s adapt micro-batch "
                      f"({micro}, adapt.train.micro_batch_size): each of adapt.big_model_every's big-model steps trains "
@@ -241,33 +240,32 @@ def interleave_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Pro
     return []
 
 
+def _has_mini_model(run: Any, plugins: Any) -> bool:
+    """Whether `run`'s strategy adapts over a mini-model of its own (it declares `mini_layers_option`)."""
+    return run.name in plugins.strategies and bool(getattr(plugins.strategies.get(run.name), "mini_layers_option",
+                                                           None))
+
+
 def adapt_restart_problems(cfg: Any, plugins: Any, runs: list | None = None) -> Problems:
-    """`adapt.restart` probes a mini strategy's embeddings over a task's fine-tuned model, at a step the adaptation
-    reaches, and starts again with the big-model steps on the whole micro-batch: it needs such steps, a task whose
-    evaluation sets translate one another, and the fine-tune."""
+    """`adapt.restart` probes a mini strategy's embeddings over a task's fine-tuned model and starts again with the
+    big-model steps on the whole micro-batch: it needs such steps, a task whose evaluation sets translate one
+    another, and the fine-tune (a probe past the adaptation's last step is only warned about:
+    `unreached_restart_checks`)."""
     restart = cfg.adapt.restart
-    if not restart.at_step:
-        return []
-    minis = [run for run in _runs_or_problems(cfg, runs)[0] if run.name in plugins.strategies
-             and getattr(plugins.strategies.get(run.name), "mini_layers_option", None)]
-    if not minis or "adapt" not in cfg.stages:
+    probed = [run for run in _runs_or_problems(cfg, runs)[0]
+              if run.whole_batch_attempt is not None and _has_mini_model(run, plugins)]
+    if not probed or "adapt" not in cfg.stages:
         return []
     problems: Problems = []
-    for run in minis:
-        last = int(run.adapt_cfg.train.max_steps)
-        if restart.at_step >= last:
-            problems.append(("adapt.restart.at_step", f"{restart.at_step} is not before strategy {run.name}'s last adapt "
-                                                      f"step ({last}): the probe would never run; give a smaller "
-                                                      "step, or 0 for no probe"))
-            break
     if not (int(cfg.adapt.big_model_steps) or int(cfg.adapt.big_model_every)):
         problems.append(("adapt.restart", "the restart runs the big-model steps on the whole micro-batch, and there "
                                           "are none: set adapt.big_model_steps or adapt.big_model_every, or "
                                           "adapt.restart.at_step: 0"))
     section = probe_task(cfg, plugins)
     if restart.task and section is None:
-        problems.append(("adapt.restart.task", f"{restart.task!r} is not one of tasks: ({', '.join(t.name for t in cfg.tasks)})"))
-    elif section is None or not plugins.tasks.get(section.name).parallel_predictions:
+        names = ", ".join(task.name for task in cfg.tasks)
+        problems.append(("adapt.restart.task", f"{restart.task!r} is not one of tasks: ({names})"))
+    elif cfg.tasks and (section is None or not plugins.tasks.get(section.name).parallel_predictions):
         named = f"task {restart.task!r} does not have" if restart.task else "no task of tasks: has"
         problems.append(("adapt.restart.task", f"{named} evaluation sets that translate one another, example by "
                                                "example (the probe compares each example's answers in the two "
@@ -363,26 +361,33 @@ def check_before_work(recipe: Path, overrides: list[str], plugins: Any,
     cfg = load_recipe(recipe, overrides, plugins)
     plan = build_run_plan(cfg, plugins, str(recipe), data_files=local_files == "error")
     warnings = [f"{where}: {message}" for where, message in layer_count_problems(cfg, plugins)[1]]
-    warnings += shadowed_overrides(cfg, overrides) + unreached_restart_checks(plan)
+    warnings += shadowed_overrides(cfg, overrides) + unreached_restart_checks(plan, plugins)
     if local_files != "error":
         warnings += [f"{where}: {message} here (train needs it)" for where, message in missing_data_files(cfg, plugins)]
     return plan, warnings
 
 
-def unreached_restart_checks(plan: RunPlan) -> list[str]:
-    """One line for each task whose fine-tune ends before `finetune.restart.at_step`: its check of a fine-tune still
-    on its starting loss would never run (the stage leaves it out without a word)."""
-    if "finetune" not in plan.stages and "transfer" not in plan.stages:
-        return []
+def unreached_restart_checks(plan: RunPlan, plugins: Any) -> list[str]:
+    """One line for each task whose fine-tune ends before `finetune.restart.at_step`, and for each strategy with a
+    mini-model whose adaptation ends before `adapt.restart.at_step`: that check would never run (the stage leaves it
+    out without a word)."""
     lines: list[str] = []
     for run in plan.strategies:
         for task, cfg in run.finetune_cfgs.items():
+            if "finetune" not in plan.stages and "transfer" not in plan.stages:
+                break
             at_step, steps = int(cfg.finetune.restart.at_step), int(cfg.train.max_steps)
             line = (f"finetune.restart.at_step: {at_step} is not before task {task}'s last fine-tune step ({steps}): "
                     f"its check of a fine-tune still on its starting loss never runs; give a step under {steps}, or 0 "
                     "to turn it off")
             if at_step and at_step >= steps and line not in lines:
                 lines.append(line)
+        at_step, steps = int(run.adapt_cfg.adapt.restart.at_step), int(run.adapt_cfg.train.max_steps)
+        line = (f"adapt.restart.at_step: {at_step} is not before strategy {run.name}'s last adapt step ({steps}): "
+                f"its probe of embeddings that missed the big model's basin never runs; give a step under {steps}, or "
+                "0 to turn it off")
+        if _has_mini_model(run, plugins) and "adapt" in plan.stages and at_step and at_step >= steps:
+            lines.append(line)
     return lines
 
 

@@ -96,7 +96,7 @@ class StrategyRun:
     #: the whole run's output directory (`run_dir` is this strategy's folder in it, or the same)
     run_root: Path | None = None
     #: the attempt `adapt.restart` starts when the embeddings missed the big model's basin: every big-model step on
-    #: the adapt stage's whole micro-batch (None: `adapt.restart` is off)
+    #: the adapt stage's whole micro-batch (None: `adapt.restart` is off, or probes past the adaptation's last step)
     whole_batch_attempt: AdaptAttempt | None = None
 
 
@@ -157,7 +157,8 @@ def _strategy_run(name: str, cfg: DictConfig, layout: RunLayout, reuse: str | No
                 for task in cfg.tasks}
     return StrategyRun(name, cfg, layout.strategy_dir(name), reuse, init_from, pretrain, adapt,
                        _big_model_steps_cfg(adapt, world), MappingProxyType(finetune), layout.output_dir,
-                       _whole_batch_attempt(adapt, world) if adapt.adapt.restart.at_step else None)
+                       _whole_batch_attempt(adapt, world) if 0 < adapt.adapt.restart.at_step < adapt.train.max_steps
+                       else None)
 
 
 def _big_model_steps_cfg(adapt: DictConfig, world: int) -> DictConfig | None:

@@ -176,10 +176,13 @@ def add_collapse_check(rows: list[dict[str, Any]], baseline: str, limit: float =
         reasons = collapse_reasons(row, limit, lost_limit)
         row["collapse_suspected"] = bool(reasons)
         if reasons:
+            restarted = (row.get("adapt_restart") or {}).get("restarted")
+            advice = ("they were restarted with the big-model steps on the whole adapt micro-batch already "
+                      "(adapt.restart); compare" if restarted else f"{BASIN_ADVICE}, or compare")
             warnings.append(
                 f"warning: {row['strategy']} {row['language']}: {'; and '.join(reasons)}: the embeddings may have "
-                f"landed in a wrong basin and transfer far below the baseline; {BASIN_ADVICE}, or compare with the "
-                f"baseline strategy (report.baseline) on this language")
+                f"landed in a wrong basin and transfer far below the baseline; {advice} with the baseline strategy "
+                f"(report.baseline) on this language")
     return warnings
 
 

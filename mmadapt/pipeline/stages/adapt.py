@@ -75,8 +75,8 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
     if not interleave_every:  # none: as before the key existed, so earlier runs stay complete
         adapt_settings.pop("big_model_every", None)
-    probing = over_mini and bool(cfg.adapt.restart.at_step)
-    if not probing:  # off, or nothing to probe: as before the key existed
+    probing = over_mini and 0 < cfg.adapt.restart.at_step < cfg.train.max_steps
+    if not probing:  # off, past the last step, or nothing to probe: as before the key existed
         adapt_settings.pop("restart", None)
     elif probe is None or whole_batch is None:
         raise MmadaptError(f"adapt/{language}: adapt.restart.at_step is {cfg.adapt.restart.at_step} but no probe or "
