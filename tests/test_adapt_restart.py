@@ -78,6 +78,9 @@ def test_a_probe_that_reads_a_missed_basin_starts_again_with_every_big_model_ste
     stage = probed / "minipost" / "adapt" / "vo"
     assert json.loads((stage / "restarts.json").read_text())["restart"] == restart
     assert (stage / "metrics_attempt_1.jsonl").is_file()  # the missed attempt's training curve, kept
+    report = (probed / "report.md").read_text()
+    assert "## Basin probe (`adapt.restart`)" in report and f"| minipost | xnli | vo | {PROBE_STEP} |" in report
+    assert "| YES | - |" in report  # restarted: the probe's FLOPs are among the abandoned attempt's
 
     # a run stopped after the restart goes on with the second attempt: no second probe, the same embeddings
     (stage / "stage_complete.json").unlink()

@@ -37,6 +37,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def restart_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of `adapt.restart`'s probe per strategy and language."""
+    lines = ["| strategy | task | language | probe step | source kappa | restarted | probe FLOPs | abandoned FLOPs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        probe = row["adapt_restart"]
+        lines.append("| " + " | ".join(_cell(value) for value in (
+            row["strategy"], row["task"], row["language"], probe["at_step"], probe["source_kappa"],
+            "YES" if probe["restarted"] else "no", probe["probe_flops"] or None, probe["abandoned_flops"] or None)) + " |")
+    return "\n".join(lines)
+
+
 def write_report(output_dir: Path, rows: list[dict[str, Any]], baseline: str) -> tuple[Path, Path]:
     """Write report.json and report.md atomically (plus the score-vs-compute PNG); return their paths.
 
@@ -61,6 +73,13 @@ def write_report(output_dir: Path, rows: list[dict[str, Any]], baseline: str) ->
                      "embeddings fit the mini-model but not the big one), and, where the baseline ran, the share of "
                      "target inputs on which the strategy predicts what the baseline predicts.\n\n"
                      + collapse_table(rows) + "\n")
+    probed = [row for row in rows if row.get("adapt_restart")]
+    if probed:
+        markdown += ("\n## Basin probe (`adapt.restart`)\n\nEach mini strategy's embeddings, part-way, swapped into the "
+                     "fine-tuned model: Cohen's kappa of its answers to the target test inputs against its answers to "
+                     "their source versions (no target labels). Under the limit the language started again with every "
+                     "big-model step on the whole adapt micro-batch; the abandoned attempt's FLOPs count in its "
+                     "adapt compute.\n\n" + restart_table(probed) + "\n")
     paths = []
     for name, text in ((REPORT_JSON, json.dumps({"rows": rows, "compute_to_reach": reach}, indent=1)),
                        (REPORT_MD, markdown)):

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.errors import MmadaptError
+from mmadapt.files.atomic import write_text_atomic
 from mmadapt.files.digests import stage_fingerprint
 from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
 from mmadapt.model.surgery import (EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, share_vocabulary,
@@ -32,7 +33,6 @@ from mmadapt.model.surgery import (EMBEDDINGS_FILE, freeze_all_but, lm_head_bias
 from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.pipeline.context import StageContext
 from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
-from mmadapt.files.atomic import write_text_atomic
 from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs, BasinRestart
 from mmadapt.pipeline.plan import AdaptAttempt
 from mmadapt.pipeline.stages.basin_probe import ProbeReading, SourceKappaProbe
@@ -118,8 +118,6 @@ class MissedBasin(Exception):
                             abandoned_flops=spent.flops + self.reading.flops,
                             abandoned_seconds=round(spent.seconds + self.reading.seconds, 3),
                             abandoned_tokens=spent.tokens)
-
-
 
 
 def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,
