@@ -84,7 +84,7 @@ def collect(reports: dict[int, Path], variants: list[str]) -> dict[tuple[str, st
                 # judged again by the current rule, so reports written under an earlier one compare alike
                 "basin_gap": row.get("basin_gap"),
                 "flagged": None if "basin_gap" not in row else bool(collapse_reasons(row)),
-                "source_kappa_lost": row.get("source_kappa_lost")})
+                "source_kappa_lost": row.get("source_kappa_lost"), "probe": row.get("adapt_restart")})
     return table
 
 
@@ -148,7 +148,8 @@ def summarise(table: dict[tuple[str, str], list[dict]]) -> list[str]:
 def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
     """One line per (variant, seed): the baseline's target score, then per mini strategy its gap to it
     (points), compute ratio (`-`: never reached 95%) and collapse check (basin gap / share of the baseline's source
-    kappa it lost, `FLAGGED` when it fired)."""
+    kappa it lost, `FLAGGED` when it fired), and `RESTARTED` with the probe's kappa where `adapt.restart` restarted
+    the language."""
     minis = sorted({strategy for strategy, _ in table} - {BASELINE})
     print(f"\n{'variant':<14} {'seed':>4} {'source':>6} {BASELINE:>6}  " + "  ".join(f"{m:<32}" for m in minis))
     cells = {(variant, r["seed"]): {} for (_, variant), records in table.items() for r in records}
@@ -168,7 +169,9 @@ def print_cells(table: dict[tuple[str, str], list[dict]]) -> None:
             lost = r["source_kappa_lost"]
             check = ("-" if r["basin_gap"] is None else f"{r['basin_gap']:.3f}") + \
                 ("" if lost is None else f"/{lost:.2f}") + (" FLAGGED" if r["flagged"] else "")
-            parts.append(f"{gap + ', ' + compute + ', ' + check:<32}")
+            probe = r["probe"] or {}
+            restarted = f" RESTARTED (kappa {probe['source_kappa']:.2f})" if probe.get("restarted") else ""
+            parts.append(f"{gap + ', ' + compute + ', ' + check + restarted:<32}")
         source = next(iter(by_strategy.values()))["source"]
         print(f"{variant:<14} {seed:>4} {source:>6.3f} {_fmt(base['target'] if base else None):>6}  " + "  ".join(parts))
 
