@@ -63,16 +63,24 @@ class SourceKappaProbe:
                       self.ctx.cfg.transfer.split, self.ctx.cfg.transfer.source_language)
 
     def read(self, weight: torch.Tensor, bias: torch.Tensor | None, stage_dir: Path) -> ProbeReading:
-        """The reading of these embeddings; their predictions go to `stage_dir` (`PROBE_PREDICTIONS`)."""
-        reading = None
+        """The reading of these embeddings; their predictions go to `stage_dir` (`PROBE_PREDICTIONS`). Every rank
+        gets it, or the same MmadaptError."""
+        reading, problem = None, None
         if self.ctx.dist.is_main:
             started = time.perf_counter()
-            with preserved_rng():
-                reading = self._read(weight, bias, stage_dir)
-            reading = ProbeReading(reading[0], reading[1], round(time.perf_counter() - started, 3))
-        return broadcast_object(reading)
+            try:
+                with preserved_rng():
+                    kappa, flops = self._read(weight, bias, stage_dir)
+                reading = ProbeReading(kappa, flops, round(time.perf_counter() - started, 3))
+            except MmadaptError as exc:
+                problem = str(exc)
+        reading, problem = broadcast_object((reading, problem))
+        if problem:
+            raise MmadaptError(problem)
+        return reading
 
     def _read(self, weight: torch.Tensor, bias: torch.Tensor | None, stage_dir: Path) -> tuple[float | None, int]:
+        """(`source_kappa` or None, the forward passes' FLOPs), on this rank."""
         family = model_family(self.ctx)
         model = self.task.build_model(family, str(self.finetuned.model))
         swap_vocabulary(model, weight, bias)
