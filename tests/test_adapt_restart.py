@@ -45,12 +45,12 @@ def test_a_probe_that_reads_a_transferring_language_lets_the_adaptation_go_on_as
     assert restart["at_step"] == PROBE_STEP and not restart["restarted"] and restart["source_kappa"] is not None
     assert restart["probe_flops"] > 0 and restart["abandoned_flops"] == 0
     # the probe leaves the training's random draws alone: the same embeddings, bit for bit, and the same curve of
-    # scores; its forward passes count in the adapt compute from its step on
+    # scores; its forward passes count in the adapt compute after its step
     assert _same(_embeddings(tmp_path), _embeddings(base_dir))
     assert [p["target_score"] for p in row["curve"]] == [p["target_score"] for p in base["curve"]]
     assert row["adapt_flops"] == base["adapt_flops"] + restart["probe_flops"]
     for point, before in zip(row["curve"], base["curve"]):
-        added = restart["probe_flops"] if point["step"] >= PROBE_STEP else 0
+        added = restart["probe_flops"] if point["step"] > PROBE_STEP else 0  # the snapshot at its step comes first
         assert point["adapt_flops"] == pytest.approx(before["adapt_flops"] + added, abs=1)
     assert (tmp_path / "minipost" / "adapt" / "vo" / "restart_probe_predictions.jsonl").is_file()
     # full adapts over the big model: nothing to probe, and its fingerprint is as without the key

@@ -86,7 +86,12 @@ class SourceKappaProbe:
         swap_vocabulary(model, weight, bias)
         tokenizer = family.load_tokenizer(str(self.tokenizer_dir))
         path = Path(stage_dir) / f"{PROBE_PREDICTIONS}.{self.task.predictions_suffix}"
-        examples, _ = predict(self.ctx, self.task, self.task_section, model, tokenizer, self.language, path)
+        tokens = _TokenCount()
+        hook = model.register_forward_pre_hook(tokens, with_kwargs=True)
+        try:
+            predict(self.ctx, self.task, self.task_section, model, tokenizer, self.language, path)
+        finally:
+            hook.remove()
         source = self.task.read_predictions(source_predictions_path(self.finetuned, self.task))
         measured = source_kappa(self.task.read_predictions(path), source)
         if measured is None:
@@ -96,7 +101,18 @@ class SourceKappaProbe:
                                "adapt.restart.at_step: 0)")
         length = self.task.option_value(self.task_section, self.task.sequence_length_option)
         length = int(length) if isinstance(length, int) else int(self.ctx.cfg.data.block_size)
-        # forward passes counted at the task's sequence length an example, an MLM head in place of the task's: at most
-        flops = len(examples) * length * config_forward_flops_per_token(
-            model.config, model.config.num_hidden_layers, length)
+        # the tokens the model's forward passes read, padding included; per token an MLM head in place of the task's
+        # and attention over the task's whole sequence length: at most what they cost
+        flops = tokens.count * config_forward_flops_per_token(model.config, model.config.num_hidden_layers, length)
         return measured.get("source_kappa"), int(flops)
+
+
+class _TokenCount:
+    """A forward pre-hook counting the input tokens (padding included) of every forward pass of a model."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.count += int(ids.numel()) if ids is not None else 0

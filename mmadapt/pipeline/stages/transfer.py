@@ -119,7 +119,7 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
     spent = adapted.cost
     # an attempt `adapt.restart` abandoned comes first, then the initialiser's cost, then `adapt.big_model_steps`'s,
     # then the (mini-)model's steps (with `adapt.big_model_every`'s among them: spread evenly, exact at the snapshots
-    # that are multiples of it), and from its step on, the forward passes of a probe that let the attempt go on
+    # that are multiples of it), and after its step, the forward passes of a probe that let the attempt go on
     init, big_model, restart = spent.init_spent, spent.big_model_spent, spent.restart
     abandoned_flops, abandoned_seconds = (restart.abandoned_flops, restart.abandoned_seconds) if restart else (0, 0.0)
     probe_flops, probe_step = (restart.probe_flops, restart.at_step) if restart else (0, 0)
@@ -136,7 +136,7 @@ def _score_curve(ctx: StageContext, task: Any, task_section: Any, model: Any, to
             swap_word_embeddings(model, weight)
             score = evaluate(ctx, task, task_section, model, tokenizer, language,
                              snapshot_predictions_path(ctx.stage_dir, step, task))[task.metric_names[0]]
-        probed = probe_flops if step >= probe_step else 0
+        probed = probe_flops if step > probe_step else 0  # the snapshot of its step is saved before it runs
         points.append({"step": step, "adapt_flops": int(round(start_flops + flops_per_step * step + probed)),
                        "adapt_seconds": round(start_seconds + seconds, 3), "target_score": score})
     return points
