@@ -229,3 +229,12 @@ def test_a_rank_zero_only_unit_is_refused_the_same_way(tmp_path):
     with pytest.raises(FinishedStageChanged, match="tokenizer.vocab_size: 400 -> 300"):
         run_stage(changed)
     assert calls == []
+
+
+def test_an_input_a_stage_reads_now_or_no_longer_is_named_so_not_as_changed_content():
+    from mmadapt.pipeline.lifecycle import settings_diff
+
+    assert settings_diff({"seed": 1}, {"seed": 1, "restart_probe": "f" * 64}) == [
+        "restart_probe: <unset> -> set (an input the stage now reads)"]
+    assert settings_diff({"corpus": ["file:" + "a" * 64]}, {}) == [
+        "corpus: set -> <unset> (an input the stage no longer reads)"]

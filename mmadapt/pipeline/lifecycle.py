@@ -260,7 +260,9 @@ def settings_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") ->
         if isinstance(before, dict) and isinstance(after, dict):
             lines += settings_diff(before, after, f"{dotted}.")
         elif _DIGEST.search(json.dumps(before, default=str)) or _DIGEST.search(json.dumps(after, default=str)):
-            lines.append(f"{dotted}: content changed (a data file edited in place, or an earlier stage re-run)")
+            lines.append(f"{dotted}: " + ("<unset> -> set (an input the stage now reads)" if key not in old else
+                                          "set -> <unset> (an input the stage no longer reads)" if key not in new else
+                                          "content changed (a data file edited in place, or an earlier stage re-run)"))
         else:
             lines.append(f"{dotted}: {json.dumps(before, default=str)} -> {json.dumps(after, default=str)}")
     return lines
