@@ -178,11 +178,11 @@ def test_an_adaptation_that_ends_before_its_basin_probe_is_warned_about_once_per
     from mmadapt.pipeline.checks import check_before_work
     from mmadapt.plugin_system.manager import get_plugins
 
-    _, warnings = check_before_work(RECIPES / "quickstart.yaml", ["adapt.train.max_steps=120"], get_plugins())
-    assert warnings == [f"adapt.restart.at_step: 120 is not before strategy {name}'s last adapt step (120): its probe "
-                        "of embeddings that missed the big model's basin never runs; give a step under 120, or 0 to "
+    _, warnings = check_before_work(RECIPES / "quickstart.yaml", ["adapt.train.max_steps=200"], get_plugins())
+    assert warnings == [f"adapt.restart.at_step: 200 is not before strategy {name}'s last adapt step (200): its probe "
+                        "of embeddings that missed the big model's basin never runs; give a step under 200, or 0 to "
                         "turn it off" for name in ("minijoint", "minipost")]  # full adapts over the big model
-    for overrides in (["adapt.train.max_steps=121"], ["adapt.train.max_steps=120", "adapt.restart.at_step=0"]):
+    for overrides in (["adapt.train.max_steps=201"], ["adapt.train.max_steps=200", "adapt.restart.at_step=0"]):
         assert check_before_work(RECIPES / "quickstart.yaml", overrides, get_plugins())[1] == [], overrides
 
 
