@@ -90,7 +90,8 @@ def test_a_mini_strategys_adapt_steps_over_the_big_model_enter_its_predicted_ada
         pytest.approx(stage, abs=0.005)
     assert _ratio(text, "minijoint") == pytest.approx(full / mini, abs=0.005)  # per step, as before
     assert "adapt, big model" not in text.split("strategy full:")[1].split("\nstrategy ")[0]
-    plain = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=0", "adapt.big_model_every=0")
+    plain = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=0", "adapt.big_model_every=0",
+                     "adapt.restart.at_step=0")
     assert "adapt, big model" not in plain and "adapt stage ratio" not in plain
     # without interleaving, the first steps read batches of their own: more sequences than the adapt micro-batch too
     wide = _compute(RECIPES / "quickstart.yaml", "adapt.big_model_steps=50", "adapt.big_model_every=0",
