@@ -75,12 +75,13 @@ def adapt_language(ctx: StageContext, language: str, model_dir: Path, tokenizer_
         adapt_settings.update(big_model_steps=0, big_model_micro_batch_size=0)
     if not interleave_every:  # none: as before the key existed, so earlier runs stay complete
         adapt_settings.pop("big_model_every", None)
-    probing = over_mini and 0 < cfg.adapt.restart.at_step < cfg.train.max_steps
+    # the run plan decided whether `adapt.restart` applies (on, and before the last step): it planned `whole_batch`
+    probing = over_mini and whole_batch is not None
     if not probing:  # off, past the last step, or nothing to probe: as before the key existed
         adapt_settings.pop("restart", None)
-    elif probe is None or whole_batch is None:
-        raise MmadaptError(f"adapt/{language}: adapt.restart.at_step is {cfg.adapt.restart.at_step} but no probe or "
-                           "restart attempt was planned (mmadapt.pipeline.runner)")
+    elif probe is None:
+        raise MmadaptError(f"adapt/{language}: adapt.restart.at_step is {cfg.adapt.restart.at_step} but no probe was "
+                           "given (mmadapt.pipeline.runner)")
 
     def fingerprint() -> str:
         return stage_fingerprint(
