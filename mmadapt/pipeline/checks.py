@@ -372,10 +372,9 @@ def unreached_restart_checks(plan: RunPlan, plugins: Any) -> list[str]:
     mini-model whose adaptation ends before `adapt.restart.at_step`: that check would never run (the stage leaves it
     out without a word)."""
     lines: list[str] = []
+    fine_tunes = "finetune" in plan.stages or "transfer" in plan.stages
     for run in plan.strategies:
-        for task, cfg in run.finetune_cfgs.items():
-            if "finetune" not in plan.stages and "transfer" not in plan.stages:
-                break
+        for task, cfg in run.finetune_cfgs.items() if fine_tunes else ():
             at_step, steps = int(cfg.finetune.restart.at_step), int(cfg.train.max_steps)
             line = (f"finetune.restart.at_step: {at_step} is not before task {task}'s last fine-tune step ({steps}): "
                     f"its check of a fine-tune still on its starting loss never runs; give a step under {steps}, or 0 "
@@ -383,11 +382,10 @@ def unreached_restart_checks(plan: RunPlan, plugins: Any) -> list[str]:
             if at_step and at_step >= steps and line not in lines:
                 lines.append(line)
         at_step, steps = int(run.adapt_cfg.adapt.restart.at_step), int(run.adapt_cfg.train.max_steps)
-        line = (f"adapt.restart.at_step: {at_step} is not before strategy {run.name}'s last adapt step ({steps}): "
-                f"its probe of embeddings that missed the big model's basin never runs; give a step under {steps}, or "
-                "0 to turn it off")
         if _has_mini_model(run, plugins) and "adapt" in plan.stages and at_step and at_step >= steps:
-            lines.append(line)
+            lines.append(f"adapt.restart.at_step: {at_step} is not before strategy {run.name}'s last adapt step "
+                         f"({steps}): its probe of embeddings that missed the big model's basin never runs; give a step "
+                         f"under {steps}, or 0 to turn it off")
     return lines
 
 

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -297,3 +298,30 @@ def stage_lock(ctx: StageContext, collective: bool = True) -> ContextManager[Non
     rank learns whether it got it). A second live run writing the same stage is refused; a lock
     left by a process that died is taken over (mmadapt.files.locks)."""
     return held_lock(Path(ctx.stage_dir) / STAGE_LOCK, ctx.dist, collective, str(ctx.stage_dir))
+
+
+def recorded_restarts(ctx: StageContext) -> dict[str, Any] | None:
+    """What an interrupted run of these settings recorded of its restarts (`RESTART_RECORD` in the stage's
+    directory; None for a fresh stage, or a record of other settings)."""
+    path = ctx.stage_dir / RESTART_RECORD
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return recorded if recorded.get("fingerprint") == ctx.fingerprint else None
+
+
+def start_attempt_over(ctx: StageContext, attempt: int, record: dict[str, Any], dropped: tuple[str, ...] = ()) -> None:
+    """Give up a training attempt: drop its checkpoints (and the `dropped` directories of the stage), keep its training
+    curve as `<STUCK_CURVE_PREFIX><attempt>.jsonl`, and record `record` with the stage's fingerprint in
+    `RESTART_RECORD`, for `recorded_restarts`; every rank waits for it."""
+    if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the given-up attempt again, never
+        # resumes the next one from the given-up one's checkpoints
+        for directory in (CHECKPOINTS, *dropped):
+            shutil.rmtree(ctx.stage_dir / directory, ignore_errors=True)
+        curve = ctx.stage_dir / METRICS_FILE
+        if curve.is_file():
+            curve.replace(ctx.stage_dir / f"{STUCK_CURVE_PREFIX}{attempt}.jsonl")
+        write_text_atomic(ctx.stage_dir / RESTART_RECORD,
+                          json.dumps({"fingerprint": ctx.fingerprint, **record}, indent=1))
+    barrier()
+    gc.collect()

@@ -13,9 +13,6 @@ they fit, for `mmadapt swap`.
 """
 from __future__ import annotations
 
-import gc
-import json
-import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -25,25 +22,20 @@ from omegaconf import OmegaConf
 
 from mmadapt.data.mlm import MaskedBlocks, MaskingSpec, build_blocks
 from mmadapt.errors import MmadaptError
-from mmadapt.files.atomic import write_text_atomic
 from mmadapt.files.digests import stage_fingerprint
 from mmadapt.model.packs import PACK_DIR, describe_body, pack_manifest, write_pack
 from mmadapt.model.surgery import (EMBEDDINGS_FILE, freeze_all_but, lm_head_bias, save_embeddings, share_vocabulary,
                                    swap_word_embeddings)
 from mmadapt.pipeline.building_blocks import cache_dir, model_family, source_fingerprints, text_sources
 from mmadapt.pipeline.context import StageContext
-from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage
+from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, recorded_restarts, run_stage, start_attempt_over
 from mmadapt.pipeline.outputs import AdaptCost, AdaptOutputs, BasinRestart
 from mmadapt.pipeline.plan import AdaptAttempt
 from mmadapt.pipeline.stages.basin_probe import ProbeReading, SourceKappaProbe
 from mmadapt.pipeline.stages.initialisation import init_data_fingerprints, initial_embeddings
 from mmadapt.pipeline.stages.snapshots import SNAPSHOT_DIR, snapshot_saver, trained_embeddings
-from mmadapt.training.checkpoint import CHECKPOINTS
-from mmadapt.training.distributed import barrier
 from mmadapt.training.flops import adapt_flops_per_token
-from mmadapt.training.metrics import METRICS_FILE
 from mmadapt.training.objectives import InterleavedMaskedLMObjective, MaskedLMObjective, mlm_head_name
-from mmadapt.training.plateau import RESTART_RECORD, STUCK_CURVE_PREFIX
 from mmadapt.training.trainer import Trainer, seed_everything
 
 INITIAL_EMBEDDINGS_FILE = "embeddings_init.safetensors"
@@ -141,11 +133,8 @@ def _adapt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Pat
 
 def _recorded_restart(ctx: StageContext) -> BasinRestart | None:
     """The restart an interrupted run of these settings made already (None for a fresh stage)."""
-    path = ctx.stage_dir / RESTART_RECORD
-    if not path.is_file():
-        return None
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    return BasinRestart(**recorded["restart"]) if recorded.get("fingerprint") == ctx.fingerprint else None
+    recorded = recorded_restarts(ctx)
+    return BasinRestart(**recorded["restart"]) if recorded else None
 
 
 def _start_over(ctx: StageContext, language: str, restart: BasinRestart) -> None:
@@ -156,17 +145,7 @@ def _start_over(ctx: StageContext, language: str, restart: BasinRestart) -> None
             f"under adapt.restart.min_source_kappa {limit}: the embeddings missed the big model's basin; starting "
             f"again from the initial embeddings with every big-model step on the whole micro-batch of "
             f"{ctx.cfg.train.micro_batch_size} (the missed attempt's compute counted)")
-    if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the missed attempt again, never
-        # resumes the next one from the missed one's checkpoints
-        for directory in (CHECKPOINTS, BIG_MODEL_STEPS_DIR, SNAPSHOT_DIR):
-            shutil.rmtree(ctx.stage_dir / directory, ignore_errors=True)
-        curve = ctx.stage_dir / METRICS_FILE
-        if curve.is_file():
-            curve.replace(ctx.stage_dir / f"{STUCK_CURVE_PREFIX}1.jsonl")
-        write_text_atomic(ctx.stage_dir / RESTART_RECORD,
-                          json.dumps({"fingerprint": ctx.fingerprint, "restart": asdict(restart)}, indent=1))
-    barrier()
-    gc.collect()
+    start_attempt_over(ctx, 1, {"restart": asdict(restart)}, (BIG_MODEL_STEPS_DIR, SNAPSHOT_DIR))
 
 
 def _attempt(ctx: StageContext, language: str, model_dir: Path, tokenizer_dir: Path, big_dir: Path | None,

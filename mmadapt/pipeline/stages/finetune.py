@@ -7,28 +7,22 @@ model directory also holds `mmadapt_body.json`, naming the pretrained body it st
 """
 from __future__ import annotations
 
-import gc
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from mmadapt.data.features import FeatureDataset
-from mmadapt.files.atomic import write_text_atomic
 from mmadapt.files.digests import stage_fingerprint
 from mmadapt.model.export import save_pretrained_atomic
 from mmadapt.model.packs import BODY_RECORD, body_record_text, describe_body
 from mmadapt.pipeline.building_blocks import model_family
 from mmadapt.pipeline.context import StageContext
-from mmadapt.pipeline.lifecycle import StageUnit, outcome_settings, run_stage, task_data_digests, task_settings
+from mmadapt.pipeline.lifecycle import (StageUnit, outcome_settings, recorded_restarts, run_stage, start_attempt_over,
+                                        task_data_digests, task_settings)
 from mmadapt.pipeline.outputs import FinetuneOutputs
-from mmadapt.training.checkpoint import CHECKPOINTS
-from mmadapt.training.distributed import barrier
 from mmadapt.training.engine import trainable_parameters
 from mmadapt.training.flops import finetune_flops_per_token
-from mmadapt.training.metrics import METRICS_FILE
 from mmadapt.training.objectives import SupervisedObjective
-from mmadapt.training.plateau import RESTART_RECORD, STUCK_CURVE_PREFIX, PlateauWatch, StuckOnPlateau
+from mmadapt.training.plateau import PlateauWatch, StuckOnPlateau
 from mmadapt.training.trainer import Trainer, seed_everything
 
 
@@ -123,11 +117,7 @@ def _plateau_watch(ctx: StageContext, restarts: int) -> PlateauWatch | None:
 
 def _recorded_restarts(ctx: StageContext) -> list[dict]:
     """The restarts an interrupted run of these settings made already (none for a fresh stage)."""
-    path = ctx.stage_dir / RESTART_RECORD
-    if not path.is_file():
-        return []
-    recorded = json.loads(path.read_text(encoding="utf-8"))
-    return list(recorded["restarts"]) if recorded.get("fingerprint") == ctx.fingerprint else []
+    return list((recorded_restarts(ctx) or {}).get("restarts", []))
 
 
 def _start_over(ctx: StageContext, restarts: list[dict], stuck: StuckOnPlateau) -> None:
@@ -135,13 +125,4 @@ def _start_over(ctx: StageContext, restarts: list[dict], stuck: StuckOnPlateau) 
     ctx.log(f"{ctx.label}: {stuck}: the fine-tune has not left the loss it started at; starting again from the "
             f"pretrained model with seed {_attempt_seed(ctx, len(restarts))} (restart "
             f"{len(restarts)} of at most {ctx.cfg.finetune.restart.max_restarts})")
-    if ctx.dist.is_main:  # checkpoints first: a run stopped in between starts the stuck attempt again, never
-        # resumes the next one from the stuck one's checkpoint
-        shutil.rmtree(ctx.stage_dir / CHECKPOINTS, ignore_errors=True)
-        curve = ctx.stage_dir / METRICS_FILE
-        if curve.is_file():
-            curve.replace(ctx.stage_dir / f"{STUCK_CURVE_PREFIX}{len(restarts)}.jsonl")
-        write_text_atomic(ctx.stage_dir / RESTART_RECORD,
-                          json.dumps({"fingerprint": ctx.fingerprint, "restarts": restarts}, indent=1))
-    barrier()
-    gc.collect()
+    start_attempt_over(ctx, len(restarts), {"restarts": restarts})
