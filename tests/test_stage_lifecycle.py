@@ -238,3 +238,25 @@ def test_an_input_a_stage_reads_now_or_no_longer_is_named_so_not_as_changed_cont
         "restart_probe: <unset> -> set (an input the stage now reads)"]
     assert settings_diff({"corpus": ["file:" + "a" * 64]}, {}) == [
         "corpus: set -> <unset> (an input the stage no longer reads)"]
+
+
+def test_a_finished_unit_whose_output_is_gone_is_refused_naming_the_stage_and_the_output_then_rerun_remakes_it(
+        tmp_path):
+    from mmadapt.pipeline.lifecycle import FinishedStageChanged, FinishedStageOutputsMissing
+
+    run_stage(_unit(tmp_path)[0])
+    marker = (tmp_path / "stage" / STAGE_DONE).read_text()
+    (tmp_path / "stage" / "out.txt").unlink()  # e.g. a model directory deleted to free disk
+    unit, calls = _unit(tmp_path)
+    with pytest.raises(FinishedStageOutputsMissing) as refused:
+        run_stage(unit)
+    assert isinstance(refused.value, FinishedStageChanged)  # rank-0-only units stop every rank with it too
+    assert str(refused.value).splitlines() == [
+        f"adapt/xx finished in {tmp_path / 'stage'}, but outputs it wrote are gone; pass --rerun (or set rerun: true) "
+        "to run it again, or put them back",
+        f"  out: {tmp_path / 'stage' / 'out.txt'} is gone (deleted or moved since the stage finished)"]
+    assert calls == [] and (tmp_path / "stage" / STAGE_DONE).read_text() == marker
+    again, calls = _unit(tmp_path, rerun=True)
+    assert not run_stage(again).skipped and calls == ["f1"]
+    assert (tmp_path / "stage" / "out.txt").read_text() == "f1"
+    assert run_stage(_unit(tmp_path)[0]).skipped

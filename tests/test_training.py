@@ -234,6 +234,26 @@ def test_a_stage_rerun_with_other_settings_never_resumes_from_the_old_checkpoint
     assert len(second) == 8 and second[0] == pytest.approx(first[0], abs=1e-6) and second[-1] != first[-1]
 
 
+def test_a_finished_stage_whose_model_was_deleted_is_refused_by_name_before_any_work_and_rerun_remakes_it(
+        tiny_corpus, tmp_path):
+    import shutil
+
+    from mmadapt.pipeline.lifecycle import FinishedStageOutputsMissing
+
+    out = tmp_path / "run"
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out))
+    shutil.rmtree(out / "pretrain" / "big")
+    rows = len(losses(out))
+    with pytest.raises(FinishedStageOutputsMissing) as refused:
+        run_in_process(TINY, tiny_overrides(tiny_corpus, out))
+    lines = str(refused.value).splitlines()
+    assert lines[0].startswith(f"pretrain finished in {out / 'pretrain'}, but outputs it wrote are gone; pass --rerun")
+    assert lines[1:] == [f"  big: {out / 'pretrain' / 'big'} is gone (deleted or moved since the stage finished)"]
+    assert len(losses(out)) == rows  # nothing trained
+    run_in_process(TINY, tiny_overrides(tiny_corpus, out, "rerun=true"))
+    assert (out / "pretrain" / "big" / "model.safetensors").is_file() and len(losses(out)) == rows
+
+
 def test_changing_a_finished_stages_steps_is_refused_before_any_work_and_keeps_the_finished_model(tiny_corpus,
                                                                                                  tmp_path):
     from mmadapt.pipeline.lifecycle import FinishedStageChanged

@@ -188,10 +188,13 @@ def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
     doing(f"{unit.name} (checking its inputs, preparing its data and model, or writing its outputs)")
     fingerprint = unit.fingerprint()
     done = completed(ctx.stage_dir, fingerprint)
-    if done:
+    gone = missing_outputs(done) if done else []
+    if done and not gone:
         ctx.log(f"{unit.name}: already complete in {ctx.stage_dir} (same settings); skipping")
         return unit.outputs.from_record(done)
-    replaced = changed_settings(ctx.stage_dir, fingerprint)
+    if gone and not ctx.cfg.get("rerun"):
+        raise FinishedStageOutputsMissing(unit.name, ctx.stage_dir, gone)
+    replaced = gone or changed_settings(ctx.stage_dir, fingerprint)
     if replaced is not None and not ctx.cfg.get("rerun"):
         raise FinishedStageChanged(unit.name, ctx.stage_dir, replaced)
     with stage_lock(ctx, collective):
@@ -231,6 +234,22 @@ class FinishedStageChanged(MmadaptError):
         lines = [f"{name} finished in {stage_dir} with other settings, and re-running it would replace its outputs; "
                  "pass --rerun (or set rerun: true) to re-run it, or give another output_dir"]
         super().__init__("\n".join(lines + [f"  {change}" for change in changes]))
+
+
+def missing_outputs(record: StageRecord) -> list[str]:
+    """`key: path is gone` for each output a finished unit's record names that is no longer there."""
+    return [f"{key}: {path} is gone (deleted or moved since the stage finished)"
+            for key, path in record.outputs.items() if not os.path.exists(path)]
+
+
+class FinishedStageOutputsMissing(FinishedStageChanged):
+    """A finished stage unit (same settings) whose outputs are no longer there: the units after it would fail on
+    them; running it again replaces what is left of them."""
+
+    def __init__(self, name: str, stage_dir: Path, gone: list[str]):
+        lines = [f"{name} finished in {stage_dir}, but outputs it wrote are gone; pass --rerun (or set rerun: true) to "
+                 "run it again, or put them back"]
+        MmadaptError.__init__(self, "\n".join(lines + [f"  {line}" for line in gone]))
 
 
 def changed_settings(stage_dir: Path, fingerprint: str) -> list[str] | None:
