@@ -223,7 +223,10 @@ def grid_parser(doc: str, variants: tuple[str, ...], output_dir: Path) -> argpar
 SPLITS = {
     # the clausal family joined dev on 2026-12-07 (docs/benchmarks.md, "Collapse protocol, third pass")
     "dev": {"families": [None, "clausal"], "seeds": [3, 4], "variants": ["vo", "na", "nd", "sov"]},
-    "test": {"families": [None, "clausal"], "seeds": [5, 6, 7], "variants": ["vo", "na", "nd", "sov"]},
+    # seeds never run before `adapt.restart` was frozen (2026-12-07, docs/benchmarks.md "Restarting an adaptation")
+    "test": {"families": [None, "clausal"], "seeds": [16, 17, 18], "variants": ["nd", "vo", "na", "sov"]},
+    # the test split until then; its seed 5 became dev when `adapt.restart` was chosen on its `nd` cells
+    "test_5_7": {"families": [None, "clausal"], "seeds": [5, 6, 7], "variants": ["vo", "na", "nd", "sov"]},
 }
 
 
