@@ -192,11 +192,9 @@ def _lifecycle(unit: StageUnit[Outputs]) -> Outputs:
     if done and not gone:
         ctx.log(f"{unit.name}: already complete in {ctx.stage_dir} (same settings); skipping")
         return unit.outputs.from_record(done)
-    if gone and not ctx.cfg.get("rerun"):
-        raise FinishedStageOutputsMissing(unit.name, ctx.stage_dir, gone)
     replaced = gone or changed_settings(ctx.stage_dir, fingerprint)
     if replaced is not None and not ctx.cfg.get("rerun"):
-        raise FinishedStageChanged(unit.name, ctx.stage_dir, replaced)
+        raise (FinishedStageOutputsMissing if gone else FinishedStageChanged)(unit.name, ctx.stage_dir, replaced)
     with stage_lock(ctx, collective):
         if ctx.dist.is_main:
             invalidate(ctx.stage_dir)
@@ -230,9 +228,12 @@ def completed(stage_dir: Path, fingerprint: str) -> StageRecord | None:
 class FinishedStageChanged(MmadaptError):
     """A finished stage unit would be re-run (its outputs replaced) because its settings changed."""
 
+    #: the message's first line; one line per change follows it
+    HEADLINE = ("{name} finished in {stage_dir} with other settings, and re-running it would replace its outputs; "
+                "pass --rerun (or set rerun: true) to re-run it, or give another output_dir")
+
     def __init__(self, name: str, stage_dir: Path, changes: list[str]):
-        lines = [f"{name} finished in {stage_dir} with other settings, and re-running it would replace its outputs; "
-                 "pass --rerun (or set rerun: true) to re-run it, or give another output_dir"]
+        lines = [self.HEADLINE.format(name=name, stage_dir=stage_dir)]
         super().__init__("\n".join(lines + [f"  {change}" for change in changes]))
 
 
@@ -246,10 +247,8 @@ class FinishedStageOutputsMissing(FinishedStageChanged):
     """A finished stage unit (same settings) whose outputs are no longer there: the units after it would fail on
     them; running it again replaces what is left of them."""
 
-    def __init__(self, name: str, stage_dir: Path, gone: list[str]):
-        lines = [f"{name} finished in {stage_dir}, but outputs it wrote are gone; pass --rerun (or set rerun: true) to "
-                 "run it again, or put them back"]
-        MmadaptError.__init__(self, "\n".join(lines + [f"  {line}" for line in gone]))
+    HEADLINE = ("{name} finished in {stage_dir}, but outputs it wrote are gone; pass --rerun (or set rerun: true) to "
+                "run it again, or put them back")
 
 
 def changed_settings(stage_dir: Path, fingerprint: str) -> list[str] | None:
